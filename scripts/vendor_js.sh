@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Fetch the browser-side JavaScript the built book needs and lay it out in _vendor/,
+# so pages render widgets and maths without any CDN at view time.
+#   widgets/  require.js + the ipywidgets HTML manager (embed-amd.js) and its fonts
+#   mathjax/  MathJax 3 (tex-mml-chtml) with the CHTML woff-v2 fonts
+# Sphinx copies _vendor/ into _build/html/_static/ (html_static_path in _config.yml).
+# Only the npm registry is needed (npm pack); nothing is installed globally.
+set -euo pipefail
+
+HTML_MANAGER=@jupyter-widgets/html-manager@1.0.15
+REQUIREJS=requirejs@2.3.8
+MATHJAX=mathjax@3.2.2
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+dest="$root/_vendor"
+
+command -v npm >/dev/null || { echo "vendor_js.sh: npm is needed (apt-get install -y npm)" >&2; exit 1; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# Download the three tarballs and unpack each into its own folder.
+(cd "$work" && npm pack --silent "$HTML_MANAGER" "$REQUIREJS" "$MATHJAX" >/dev/null)
+for tarball in "$work"/*.tgz; do
+    unpacked="${tarball%.tgz}"
+    mkdir -p "$unpacked"
+    tar -xzf "$tarball" -C "$unpacked"
+done
+
+# Assemble into a staging folder first, then swap it in, so a failed run
+# never leaves a half-filled _vendor/ behind.
+stage="$work/_vendor"
+mkdir -p "$stage/widgets" "$stage/mathjax/output/chtml/fonts"
+
+manager="$work/jupyter-widgets-html-manager-1.0.15/package/dist"
+cp "$manager/embed-amd.js" "$stage/widgets/"
+for ext in woff2 woff ttf eot svg; do
+    cp "$manager"/*."$ext" "$stage/widgets/"
+done
+cp "$work/requirejs-2.3.8/package/require.js" "$stage/widgets/"
+
+mathjax="$work/mathjax-3.2.2/package/es5"
+cp "$mathjax/tex-mml-chtml.js" "$stage/mathjax/"
+cp -r "$mathjax/input" "$mathjax/a11y" "$mathjax/ui" "$stage/mathjax/"
+cp -r "$mathjax/output/chtml/fonts/woff-v2" "$stage/mathjax/output/chtml/fonts/"
+
+touch "$stage/.complete"
+rm -rf "$dest"
+mv "$stage" "$dest"
+echo "vendored browser JS into $dest ($(du -sh "$dest" | cut -f1))"

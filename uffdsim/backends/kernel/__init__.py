@@ -1,0 +1,1 @@
+"""The real-kernel backend: userfaultfd and friends through ctypes (see :mod:`.sys`)."""

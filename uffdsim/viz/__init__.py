@@ -1,0 +1,1 @@
+"""Pictures of the simulator (matplotlib): address spaces, steps, decision paths, timelines, benchmarks."""
