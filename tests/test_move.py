@@ -332,3 +332,13 @@ def test_pending_remove_event_makes_move_eagain_before_argument_checks() -> None
     assert (info.value.errno, info.value.out) == (E.EAGAIN, -E.EAGAIN)
     assert [msg.type for msg in uffd.read_msgs()] == ["remove"]
     assert not zapper.blocked and uffd.move(dst, src, 2 * P) == 2 * P
+
+
+def test_a_vma_boundary_inside_a_thp_splits_its_pmd() -> None:
+    w = thp_world()
+    w.p.mprotect(w.src, P, "r")                    # VMA split one page into the THP
+    assert not any(v.thp for v in w.p.observe(w.src, 2 * P))
+    assert [v.value for v in w.p.observe(w.src, 2 * P)] == [0x77, 0x77]
+    with pytest.raises(UffdError) as info:
+        w.uffd.move(w.dst, w.src, HPAGE_PMD_SIZE)
+    assert (info.value.errno, info.value.out) == (E.EINVAL, -E.EINVAL)   # the range now spans two VMAs

@@ -16,6 +16,7 @@ from .errors import UffdError, errno_name, errno_value
 from .mm.folio import HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SIZE, Folio
 from .mm.machine import FaultBlocked, Machine, MachineConfig, Segv, Thread
 from .mm.process import PageView, Process
+from .recipes import MoveRangeError, MoveReport, copy_then_dontneed, move_range
 from .trail import Trail
 from .userfaultfd import FEATURES, UffdMsg, UserfaultfdCtx
 
@@ -25,4 +26,5 @@ __all__ = [
     "Machine", "MachineConfig", "Process", "PageView", "Folio", "Thread", "Trail",
     "UffdError", "UserfaultfdCtx", "UffdMsg", "FaultBlocked", "Segv", "FEATURES",
     "errno_name", "errno_value", "PAGE_SIZE", "HPAGE_PMD_SIZE", "HPAGE_PMD_NR",
+    "move_range", "MoveReport", "MoveRangeError", "copy_then_dontneed",
 ]

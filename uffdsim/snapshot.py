@@ -387,17 +387,26 @@ def step_title(step: Any) -> str:
     return f"{step.i}: {step.op} {args}".rstrip()
 
 
-def scenario_steps(scenario: Any, upto: int | None = None, config: Any = None) -> list[StepSnapshots]:
+class StepList(list):  # type: ignore[type-arg]
+    """The executed steps, plus the machine they ran on (``machine``) and the regions' base addresses."""
+
+    machine: Any = None
+    regions: dict[str, int] = {}
+
+
+def scenario_steps(scenario: Any, upto: int | None = None, config: Any = None) -> StepList:
     """Run ``scenario`` on the simulator, snapshotting before and after each step (up to step ``upto``).
 
-    Stops after a step that hangs, as the simulator backend does.
+    Stops after a step that hangs, as the simulator backend does.  The result is a list of
+    :class:`StepSnapshots` whose ``machine`` attribute is the simulated machine afterwards.
     """
     from .backends.sim import SimRun
     from .mm.machine import Machine
 
     run = SimRun(Machine(config))
     sizes = scenario.region_pages()
-    out: list[StepSnapshots] = []
+    out = StepList()
+    out.machine, out.regions = run.machine, run.regions
 
     def regions() -> dict[str, tuple[int, int]]:
         return {n: (base, sizes.get(n, 1)) for n, base in run.regions.items()}
@@ -422,4 +431,4 @@ def iter_labels(snap: Snapshot) -> Iterable[str]:
 
 
 __all__ = ["Snapshot", "ProcSnap", "VmaSnap", "EntrySnap", "FolioSnap", "SwapSnap", "Changes",
-           "StepSnapshots", "snapshot", "diff", "scenario_steps", "step_title", "folio_kind"]
+           "StepSnapshots", "StepList", "snapshot", "diff", "scenario_steps", "step_title", "folio_kind"]

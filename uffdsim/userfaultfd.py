@@ -198,13 +198,29 @@ class UserfaultfdCtx:
         self._ioctl("UFFDIO_UNREGISTER")
         validate_range(start, length)
         end = start + length
+        wake: list[tuple[int, int]] = []
         for vma in self.mm.vmas.isolate(start, end):
             if vma.uffd_ctx is not None and vma.uffd_ctx is not self:
                 self._fail(E.EBUSY, "VMA registered with another userfaultfd", None)
+            if "missing" in vma.uffd_modes:
+                # only a MISSING registration wakes its waiters, so that they do not hang
+                wake.append((vma.start, vma.end - vma.start))
+            if "wp" in vma.uffd_modes:
+                self._clear_wp(vma.start, vma.end)          # userfaultfd_clear_vma()
             vma.uffd_ctx = None
             vma.uffd_modes = frozenset()
         self.mm.vmas.merge_around(start, end)
-        self.wake_userfault(start, length)
+        for range_start, range_len in wake:       # the woken threads fault again once it is done
+            self.wake_userfault(range_start, range_len)
+
+    def _clear_wp(self, start: int, end: int) -> None:
+        """uffd_wp_range(..., false): drop the uffd-wp bits and markers of the range."""
+        pt = self.mm.pt
+        for addr, pte in pt.entries_in(start, end):
+            if isinstance(pte, PresentPte):
+                pte.uffd_wp = False
+            elif isinstance(pte, MarkerPte) and pte.kind == "uffd_wp":
+                pt.set_pte(addr, None)
 
     # -- the range ioctls --------------------------------------------------------------------
     def move(self, dst: int, src: int, length: int, mode: int | Iterable[str] = (),
@@ -262,12 +278,16 @@ class UserfaultfdCtx:
         reader = caller or self.owner
         wp = bool(bits & 2)
 
+        copied: list[int] = []
+
+        def fetch(done: int) -> None:
+            copied.append(read_user_byte(reader, src + done))
+
         def fill(vma: Any, dst_page: int, done: int) -> None:
-            value = read_user_byte(reader, src + done)
-            mfill_atomic_pte_copy(self.machine, self.mm, vma, dst_page, value, wp)
+            mfill_atomic_pte_copy(self.machine, self.mm, vma, dst_page, copied[-1], wp)
 
         try:
-            ret = mfill_atomic(self.machine, self, self.mm, dst, length, wp, fill, "mfill_atomic_pte_copy")
+            ret = mfill_atomic(self.machine, self, self.mm, dst, length, wp, fill, "mfill_atomic_pte_copy", fetch)
         except Segv:
             ret = -E.EFAULT
             self.machine.trail.end("copy_from_user() on src failed -> EFAULT")

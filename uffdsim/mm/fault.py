@@ -25,8 +25,14 @@ def userfaultfd_wp(vma: VMA) -> bool:
 
 
 def handle_userfault(machine: "Machine", vma: VMA, addr: int, write: bool, wp: bool = False) -> None:
-    """handle_userfault(): queue a pagefault message on the VMA's userfaultfd and put the thread to sleep."""
+    """handle_userfault(): queue a pagefault message on the VMA's userfaultfd and put the thread to sleep.
+
+    With UFFD_FEATURE_SIGBUS the fault is not queued: the access gets SIGBUS (reported as EFAULT).
+    """
     page = addr & ~(PAGE_SIZE - 1)
+    if vma.uffd_ctx.has_feature("sigbus"):
+        machine.trail.enter("handle_userfault")
+        raise Segv(addr, "SIGBUS: missing page in a range of a UFFD_FEATURE_SIGBUS userfaultfd")
     vma.uffd_ctx.queue_pagefault(page, write, wp)
     machine.trail.enter("handle_userfault")
     raise FaultBlocked(page, write, wp)
@@ -217,10 +223,20 @@ def do_huge_pmd_wp_page(machine: "Machine", mm: "MM", vma: VMA, addr: int) -> bo
     pmd = mm.pt.pmd(addr)
     assert isinstance(pmd, HugePmd)
     folio = pmd.folio
-    if not folio.huge_zero and folio.anon and not folio.ksm:
-        if folio.exclusive[pmd_subpage(addr)] or (folio.refcount() == 1 and folio.entire_mapcount == 1):
+    base = addr & ~(HPAGE_PMD_SIZE - 1)
+    if folio.huge_zero:
+        if thp_vma_allowable(machine, vma, base):
+            machine.trail.note("do_huge_zero_wp_pmd(): a write to the huge zero page allocates a whole THP")
+            map_new_thp(machine, mm, vma, base)
+            return True
+    elif folio.anon and not folio.ksm:
+        if folio.exclusive[0]:
+            pmd.write = pmd.dirty = True
+            return True
+        if folio.refcount() == 1:
+            machine.trail.note("only reference left: the THP is reused and becomes exclusive again")
             folio.exclusive = [True] * folio.nr
             pmd.write = pmd.dirty = True
             return True
-    split_huge_pmd(machine, mm, vma, addr & ~(HPAGE_PMD_SIZE - 1))
+    split_huge_pmd(machine, mm, vma, base)
     return False

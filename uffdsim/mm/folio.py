@@ -45,8 +45,8 @@ class Folio:
         return self.zero or self.huge_zero
 
     def total_mapcount(self) -> int:
-        """folio_mapcount(): every PTE and PMD that maps any page of the folio."""
-        return sum(self.mapcount) + self.entire_mapcount * (self.nr if self.nr > 1 else 1)
+        """folio_mapcount(): every PTE that maps a page of the folio, and every PMD that maps it whole."""
+        return sum(self.mapcount) + self.entire_mapcount
 
     def page_mapcount(self, i: int) -> int:
         """page_mapcount() of page ``i``: its PTE mappings plus the PMD mappings of the folio."""
@@ -57,7 +57,7 @@ class Folio:
         return self.pincount > 0
 
     def refcount(self) -> int:
-        """folio_ref_count(), derived: mappings + pins + the swap cache's reference."""
+        """folio_ref_count(), derived: one per PTE or PMD mapping, pins, the swap or page cache's reference."""
         held = (self.swap_entry is not None) + self.page_cache
         return self.total_mapcount() + self.pincount + held
 

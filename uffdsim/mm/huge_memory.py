@@ -61,6 +61,15 @@ def split_huge_pmd(machine: "Machine", mm: "MM", vma: VMA, addr: int) -> None:
     mm.pt.pmds[base >> 21] = table
 
 
+def split_huge_pmd_address(machine: "Machine", mm: "MM", addr: int) -> None:
+    """vma_adjust_trans_huge(): a VMA boundary inside a PMD-mapped THP splits the PMD there."""
+    if not huge_pmd_aligned(addr) and isinstance(mm.pt.pmd(addr), HugePmd):
+        vma = mm.vmas.find(addr)
+        assert vma is not None
+        machine.trail.note("VMA split inside a THP: the PMD is split")
+        split_huge_pmd(machine, mm, vma, addr & ~(HPAGE_PMD_SIZE - 1))
+
+
 def split_large_folio(machine: "Machine", mm_list: list["MM"], folio: Folio) -> list[Folio] | None:
     """split_folio(): cut a PTE-mapped large folio into small ones; ``None`` if it cannot be split.
 

@@ -108,7 +108,10 @@ class Machine:
         from .process import Process
         if name in self.processes:
             raise ValueError(f"process {name!r} exists already")
-        proc = Process(self, name, self.next_pid, MM())
+        from .huge_memory import split_huge_pmd_address
+        mm = MM()
+        mm.vmas.on_split = lambda addr: split_huge_pmd_address(self, mm, addr)
+        proc = Process(self, name, self.next_pid, mm)
         self.next_pid += 1
         self.processes[name] = proc
         return proc

@@ -33,8 +33,14 @@ def uffd_mfill_lock(machine: "Machine", mm: "MM", dst_start: int, length: int) -
 
 
 def mfill_atomic(machine: "Machine", ctx: Any, mm: "MM", dst_start: int, length: int, wp: bool,
-                 fill: Callable[[VMA, int, int], None], name: str) -> int:
-    """mfill_atomic(): fill the destination page by page with ``fill``; bytes filled or -errno."""
+                 fill: Callable[[VMA, int, int], None], name: str,
+                 fetch: Callable[[int], None] | None = None) -> int:
+    """mfill_atomic(): fill the destination page by page with ``fill``; bytes filled or -errno.
+
+    ``fetch(done)`` runs first for each page: UFFDIO_COPY reads its source page there
+    (copy_from_user() into the new folio), so the source is faulted in even when the
+    destination then turns out to be populated (EEXIST).
+    """
     trail = machine.trail
     trail.enter("mfill_atomic")
     vma = uffd_mfill_lock(machine, mm, dst_start, length)
@@ -56,6 +62,8 @@ def mfill_atomic(machine: "Machine", ctx: Any, mm: "MM", dst_start: int, length:
             trail.end("destination PMD is a huge PMD -> EEXIST")
             err = -E.EEXIST
             break
+        if fetch is not None:
+            fetch(done)
         if not pte_none_mostly(mm.pt.get_pte(dst)):
             trail.end("destination PTE is not empty -> EEXIST")
             err = -E.EEXIST

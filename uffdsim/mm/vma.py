@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .folio import PAGE_SIZE
 
@@ -84,6 +84,8 @@ class VmaTree:
 
     def __init__(self) -> None:
         self.vmas: list[VMA] = []
+        #: called with the address of every split (vma_adjust_trans_huge() splits a THP there)
+        self.on_split: Callable[[int], None] | None = None
 
     def __iter__(self) -> Iterator[VMA]:
         return iter(list(self.vmas))
@@ -110,6 +112,8 @@ class VmaTree:
     def split(self, vma: VMA, addr: int) -> tuple[VMA, VMA]:
         """split_vma(): cut ``vma`` at ``addr`` into two VMAs with the same attributes."""
         assert vma.start < addr < vma.end
+        if self.on_split is not None:
+            self.on_split(addr)
         tail = replace(vma, start=addr, pgoff=vma.pgoff_of(addr))
         vma.end = addr
         self.insert(tail)

@@ -170,17 +170,18 @@ def frame_order(*snaps: Snapshot, limit: int = MAX_FRAMES) -> list[int]:
 
 
 def layout(snap: Snapshot, frames: Sequence[int], swaps: Sequence[int],
-           changes: Changes | None = None) -> Layout:
+           changes: Changes | None = None, focus: Iterable[tuple[str, str]] = ()) -> Layout:
     out = Layout()
-    apart = _apart(changes)
+    apart = _apart(snap, changes, focus)
     y = 0.0
     for p in snap.processes:
         out.rows.append(("proc", y, p))
         y += ROW
         for v in sorted(p.vmas, key=lambda v: -v.start):
-            out.rows.append(("vma", y, v))
+            slots = group_slots(v.entries, apart=apart.get(p.name, ()))
+            out.rows.append(("vma", y, (p, v, len(slots))))
             y += ROW
-            for slot in group_slots(v.entries, apart=apart.get(p.name, ())):
+            for slot in slots:
                 out.rows.append(("slot", y, (p, v, slot)))
                 y += ROW
             y += 0.35
@@ -201,10 +202,16 @@ def layout(snap: Snapshot, frames: Sequence[int], swaps: Sequence[int],
     return out
 
 
-def _apart(changes: Changes | None) -> dict[str, set[int]]:
+def _apart(snap: Snapshot, changes: Changes | None, focus: Iterable[tuple[str, str]]) -> dict[str, set[int]]:
+    """Per process, the addresses that get a row of their own: changed entries and the step's operands."""
     out: dict[str, set[int]] = {}
     for proc, addr in (changes.entries if changes else ()):
         out.setdefault(proc, set()).add(addr)
+    wanted = set(focus)
+    if wanted:
+        for p, _, e in snap.entries():
+            if (p.name, e.label) in wanted:
+                out.setdefault(p.name, set()).add(e.addr)
     return out
 
 
@@ -215,9 +222,12 @@ def _proc_title(p: ProcSnap) -> str:
 
 
 def draw_panel(ax: Axes, snap: Snapshot, frames: Sequence[int], swaps: Sequence[int],
-               changes: Changes | None = None, side: str = "after", height: float | None = None) -> Layout:
-    """Draw one snapshot on ``ax``.  ``changes`` highlights what differs (solid after, dashed before)."""
-    lay = layout(snap, frames, swaps, changes)
+               changes: Changes | None = None, side: str = "after", height: float | None = None,
+               focus: Iterable[tuple[str, str]] = ()) -> Layout:
+    """Draw one snapshot on ``ax``.  ``changes`` highlights what differs (solid after, dashed before);
+    ``focus`` outlines the entries a step operated on, as (process, label) pairs."""
+    focus = frozenset(focus)
+    lay = layout(snap, frames, swaps, changes, focus)
     h = height or lay.height
     ax.set_xlim(0, 100)
     ax.set_ylim(h, -0.6)
@@ -240,15 +250,12 @@ def draw_panel(ax: Axes, snap: Snapshot, frames: Sequence[int], swaps: Sequence[
             if p.name in ch.processes:
                 t.set_color(S.HIGHLIGHT)
         elif kind == "vma":
-            v = payload
-            assert isinstance(v, VmaSnap)
-            owner = next(pp for pp in snap.processes if v in pp.vmas)
-            n = len(group_slots(v.entries, apart=_apart(changes).get(owner.name, ())))
+            owner, v, n = payload  # type: ignore[misc]
             band = Rectangle((X_LABEL - 0.3, y - 0.45), X_ENTRY_END - X_LABEL + 1.2, (n + 1) * ROW - 0.05,
                              facecolor=S.LIGHT, edgecolor="#999999", linewidth=0.8, zorder=1)
             band.set_gid(f"vma:{owner.name}:{v.label}")
             ax.add_patch(band)
-            ax.text(X_LABEL + 0.3, y, f"{v.label}  {v.start:#x}  ({v.pages} pages)", fontsize=7.5,
+            ax.text(X_LABEL + 0.3, y, f"{v.label}  {v.start:#x}  ({v.pages} page{'s' if v.pages != 1 else ''})", fontsize=7.5,
                     fontweight="bold", va="center", zorder=3)
             ax.text(X_ENTRY_END, y, v.describe(), fontsize=6.5, va="center", ha="right",
                     color="#333333", zorder=3)
@@ -259,7 +266,7 @@ def draw_panel(ax: Axes, snap: Snapshot, frames: Sequence[int], swaps: Sequence[
                 ax.add_patch(hb)
         elif kind == "slot":
             p, v, slot = payload  # type: ignore[misc]
-            _draw_slot(ax, y, p, slot, folios, swap_slots, lay, ch, hl_style)
+            _draw_slot(ax, y, p, slot, folios, swap_slots, lay, ch, hl_style, focus)
         elif kind == "swaphead":
             ax.text(X_FRAME, y, "swap device (slots)", fontsize=8, fontweight="bold", va="center")
 
@@ -291,7 +298,8 @@ def draw_panel(ax: Axes, snap: Snapshot, frames: Sequence[int], swaps: Sequence[
 
 
 def _draw_slot(ax: Axes, y: float, p: ProcSnap, slot: Slot, folios: dict[int, FolioSnap],
-               swap_slots: dict, lay: Layout, ch: Changes, hl_style: dict) -> None:
+               swap_slots: dict, lay: Layout, ch: Changes, hl_style: dict,
+               focus: frozenset[tuple[str, str]] = frozenset()) -> None:
     e = slot.first
     gid = f"{p.name}:{slot.label or e.label + '...'}"
     ax.text(X_ENTRY - 0.8, y, slot.label, fontsize=7, ha="right", va="center", zorder=3,
@@ -331,6 +339,11 @@ def _draw_slot(ax: Axes, y: float, p: ProcSnap, slot: Slot, folios: dict[int, Fo
         hb = Rectangle(box.get_xy(), box.get_width(), box.get_height(), **hl_style)
         hb.set_gid(f"highlight:entry:{gid}")
         ax.add_patch(hb)
+    if (p.name, e.label) in focus:
+        fb = Rectangle((X_ENTRY - 0.6, y - BOX / 2 - 0.09), X_ENTRY_END - X_ENTRY + 1.2, BOX + 0.18,
+                       facecolor="none", edgecolor=S.BLUE, linewidth=1.3, linestyle=(0, (1, 1.5)), zorder=7)
+        fb.set_gid(f"focus:entry:{gid}")
+        ax.add_patch(fb)
 
 
 def _draw_folio(ax: Axes, y: float, pfn: int, f: FolioSnap | None, side: str, changed: bool,
@@ -359,7 +372,7 @@ def _draw_folio(ax: Axes, y: float, pfn: int, f: FolioSnap | None, side: str, ch
         ax.add_patch(hr)
 
 
-def legend_handles(highlight: bool = False) -> list[Patch]:
+def legend_handles(highlight: bool = False, focus: bool = False) -> list[Patch]:
     """The legend: folio kinds, the two hatches, swap slots, THP and (with a step) the highlight."""
     handles = [Patch(facecolor=S.FOLIO_COLOURS[k], edgecolor="#333333", label=S.FOLIO_NAMES[k])
                for k in ("exclusive", "shared", "ksm", "zero", "file", "unmapped")]
@@ -369,6 +382,9 @@ def legend_handles(highlight: bool = False) -> list[Patch]:
                 Patch(facecolor=S.SWAP_COLOUR, edgecolor="#555555", label="swap slot")]
     if highlight:
         handles.append(Patch(facecolor="none", edgecolor=S.HIGHLIGHT, linewidth=2.4, label="changed by the step"))
+    if focus:
+        handles.append(Patch(facecolor="none", edgecolor=S.BLUE, linewidth=1.3, linestyle=(0, (1, 1.5)),
+                             label="operand of the step"))
     return handles
 
 
@@ -376,53 +392,61 @@ def _fig_height(rows: float) -> float:
     return min(18.0, max(3.4, 1.35 + 0.25 * rows))
 
 
-def _finish(fig: Figure, title: str, highlight: bool, height: float) -> None:
+def _finish(fig: Figure, title: str, highlight: bool, height: float, focus: bool = False) -> None:
     legend_in = 0.75
     fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.55 / height, bottom=legend_in / height, wspace=0.04)
     fig.suptitle(title, fontweight="bold")
-    fig.legend(handles=legend_handles(highlight), loc="lower center", ncol=6, frameon=False,
+    fig.legend(handles=legend_handles(highlight, focus), loc="lower center", ncol=6, frameon=False,
                fontsize=7, handlelength=1.6, columnspacing=1.2)
 
 
-def draw_address_space(snap: Snapshot, title: str | None = None, changes: Changes | None = None) -> Figure:
-    """One snapshot as an address-space diagram (page tables, arrows, frames, legend)."""
+def draw_address_space(snap: Snapshot, title: str | None = None, changes: Changes | None = None,
+                       focus: Iterable[tuple[str, str]] = ()) -> Figure:
+    """One snapshot as an address-space diagram (page tables, arrows, frames, legend).
+
+    ``changes`` highlights entries and folios; ``focus`` outlines entries given as (process, label).
+    """
+    focus = frozenset(focus)
     with S.style():
         frames = frame_order(snap)
         swaps = [s.entry for s in snap.swap]
-        lay = layout(snap, frames, swaps, changes)
+        lay = layout(snap, frames, swaps, changes, focus)
         height = _fig_height(lay.height)
         fig = S.new_figure(11.0, height)
         ax = fig.add_subplot(1, 1, 1)
-        draw_panel(ax, snap, frames, swaps, changes, "after", lay.height)
+        draw_panel(ax, snap, frames, swaps, changes, "after", lay.height, focus)
         if snap.caption:
             ax.set_title(snap.caption, fontsize=9, loc="left")
-        _finish(fig, title or "Address space: page tables and frames", changes is not None, height)
+        _finish(fig, title or "Address space: page tables and frames", changes is not None, height, bool(focus))
     return fig
 
 
 def draw_before_after(before: Snapshot, after: Snapshot, title: str | None = None,
-                      changes: Changes | None = None, notes: Iterable[str] = ()) -> Figure:
+                      changes: Changes | None = None, notes: Iterable[str] = (),
+                      focus: Iterable[tuple[str, str]] = (), failed: bool | None = None) -> Figure:
     """Two panels, before and after one step, with what the step changed highlighted in both.
 
-    ``notes`` (for example the step's outcome) are printed under the title.
+    ``notes`` (for example the step's outcome) are printed under the title, in vermillion when
+    ``failed``; ``focus`` outlines the step's operands, as (process, entry label) pairs.
     """
     ch = changes if changes is not None else diff(before, after)
+    focus = frozenset(focus)
     with S.style():
         frames = frame_order(before, after)
         swaps = sorted({s.entry for s in before.swap} | {s.entry for s in after.swap})
-        h = max(layout(before, frames, swaps, ch).height, layout(after, frames, swaps, ch).height)
-        note_lines = [n for n in notes if n]
+        h = max(layout(before, frames, swaps, ch, focus).height, layout(after, frames, swaps, ch, focus).height)
+        note_lines = [n for n in notes if n] + ([] if ch else ["nothing changed"])
         height = _fig_height(h + 1.2 * len(note_lines))
         fig = S.new_figure(16.0, height)
         axes = fig.subplots(1, 2)
         for ax, snap, side in ((axes[0], before, "before"), (axes[1], after, "after")):
-            draw_panel(ax, snap, frames, swaps, ch, side, h)
+            draw_panel(ax, snap, frames, swaps, ch, side, h, focus)
             ax.set_title(S.wrap(snap.caption or side, 90), fontsize=9, loc="left")
             ax.set_gid(f"panel:{side}")
-        _finish(fig, title or "Before and after one step", True, height)
+        _finish(fig, title or "Before and after one step", True, height, bool(focus))
         if note_lines:
             fig.text(0.5, 1 - 0.62 / height, "\n".join(note_lines), ha="center", va="top", fontsize=8.5,
-                     color=S.HIGHLIGHT if any("->" in n and "ok" not in n for n in note_lines) else S.BLACK)
+                     color=S.ERROR if failed else S.BLACK, gid="notes")
             fig.subplots_adjust(top=1 - (0.75 + 0.2 * len(note_lines)) / height)
     return fig
 

@@ -3,8 +3,8 @@
 Per page, from ``/proc/self/pagemap`` (Documentation/admin-guide/mm/pagemap.rst):
 
 * ``state``: ``present`` (bit 63), ``swap`` (bit 62), ``marker`` (bit 62 with the guard-region bit
-  58, or a swap entry of one of the special types at the top of the type space, where the kernel
-  keeps PTE markers), ``zero`` (a present entry for the shared zero page or the huge zero page:
+  58, or a swap entry of one of the special types at the top of the type space: PTE markers are
+  type 31, their offset says which: guard, poison, uffd-wp), ``zero`` (a present entry for the shared zero page or the huge zero page:
   PAGEMAP_SCAN's ``PAGE_IS_PFNZERO``, or ``KPF_ZERO_PAGE`` in /proc/kpageflags), else ``none``;
 * ``frame``: the PFN (bits 0-54; only root sees it, else None);
 * ``value``: the first byte of a present page, read through ``/proc/self/mem`` (no fault: the page
@@ -89,7 +89,8 @@ def observe(addr: int, length: int) -> list[dict[str, Any]]:
             view["mapped_once"] = e.exclusive
         elif e.guard or (e.swapped and e.swap_type >= FIRST_SPECIAL_SWAP_TYPE):
             view["state"] = "marker"
-            view["marker"] = "guard" if e.guard else ("uffd_wp" if e.uffd_wp else "other")
+            view["marker"] = getattr(e, "marker", None) or ("guard" if e.guard else
+                                                             "uffd_wp" if e.uffd_wp else "other")
         elif e.swapped:
             view["state"] = "swap"
         views.append(view)

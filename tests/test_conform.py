@@ -1,0 +1,134 @@
+"""Conformance: the scenario corpus gives the same step results on the simulator and on the
+running kernel.  The corpus run is skipped, with the reason, where the kernel backend is
+unavailable; the report's bookkeeping and the doctor's explanations are checked everywhere.
+"""
+from __future__ import annotations
+
+import errno
+import re
+from pathlib import Path
+
+import pytest
+
+from uffdsim import conform as C
+from uffdsim.backends.kernel.caps import Capabilities, Facility, _why_no_userfaultfd, capabilities
+from uffdsim.backends.kernel.cli import doctor_text
+from uffdsim.backends.sim import SimBackend
+from uffdsim.cli import main
+from uffdsim.errors import UffdError
+from uffdsim.runner import BackendRun
+
+SUMMARY = re.compile(r"^conform: (\d+) scenarios, (\d+) divergences, (\d+) skipped$")
+
+
+@pytest.mark.kernel
+def test_the_corpus_conforms(capsys: pytest.CaptureFixture[str]) -> None:
+    why = capabilities().missing([])
+    if why is not None:
+        pytest.skip(f"kernel backend unavailable: {why}")
+    status = main(["conform", "--quiet"])
+    out = capsys.readouterr().out.splitlines()
+    summary = next(line for line in out if line.startswith("conform:"))
+    m = SUMMARY.match(summary)
+    assert m, summary
+    assert int(m[1]) > 0
+    diverging = [line.strip() for line in out if line.startswith("  ") and ": step " in line]
+    assert status == 0 and m[2] == "0", "simulator and kernel differ:\n" + "\n".join(diverging)
+
+
+# -- bookkeeping, with stand-in backends (no kernel needed) ---------------------------------------
+
+SCENARIO = """name: {name}
+steps:
+  - mmap: {{name: src, pages: 1}}
+  - write: {{at: src, pages: 1, value: 1}}
+  - observe: {{at: src, pages: 1}}
+"""
+
+
+class Skipping:
+    name = "kernel"
+
+    def run(self, scenario):
+        return BackendRun(skipped="no userfaultfd here")
+
+
+class Differing:
+    """Runs the simulator but reports the observed page as swapped out."""
+
+    name = "kernel"
+
+    def run(self, scenario):
+        run = SimBackend().run(scenario)
+        for rec in run.steps:
+            if rec["op"] == "observe":
+                rec["pages"] = [dict(p, state="swap", value=None, frame=None) for p in rec["pages"]]
+        return run
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    for name in ("one", "two"):
+        (tmp_path / f"{name}.yaml").write_text(SCENARIO.format(name=name))
+    (tmp_path / "broken.yaml").write_text("name: broken\nsteps: []\n")
+    return tmp_path
+
+
+def test_summary_counts_skipped_scenarios(corpus: Path) -> None:
+    report = C.conform([corpus / "one.yaml", corpus / "two.yaml"], kernel=Skipping())
+    assert report.summary() == "conform: 2 scenarios, 0 divergences, 2 skipped"
+    assert report.ok
+    assert {e.reason for e in report.entries} == {"no userfaultfd here"}
+
+
+def test_divergences_count_scenarios_and_fail(corpus: Path) -> None:
+    report = C.conform([corpus / "one.yaml", corpus / "two.yaml"], kernel=Differing())
+    assert report.summary() == "conform: 2 scenarios, 2 divergences, 0 skipped"
+    assert not report.ok
+    fields = {d["field"] for d in report.entries[0].divergences}
+    assert {"pages[0].state", "pages[0].value", "pages[0].frame"} <= fields
+    assert report.totals["divergent_steps"] == 2
+
+
+def test_a_broken_file_is_an_error_not_a_crash(corpus: Path) -> None:
+    report = C.conform([corpus], kernel=Skipping())
+    broken = next(e for e in report.entries if e.status == "error")
+    assert "steps" in (broken.reason or "")
+    assert not report.ok
+
+
+def test_the_record_round_trips(corpus: Path, tmp_path: Path) -> None:
+    report = C.conform([corpus / "one.yaml"], kernel=Differing())
+    C.record(report, tmp_path / "conformance.json")
+    doc = C.load_record(tmp_path / "conformance.json")
+    assert doc["totals"]["divergences"] == 1 and doc["kernel"] == report.kernel
+    assert doc["scenarios"][0]["status"] == "diverges" and doc["scenarios"][0]["divergences"]
+
+
+def test_the_table_ends_with_the_summary(corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    C.print_table(C.conform([corpus / "one.yaml"], kernel=Skipping()))
+    assert capsys.readouterr().out.splitlines()[-1] == "conform: 1 scenarios, 0 divergences, 1 skipped"
+
+
+# -- the doctor explains what is missing ------------------------------------------------------------
+
+def _caps(uffd: Facility) -> Capabilities:
+    no = Facility(False, "not probed")
+    return Capabilities("6.1.0", "x86_64", 1000, 2, uffd, Facility(False, "userfaultfd unavailable"),
+                        no, no, no, no, no, no, no, no)
+
+
+def test_doctor_explains_eperm() -> None:
+    facts = {"vm.unprivileged_userfaultfd": "0", "user_mode_only": "works", "seccomp": "none"}
+    why = _why_no_userfaultfd(UffdError(errno.EPERM, "userfaultfd"), facts)
+    text = doctor_text(_caps(Facility(False, why, facts)))
+    for word in ("EPERM", "vm.unprivileged_userfaultfd", "UFFD_USER_MODE_ONLY", "/dev/userfaultfd",
+                 "CAP_SYS_PTRACE", "kernel backend: unavailable"):
+        assert word in text
+
+
+def test_doctor_explains_enosys_under_seccomp() -> None:
+    facts = {"vm.unprivileged_userfaultfd": "1", "seccomp": "filter"}
+    why = _why_no_userfaultfd(UffdError(errno.ENOSYS, "userfaultfd"), facts)
+    assert "seccomp" in why and "Docker" in why and "Binder" in why
+    assert _caps(Facility(False, why, facts)).missing(["fork"]) == why
