@@ -20,7 +20,7 @@ all: help
 
 help:
 	@echo "make book      build the book into _build/html (sets up .venv and _vendor first)"
-	@echo "make test      run pytest: unit tests in tests/, nbval on notebooks/"
+	@echo "make test      build the book, then run pytest: tests/ (incl. the browser check), nbval on notebooks/"
 	@echo "make venv      create/update .venv with the pinned toolchain"
 	@echo "make vendor    fetch the widget/MathJax browser JS into _vendor/"
 	@echo "make clean     remove build and test outputs (keeps .venv)"
@@ -50,7 +50,8 @@ book: venv vendor
 	if [ $$rc -eq 0 ]; then echo "open $(CURDIR)/_build/html/index.html"; fi; \
 	exit $$rc
 
-test: venv
+# The book is built first: tests/test_book_pages.py opens the built pages in a headless browser.
+test: book
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VPY) -m pytest
 
 clean:

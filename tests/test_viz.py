@@ -48,7 +48,7 @@ def texts(fig):
     for ax in fig.axes:
         out += [t.get_text() for t in ax.texts] + [ax.get_title(), ax.get_title("left"), ax.get_xlabel(),
                                                    ax.get_ylabel()]
-        out += [t.get_text() for t in ax.get_yticklabels()]
+        out += [t.get_text() for t in ax.get_yticklabels()] + [t.get_text() for t in ax.get_xticklabels()]
         if ax.get_legend():
             out += [t.get_text() for t in ax.get_legend().get_texts()]
     for leg in fig.legends:
@@ -273,12 +273,12 @@ def test_timeline_of_the_copy_dontneed_counterexample_shows_the_window_and_the_l
     patch(fig, "lost:5")
     window = [a for a in fig.axes[0].patches if a.get_gid() == "window:0"]
     assert window, "the COPY..DONTNEED window is shaded"
-    span = window[0]
-    assert (span.get_x(), span.get_x() + span.get_width()) == (1.5, 6.5)   # copy_from_user (2) .. DONTNEED (6)
+    span = window[0]                          # time flows down: rows 2 (copy_from_user) .. 6 (DONTNEED)
+    assert (span.get_y(), span.get_y() + span.get_height()) == (1.5, 6.5)
     assert "LOST 1 increment(s)" in " ".join(texts(fig))
-    assert texts(fig).count("LOST") == 1
-    assert {"A: mover (GC thread)", "B: mutator (counter++)"} <= {w.replace("\n", " ") for w in texts(fig)}
-    assert fig.axes[0].get_xlabel() == "schedule order (one atomic step each)"
+    assert len([w for w in texts(fig) if w.startswith("◀ LOST")]) == 1
+    assert {"A: mover (GC thread)", "B: mutator (counter++)"} <= set(texts(fig))
+    assert fig.axes[0].get_ylabel() == "schedule order (one atomic step per row)"
 
 
 def test_timeline_of_move_has_no_window_and_no_loss() -> None:
@@ -295,8 +295,7 @@ def test_timeline_takes_hand_made_steps_and_text_traces() -> None:
              TimelineStep("A", "DONTNEED", frozenset({"zap", "window"})),
              TimelineStep("C", "observer", frozenset())]
     fig = draw_timeline(steps, "hand made", verdict="LOST 1")
-    assert [t.get_text().replace("\n", " ") for t in fig.axes[0].get_yticklabels()] == \
-        ["thread A", "thread B", "thread C"]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["thread A", "thread B", "thread C"]
     assert gids(fig, "lost:") == ["lost:2"] and gids(fig, "step:") == ["step:1", "step:2", "step:3", "step:4"]
     parsed = parse_trace(["  1. A  UFFDIO_COPY src[0]->dst[0]: ...", "  2. B  load src[0] (f0) = 0",
                           "page 0: B completed 3 -> no increment lost"])
@@ -391,7 +390,7 @@ def test_png_output_is_deterministic_and_png_only(tmp_path) -> None:
     assert a == b and a.startswith(b"\x89PNG\r\n\x1a\n")
     assert b"Software" not in a and b"matplotlib" not in a.lower()
     fig = draw_address_space(snap)
-    assert (fig.get_figwidth(), fig.get_dpi()) == (11.0, S.DPI)
+    assert (fig.get_figwidth(), fig.get_dpi()) == (9.0, S.DPI)
     save_png(fig, tmp_path / "x.png")
     assert (tmp_path / "x.png").read_bytes() == a
     with pytest.raises(ValueError, match="PNG only"):

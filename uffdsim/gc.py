@@ -40,8 +40,8 @@ at the largest size both were measured, is the model's MOVE / (COPY + DONTNEED),
 ``c_move / (1 + c_zap)``.  Otherwise, and for ``c_zap`` always, the defaults are
 ``c_move = 0.125`` and ``c_zap = 0.25``: one UFFDIO_MOVE, UFFDIO_COPY or MADV_DONTNEED over
 1-64 MiB on Linux 6.18 (x86_64) took about 0.06-0.24, 1.5-1.9 and 0.2-0.5 us per page when
-this module was written.  Waking a thread,
-reading messages and mutator work cost nothing in this model.
+this module was written.  Waking a thread, reading messages and mutator work cost nothing in
+this model.
 
 **Measures.**  ``Compaction.steps`` records every collector step with its cost, the clock (the
 sum of costs so far) and the footprint after it: ``len(machine.phys.live)``, the frames in use.
@@ -205,7 +205,7 @@ class ToPage:
 
 def plan_compaction(layout: HeapLayout) -> list[ToPage]:
     """The compaction plan: dense pages whole; each sparse page drained into the first earlier head it fits."""
-    heads: dict[int, tuple[int, list[int], list[int]]] = {}   # head -> (index, slots, donors)
+    heads: dict[int, tuple[list[int], list[int]]] = {}     # head page -> (slots, donor pages)
     kinds: list[tuple[str, int]] = []
     for page in range(layout.pages):
         live = layout.live_in(page)
@@ -214,7 +214,7 @@ def plan_compaction(layout: HeapLayout) -> list[ToPage]:
             continue
         if not live:
             continue
-        for _, slots, donors in heads.values():
+        for slots, donors in heads.values():
             free = [i for i, o in enumerate(slots) if o not in layout.live]
             if len(live) <= len(free):
                 for i, obj in zip(free, live):
@@ -222,14 +222,14 @@ def plan_compaction(layout: HeapLayout) -> list[ToPage]:
                 donors.append(page)
                 break
         else:
-            heads[page] = (len(kinds), list(layout.page_slots(page)), [])
+            heads[page] = (list(layout.page_slots(page)), [])
             kinds.append(("packed", page))
     plan = []
     for index, (kind, page) in enumerate(kinds):
         if kind == "dense":
             plan.append(ToPage(index, page, (), layout.page_slots(page), "dense"))
         else:
-            _, slots, donors = heads[page]
+            slots, donors = heads[page]
             plan.append(ToPage(index, page, tuple(donors), tuple(slots), "packed"))
     return plan
 
@@ -256,9 +256,11 @@ class Heap:
         self.compacted = False
 
     def from_addr(self, page: int) -> int:
+        """The address of from-space page ``page``."""
         return self.from_space + page * PAGE_SIZE
 
     def to_addr(self, index: int) -> int:
+        """The address of to-space page ``index``."""
         return self.to_space + index * PAGE_SIZE
 
     def fork(self, name: str = "child") -> Process:
@@ -295,6 +297,7 @@ class Pause:
 
     @property
     def length(self) -> float:
+        """The pause, in page-copy units."""
         return self.end - self.start
 
 
@@ -315,10 +318,12 @@ class Compaction:
 
     @property
     def total_work(self) -> float:
+        """The clock at the end: every step's cost, summed (page-copy units)."""
         return self.steps[-1].clock if self.steps else 0.0
 
     @property
     def footprint(self) -> list[int]:
+        """Frames in use after each step (``len(machine.phys.live)``)."""
         return [s.footprint for s in self.steps]
 
     def summary(self) -> dict[str, Any]:

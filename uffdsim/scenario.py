@@ -40,7 +40,7 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "mmap": (("name", "pages"), ("prot", "shared", "file", "align")),
     "munmap": (("at", "len"), ()),
     "mprotect": (("at", "len", "prot"), ()),
-    "mlock": (("at", "len"), ()),
+    "mlock": (("at", "len"), ("onfault",)),
     "munlock": (("at", "len"), ()),
     "madvise": (("at", "len", "advice"), ("thread",)),
     "write": (("at", "len", "value"), ()),
@@ -201,7 +201,7 @@ FIELD_CHECKS: dict[str, Callable[[Any], Any]] = {
     "align": _align, "at": parse_addr, "dst": parse_addr, "src": parse_addr,
     "advice": _choice(ADVICES), "value": lambda v: _int(v, 0, 255),
     "features": _names(FEATURE_NAMES), "user_mode_only": _bool, "api": _bool, "wp": _bool,
-    "write": _bool,
+    "write": _bool, "onfault": _bool,
 }
 
 
@@ -235,7 +235,8 @@ def parse_step(path: str, i: int, raw: Any) -> Step:
             raise _fail(path, f"{where}: field {key!r}", f"not a field of {op} (fields: {', '.join(sorted(allowed - {'len'}))})")
         try:
             if key == "mode":
-                args[key] = _names(MODES.get(op, REGISTER_MODES))(value)
+                args[key] = (_int(value, 0) if isinstance(value, int) and not isinstance(value, bool)
+                             else _names(MODES.get(op, REGISTER_MODES))(value))
             elif key == "proc" and op == "exit":
                 args[key] = _ident(value)
             else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 from .mm.folio import PAGE_SIZE, Folio
 from .mm.pagetable import HugePmd, MarkerPte, PresentPte, SwapPte, pmd_subpage
@@ -390,8 +390,10 @@ def step_title(step: Any) -> str:
 class StepList(list):  # type: ignore[type-arg]
     """The executed steps, plus the machine they ran on (``machine``) and the regions' base addresses."""
 
-    machine: Any = None
-    regions: dict[str, int] = {}
+    def __init__(self, machine: Any = None, regions: dict[str, int] | None = None) -> None:
+        super().__init__()
+        self.machine = machine
+        self.regions: dict[str, int] = regions if regions is not None else {}
 
 
 def scenario_steps(scenario: Any, upto: int | None = None, config: Any = None) -> StepList:
@@ -405,8 +407,7 @@ def scenario_steps(scenario: Any, upto: int | None = None, config: Any = None) -
 
     run = SimRun(Machine(config))
     sizes = scenario.region_pages()
-    out = StepList()
-    out.machine, out.regions = run.machine, run.regions
+    out = StepList(run.machine, run.regions)
 
     def regions() -> dict[str, tuple[int, int]]:
         return {n: (base, sizes.get(n, 1)) for n, base in run.regions.items()}
@@ -423,11 +424,6 @@ def scenario_steps(scenario: Any, upto: int | None = None, config: Any = None) -
         if rec.get("hung"):
             break
     return out
-
-
-def iter_labels(snap: Snapshot) -> Iterable[str]:
-    """Every ``process:label`` of the snapshot's entries (handy in tests)."""
-    return (f"{p.name}:{e.label}" for p, _, e in snap.entries())
 
 
 __all__ = ["Snapshot", "ProcSnap", "VmaSnap", "EntrySnap", "FolioSnap", "SwapSnap", "Changes",

@@ -142,28 +142,58 @@ def op_fault_async(run: SimRun, step: Step, proc: Process, rec: dict[str, Any]) 
     rec["blocked"] = t.blocked
 
 
+def op_ioctl(run: SimRun, step: Step, proc: Process, rec: dict[str, Any]) -> int | None:
+    """The userfaultfd ioctls; returns the output field for COPY/ZEROPAGE/MOVE."""
+    a, ctx = step.args, run.ctx(step, proc)
+    at = run.addr(a["at"]) if "at" in a else None
+    if step.op == "api":
+        ctx.api(a.get("features", []))
+    elif step.op == "register":
+        ctx.register(at, _len(step), a.get("mode", ["missing"]))
+    elif step.op == "unregister":
+        ctx.unregister(at, _len(step))
+    elif step.op == "copy":
+        return ctx.copy(run.addr(a["dst"]), run.addr(a["src"]), _len(step), a.get("mode", []), caller=proc)
+    elif step.op == "zeropage":
+        return ctx.zeropage(at, _len(step), a.get("mode", []))
+    elif step.op == "move":
+        return ctx.move(run.addr(a["dst"]), run.addr(a["src"]), _len(step), a.get("mode", []), caller=proc)
+    elif step.op == "wake":
+        ctx.wake(at, _len(step))
+    elif step.op == "writeprotect":
+        ctx.writeprotect(at, _len(step), a["wp"])
+    return None
+
+
+def op_memory(run: SimRun, step: Step, proc: Process, rec: dict[str, Any]) -> None:
+    """The system calls and accesses on a range of the process's memory."""
+    a = step.args
+    at, length = run.addr(a["at"]), _len(step)
+    if step.op == "munmap":
+        proc.munmap(at, length)
+    elif step.op == "mprotect":
+        proc.mprotect(at, length, a["prot"])
+    elif step.op == "mlock":
+        proc.mlock(at, length, a.get("onfault", False))
+    elif step.op == "munlock":
+        proc.munlock(at, length)
+    elif step.op == "write":
+        proc.write(at, length, a["value"])
+    elif step.op == "read":
+        proc.read(at, length)
+    elif step.op == "pin":
+        proc.pin(at, length, a["name"])
+
+
 OPS: dict[str, Callable[[SimRun, Step, Process, dict[str, Any]], Any]] = {
     "mmap": op_mmap,
-    "munmap": lambda r, s, p, rec: p.munmap(r.addr(s.args["at"]), _len(s)),
-    "mprotect": lambda r, s, p, rec: p.mprotect(r.addr(s.args["at"]), _len(s), s.args["prot"]),
-    "mlock": lambda r, s, p, rec: p.mlock(r.addr(s.args["at"]), _len(s)),
-    "munlock": lambda r, s, p, rec: p.munlock(r.addr(s.args["at"]), _len(s)),
-    "madvise": lambda r, s, p, rec: op_madvise(r, s, p, rec),
-    "write": lambda r, s, p, rec: p.write(r.addr(s.args["at"]), _len(s), s.args["value"]),
-    "read": lambda r, s, p, rec: p.read(r.addr(s.args["at"]), _len(s)) and None,
+    **dict.fromkeys(("munmap", "mprotect", "mlock", "munlock", "write", "read", "pin"), op_memory),
+    **dict.fromkeys(("api", "register", "unregister", "copy", "zeropage", "move", "wake", "writeprotect"), op_ioctl),
+    "madvise": op_madvise,
     "fork": op_fork,
     "exit": lambda r, s, p, rec: r.machine.processes[s.args["proc"]].exit(),
     "uffd": op_uffd,
-    "api": lambda r, s, p, rec: r.ctx(s, p).api(s.args.get("features", [])) and None,
-    "register": lambda r, s, p, rec: r.ctx(s, p).register(r.addr(s.args["at"]), _len(s), s.args.get("mode", ["missing"])) and None,
-    "unregister": lambda r, s, p, rec: r.ctx(s, p).unregister(r.addr(s.args["at"]), _len(s)),
-    "copy": lambda r, s, p, rec: r.ctx(s, p).copy(r.addr(s.args["dst"]), r.addr(s.args["src"]), _len(s), s.args.get("mode", []), caller=p),
-    "zeropage": lambda r, s, p, rec: r.ctx(s, p).zeropage(r.addr(s.args["at"]), _len(s), s.args.get("mode", [])),
-    "move": lambda r, s, p, rec: r.ctx(s, p).move(r.addr(s.args["dst"]), r.addr(s.args["src"]), _len(s), s.args.get("mode", []), caller=p),
-    "wake": lambda r, s, p, rec: r.ctx(s, p).wake(r.addr(s.args["at"]), _len(s)),
-    "writeprotect": lambda r, s, p, rec: r.ctx(s, p).writeprotect(r.addr(s.args["at"]), _len(s), s.args["wp"]),
-    "ksm_merge": lambda r, s, p, rec: p.ksm_merge() and None,
-    "pin": lambda r, s, p, rec: p.pin(r.addr(s.args["at"]), _len(s), s.args["name"]),
+    "ksm_merge": lambda r, s, p, rec: p.ksm_merge(),
     "unpin": lambda r, s, p, rec: p.unpin(s.args["name"]),
     "observe": op_observe,
     "fault_async": op_fault_async,

@@ -132,15 +132,18 @@ class Process:
                     pmd.write = False
         self.mm.vmas.merge_around(addr, end)
 
-    def mlock(self, addr: int, length: int) -> None:
-        """mlock(): VM_LOCKED, and populate the range (write faults on private writable memory)."""
+    def mlock(self, addr: int, length: int, onfault: bool = False) -> None:
+        """mlock(): VM_LOCKED, and populate the range (write faults on private writable memory).
+
+        ``onfault`` is mlock2(MLOCK_ONFAULT): the range is locked but not populated.
+        """
         self._begin("mlock")
         check_range(addr, length)
         end = addr + length
         vmas = self._covered(addr, end)
         for vma in vmas:
             vma.flags = vma.flags | {"locked"}
-        for vma in vmas:
+        for vma in [] if onfault else vmas:
             write = vma.writable() and not vma.shared
             for page in range(vma.start, vma.end, PAGE_SIZE):
                 handle_mm_fault(self.machine, self.mm, page, write)

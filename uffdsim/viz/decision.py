@@ -54,7 +54,7 @@ def draw_decision_path(trail: Trail | Mapping[str, Any], title: str | None = Non
     n = len(funcs) + 2 + (outcome is not None)
     height = min(16.0, max(3.2, 1.2 + 0.62 * n))
     with S.style():
-        fig = S.new_figure(9.0, height)
+        fig = S.new_figure(8.0, height)
         ax = fig.add_axes((0.02, 0.02, 0.96, 1 - 0.75 / height))
         ax.set_xlim(0, 100)
         ax.set_ylim(n, -0.2)

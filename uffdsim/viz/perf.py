@@ -111,7 +111,7 @@ def draw_performance(records: Iterable[Mapping[str, Any]], title: str | None = N
     methods = sorted({r["method"] for r in recs})
     sizes = sorted({r["size_mb"] for r in recs})
     with S.style():
-        fig = S.new_figure(12.0, 5.4)
+        fig = S.new_figure(9.5, 5.6)
         axes = fig.subplots(1, 2)
         for ax, key, label in ((axes[0], "ns_per_page", "time per page (ns, lower is better)"),
                                (axes[1], "gib_s", "throughput (GiB/s, higher is better)")):

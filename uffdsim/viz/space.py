@@ -164,9 +164,18 @@ def visible_folios(snap: Snapshot) -> list[int]:
 
 
 def frame_order(*snaps: Snapshot, limit: int = MAX_FRAMES) -> list[int]:
-    """Folio rows shared by panels so that one frame sits at the same height in each (by pfn)."""
+    """Folio rows shared by panels, so that one frame sits at the same height in each (by pfn).
+
+    When there are more than ``limit``, the folios that drawn rows point at are kept first.
+    """
     pfns = sorted({p for s in snaps for p in visible_folios(s)})
-    return pfns[:limit]
+    if len(pfns) <= limit:
+        return pfns
+    pointed = {slot.first.folio for s in snaps for p in s.processes for v in p.vmas
+               for slot in group_slots(v.entries) if not slot.hidden and slot.first.folio is not None}
+    keep = [p for p in pfns if p in pointed][:limit]
+    keep += [p for p in pfns if p not in pointed][:limit - len(keep)]
+    return sorted(keep)
 
 
 def layout(snap: Snapshot, frames: Sequence[int], swaps: Sequence[int],
@@ -179,8 +188,10 @@ def layout(snap: Snapshot, frames: Sequence[int], swaps: Sequence[int],
         y += ROW
         for v in sorted(p.vmas, key=lambda v: -v.start):
             slots = group_slots(v.entries, apart=apart.get(p.name, ()))
-            out.rows.append(("vma", y, (p, v, len(slots))))
-            y += ROW
+            head = _vma_heading(v)
+            hh = ROW * (1.0 + 0.4 * head.count("\n"))
+            out.rows.append(("vma", y, (p, v, len(slots), head, hh)))
+            y += hh
             for slot in slots:
                 out.rows.append(("slot", y, (p, v, slot)))
                 y += ROW
@@ -200,6 +211,11 @@ def layout(snap: Snapshot, frames: Sequence[int], swaps: Sequence[int],
             y += ROW
     out.height = max(left, y) + 0.3
     return out
+
+
+def _vma_heading(v: VmaSnap) -> str:
+    """The right-hand side of a VMA band's heading: start address, kind and flags (wrapped)."""
+    return S.wrap(f"{v.start:#x} · {v.describe()}", 46)
 
 
 def _apart(snap: Snapshot, changes: Changes | None, focus: Iterable[tuple[str, str]]) -> dict[str, set[int]]:
@@ -239,7 +255,6 @@ def draw_panel(ax: Axes, snap: Snapshot, frames: Sequence[int], swaps: Sequence[
     swap_slots = {s.entry: s for s in snap.swap}
     ax.text(X_FRAME, -0.1, "physical memory (folios)", fontsize=8, fontweight="bold", va="center")
 
-    vma_top: dict[tuple[str, int], float] = {}
     for kind, y, payload in lay.rows:
         if kind == "proc":
             p = payload
@@ -250,16 +265,15 @@ def draw_panel(ax: Axes, snap: Snapshot, frames: Sequence[int], swaps: Sequence[
             if p.name in ch.processes:
                 t.set_color(S.HIGHLIGHT)
         elif kind == "vma":
-            owner, v, n = payload  # type: ignore[misc]
-            band = Rectangle((X_LABEL - 0.3, y - 0.45), X_ENTRY_END - X_LABEL + 1.2, (n + 1) * ROW - 0.05,
+            owner, v, n, head, hh = payload  # type: ignore[misc]
+            band = Rectangle((X_LABEL - 0.3, y - 0.45), X_ENTRY_END - X_LABEL + 1.2, hh + n * ROW - 0.05,
                              facecolor=S.LIGHT, edgecolor="#999999", linewidth=0.8, zorder=1)
+            y += (hh - ROW) / 2
             band.set_gid(f"vma:{owner.name}:{v.label}")
             ax.add_patch(band)
-            ax.text(X_LABEL + 0.3, y, f"{v.label}  {v.start:#x}  ({v.pages} page{'s' if v.pages != 1 else ''})", fontsize=7.5,
-                    fontweight="bold", va="center", zorder=3)
-            ax.text(X_ENTRY_END, y, v.describe(), fontsize=6.5, va="center", ha="right",
-                    color="#333333", zorder=3)
-            vma_top[(owner.name, v.start)] = y
+            ax.text(X_LABEL + 0.3, y, v.label, fontsize=7.5, fontweight="bold", va="center", zorder=3)
+            ax.text(X_ENTRY_END, y, head, fontsize=6.5, va="center", ha="right", color="#333333", zorder=3,
+                    linespacing=1.1)
             if (owner.name, v.start) in ch.vmas:
                 hb = Rectangle(band.get_xy(), band.get_width(), band.get_height(), **hl_style)
                 hb.set_gid(f"highlight:vma:{owner.name}:{v.label}")
@@ -284,7 +298,7 @@ def draw_panel(ax: Axes, snap: Snapshot, frames: Sequence[int], swaps: Sequence[
                    (f" · cached in pfn {s.cache:#x}" if s.cache is not None else "")
         else:
             text = f"swap slot #{entry}: " + ("not yet written" if side == "before" else "freed")
-        ax.text(X_FRAME + 0.8, y, text, fontsize=7, va="center", zorder=3)
+        ax.text(X_FRAME + 0.8, y, text, fontsize=7.5, va="center", zorder=3)
         if entry in ch.swap:
             hr = Rectangle(rect.get_xy(), rect.get_width(), rect.get_height(), **hl_style)
             hr.set_gid(f"highlight:swap:{entry}")
@@ -292,7 +306,7 @@ def draw_panel(ax: Axes, snap: Snapshot, frames: Sequence[int], swaps: Sequence[
     hidden = len([f for f in visible_folios(snap) if f not in lay.frame_y])
     if hidden:
         y = max(lay.frame_y.values(), default=0.0) + ROW
-        ax.text(X_FRAME + 0.8, y, f"... {hidden} more folio(s) not drawn", fontsize=7, va="center",
+        ax.text(X_FRAME + 0.8, y, f"... {hidden} more folio(s) not drawn", fontsize=7.5, va="center",
                 color="#555555")
     return lay
 
@@ -302,7 +316,7 @@ def _draw_slot(ax: Axes, y: float, p: ProcSnap, slot: Slot, folios: dict[int, Fo
                focus: frozenset[tuple[str, str]] = frozenset()) -> None:
     e = slot.first
     gid = f"{p.name}:{slot.label or e.label + '...'}"
-    ax.text(X_ENTRY - 0.8, y, slot.label, fontsize=7, ha="right", va="center", zorder=3,
+    ax.text(X_ENTRY - 0.8, y, slot.label, fontsize=7.5, ha="right", va="center", zorder=3,
             family="DejaVu Sans Mono")
     empty = e.state == "none" or slot.hidden
     box = Rectangle((X_ENTRY, y - BOX / 2), X_ENTRY_END - X_ENTRY, BOX, zorder=2,
@@ -311,7 +325,7 @@ def _draw_slot(ax: Axes, y: float, p: ProcSnap, slot: Slot, folios: dict[int, Fo
                     hatch=S.HATCH_THP if e.level == "pmd" and not slot.hidden else None)
     box.set_gid(f"entry:{gid}")
     ax.add_patch(box)
-    ax.text(X_ENTRY + 0.8, y, entry_text(slot), fontsize=7, va="center", zorder=3,
+    ax.text(X_ENTRY + 0.8, y, entry_text(slot), fontsize=7.5, va="center", zorder=3,
             bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.5} if e.level == "pmd" else None)
     if slot.hidden:
         return
@@ -364,7 +378,7 @@ def _draw_folio(ax: Axes, y: float, pfn: int, f: FolioSnap | None, side: str, ch
     rect.set_gid(f"frame:{pfn:#x}")
     ax.add_patch(rect)
     hatched = f is not None and rect.get_hatch()
-    ax.text(X_FRAME + 0.8, y, text, fontsize=7, va="center", zorder=3, color=colour,
+    ax.text(X_FRAME + 0.8, y, text, fontsize=7.5, va="center", zorder=3, color=colour,
             bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.6, "alpha": 0.9} if hatched else None)
     if changed:
         hr = Rectangle(rect.get_xy(), rect.get_width(), rect.get_height(), **hl_style)
@@ -388,16 +402,19 @@ def legend_handles(highlight: bool = False, focus: bool = False) -> list[Patch]:
     return handles
 
 
-def _fig_height(rows: float) -> float:
-    return min(18.0, max(3.4, 1.35 + 0.25 * rows))
+WIDTH = 9.0          #: inches: readable in a book's text column
+ROW_IN = 0.24        #: inches per row of a panel
+TITLE_IN, CAPTION_IN, LEGEND_IN, GAP_IN = 0.45, 0.32, 0.8, 0.15
 
 
-def _finish(fig: Figure, title: str, highlight: bool, height: float, focus: bool = False) -> None:
-    legend_in = 0.75
-    fig.subplots_adjust(left=0.01, right=0.99, top=1 - 0.55 / height, bottom=legend_in / height, wspace=0.04)
-    fig.suptitle(title, fontweight="bold")
-    fig.legend(handles=legend_handles(highlight, focus), loc="lower center", ncol=6, frameon=False,
-               fontsize=7, handlelength=1.6, columnspacing=1.2)
+def _axes_at(fig: Figure, top_in: float, height_in: float, fig_h: float) -> Axes:
+    """An axes spanning the width, ``top_in`` inches below the top edge, ``height_in`` tall."""
+    return fig.add_axes((0.01, 1 - (top_in + height_in) / fig_h, 0.98, height_in / fig_h))
+
+
+def _legend(fig: Figure, highlight: bool, focus: bool) -> None:
+    fig.legend(handles=legend_handles(highlight, focus), loc="lower center", ncol=4, frameon=False,
+               fontsize=7.5, handlelength=1.6, columnspacing=1.5, borderaxespad=0.3)
 
 
 def draw_address_space(snap: Snapshot, title: str | None = None, changes: Changes | None = None,
@@ -411,43 +428,55 @@ def draw_address_space(snap: Snapshot, title: str | None = None, changes: Change
         frames = frame_order(snap)
         swaps = [s.entry for s in snap.swap]
         lay = layout(snap, frames, swaps, changes, focus)
-        height = _fig_height(lay.height)
-        fig = S.new_figure(11.0, height)
-        ax = fig.add_subplot(1, 1, 1)
+        panel_in = (lay.height + 0.4) * ROW_IN
+        top = TITLE_IN + (CAPTION_IN if snap.caption else 0.0)
+        height = top + panel_in + LEGEND_IN
+        fig = S.new_figure(WIDTH, height)
+        ax = _axes_at(fig, top, panel_in, height)
         draw_panel(ax, snap, frames, swaps, changes, "after", lay.height, focus)
         if snap.caption:
-            ax.set_title(snap.caption, fontsize=9, loc="left")
-        _finish(fig, title or "Address space: page tables and frames", changes is not None, height, bool(focus))
+            ax.set_title(S.wrap(snap.caption, 110), fontsize=9, loc="left")
+        fig.suptitle(title or "Address space: page tables and frames", fontweight="bold")
+        _legend(fig, changes is not None, bool(focus))
     return fig
 
 
 def draw_before_after(before: Snapshot, after: Snapshot, title: str | None = None,
                       changes: Changes | None = None, notes: Iterable[str] = (),
                       focus: Iterable[tuple[str, str]] = (), failed: bool | None = None) -> Figure:
-    """Two panels, before and after one step, with what the step changed highlighted in both.
+    """Two panels, before (top) and after (bottom) one step, what the step changed highlighted in both.
 
-    ``notes`` (for example the step's outcome) are printed under the title, in vermillion when
-    ``failed``; ``focus`` outlines the step's operands, as (process, entry label) pairs.
+    Frames keep their row in both panels, so an arrow that moves is easy to follow.  ``notes``
+    (for example the step's outcome) are printed under the title, in vermillion when ``failed``;
+    ``focus`` outlines the step's operands, as (process, entry label) pairs.
     """
     ch = changes if changes is not None else diff(before, after)
     focus = frozenset(focus)
     with S.style():
         frames = frame_order(before, after)
         swaps = sorted({s.entry for s in before.swap} | {s.entry for s in after.swap})
-        h = max(layout(before, frames, swaps, ch, focus).height, layout(after, frames, swaps, ch, focus).height)
+        heights = [layout(snap, frames, swaps, ch, focus).height for snap in (before, after)]
         note_lines = [n for n in notes if n] + ([] if ch else ["nothing changed"])
-        height = _fig_height(h + 1.2 * len(note_lines))
-        fig = S.new_figure(16.0, height)
-        axes = fig.subplots(1, 2)
-        for ax, snap, side in ((axes[0], before, "before"), (axes[1], after, "after")):
-            draw_panel(ax, snap, frames, swaps, ch, side, h, focus)
-            ax.set_title(S.wrap(snap.caption or side, 90), fontsize=9, loc="left")
-            ax.set_gid(f"panel:{side}")
-        _finish(fig, title or "Before and after one step", True, height, bool(focus))
+        notes_in = 0.2 * len(note_lines) + (0.1 if note_lines else 0.0)
+        panels_in = [(h + 0.4) * ROW_IN for h in heights]
+        height = TITLE_IN + notes_in + sum(CAPTION_IN + p for p in panels_in) + GAP_IN + LEGEND_IN
+        fig = S.new_figure(WIDTH, height)
+        fig.suptitle(title or "Before and after one step", fontweight="bold")
         if note_lines:
-            fig.text(0.5, 1 - 0.62 / height, "\n".join(note_lines), ha="center", va="top", fontsize=8.5,
-                     color=S.ERROR if failed else S.BLACK, gid="notes")
-            fig.subplots_adjust(top=1 - (0.75 + 0.2 * len(note_lines)) / height)
+            fig.text(0.5, 1 - (TITLE_IN + 0.02) / height, "\n".join(note_lines), ha="center", va="top",
+                     fontsize=8.5, color=S.ERROR if failed else S.BLACK, gid="notes")
+        top = TITLE_IN + notes_in
+        for snap, side, h, p_in in ((before, "before", heights[0], panels_in[0]),
+                                    (after, "after", heights[1], panels_in[1])):
+            ax = _axes_at(fig, top + CAPTION_IN, p_in, height)
+            draw_panel(ax, snap, frames, swaps, ch, side, h, focus)
+            caption = snap.caption or side
+            if not caption.lower().startswith(side):
+                caption = f"{side}: {caption}"
+            ax.set_title(S.wrap(caption[0].upper() + caption[1:], 110), fontsize=9, loc="left", fontweight="bold")
+            ax.set_gid(f"panel:{side}")
+            top += CAPTION_IN + p_in + GAP_IN
+        _legend(fig, True, bool(focus))
     return fig
 
 

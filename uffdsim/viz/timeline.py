@@ -12,6 +12,7 @@ Flags the drawing understands:
 ``copy``, ``zap``, ``move``, ``fault``, ``cow``, ``flip``, ``wake``, ``load``, ``store``: the kind
             of step, shown as a small tag.
 
+Time flows down the page (a row per step), so the figure stays readable in a narrow column.
 Gids: ``step:N`` (1-based), ``lost:N``, ``window:K``, ``lane:THREAD``, ``current:N``.
 """
 from __future__ import annotations
@@ -56,69 +57,77 @@ def windows(steps: Sequence[TimelineStep]) -> list[tuple[int, int]]:
 def draw_timeline(steps: Sequence[TimelineStep], title: str | None = None,
                   lanes: Iterable[str] | None = None, verdict: str | None = None,
                   lane_names: dict[str, str] | None = None) -> Figure:
-    """The schedule as a lane diagram; ``verdict`` is printed under it (e.g. ``LOST 1 increment``)."""
+    """The schedule as a lane diagram, time flowing down: a column per thread, a row per step.
+
+    ``verdict`` is printed under it (e.g. ``LOST 1 increment``).
+    """
     order = list(lanes) if lanes is not None else []
     for s in steps:
         if s.thread not in order:
             order.append(s.thread)
     n = max(len(steps), 1)
-    width = min(18.0, max(8.0, 1.6 + 0.95 * n))
-    height = 1.5 + 1.15 * len(order) + (0.35 if verdict else 0)
     names = lane_names or {}
+    top_in, row_in, bottom_in = 1.05, 0.36, 0.45 + (0.35 if verdict else 0)
+    height = min(30.0, top_in + row_in * n + bottom_in)
+    width = 8.0
     with S.style():
         fig = S.new_figure(width, height)
-        ax = fig.add_axes((1.3 / width, (0.55 + (0.35 if verdict else 0)) / height,
-                           1 - 1.45 / width, 1 - (1.25 + (0.35 if verdict else 0)) / height))
-        ax.set_xlim(0.4, n + 0.6)
-        ax.set_ylim(len(order) - 0.45, -0.55)
+        ax = fig.add_axes((0.55 / width, bottom_in / height, 1 - 2.05 / width, 1 - (top_in + bottom_in) / height))
+        ax.set_xlim(-0.02, len(order) + 0.02)
+        ax.set_ylim(n + 0.5, 0.5)
         fig.suptitle(title or "Interleaving timeline", fontweight="bold")
-        ax.set_yticks(range(len(order)))
-        ax.set_yticklabels([S.wrap(names.get(t, f"thread {t}"), 14) for t in order])
-        ax.set_xticks(range(1, n + 1))
-        ax.set_xlabel("schedule order (one atomic step each)")
+        ax.set_yticks(range(1, n + 1))
+        ax.set_ylabel("schedule order (one atomic step per row)")
+        ax.xaxis.set_ticks_position("top")
+        ax.set_xticks([k + 0.5 for k in range(len(order))])
+        ax.set_xticklabels([names.get(t, f"thread {t}") for t in order], fontweight="bold")
         ax.tick_params(axis="both", length=0)
-        for side in ("top", "right", "left"):
+        for side in ("bottom", "right", "top"):
             ax.spines[side].set_visible(False)
         for k, t in enumerate(order):
-            lane = Rectangle((0.45, k - 0.45), n + 0.1, 0.9, facecolor=S.LANE_COLOURS[k % 4], alpha=0.08,
+            lane = Rectangle((k + 0.02, 0.5), 0.96, n, facecolor=S.LANE_COLOURS[k % 4], alpha=0.08,
                              edgecolor="none", zorder=0)
             lane.set_gid(f"lane:{t}")
             ax.add_patch(lane)
         for k, (a, b) in enumerate(windows(steps)):
-            span = ax.axvspan(a + 1 - 0.5, b + 1 + 0.5, facecolor=S.YELLOW, alpha=0.35, zorder=0.5,
+            span = ax.axhspan(a + 1 - 0.5, b + 1 + 0.5, facecolor=S.YELLOW, alpha=0.35, zorder=0.5,
                               edgecolor=S.ORANGE, linewidth=1.0, linestyle="--")
             span.set_gid(f"window:{k}")
-            ax.text((a + b) / 2 + 1, -0.5, "window: the copy is taken, the source not yet dropped",
-                    ha="center", va="bottom", fontsize=7, color="#8a5a00", clip_on=False)
+            lost_rows = [i for i in range(a + 1, b + 2) if "lost" in steps[i - 1].flags]
+            at_top = not any(r <= a + 3 for r in lost_rows)      # keep clear of the LOST labels
+            ax.text(len(order) + 0.06, a + 0.55 if at_top else b + 1.45,
+                    "window: COPY has\nread the page,\nDONTNEED has not\ndropped it yet",
+                    ha="left", va="top" if at_top else "bottom", fontsize=7.5, color="#8a5a00", clip_on=False)
         for i, s in enumerate(steps, 1):
-            row = order.index(s.thread)
+            col = order.index(s.thread)
             kind = next((f for f in ("error", "copy", "zap", "move", "fault", "cow", "flip", "wake")
                          if f in s.flags), "")
             lost = "lost" in s.flags
-            box = Rectangle((i - 0.45, row - 0.4), 0.9, 0.8, zorder=2,
+            box = Rectangle((col + 0.06, i - 0.4), 0.88, 0.8, zorder=2,
                             facecolor=KIND_FACE.get(kind, "white"),
                             edgecolor=S.HIGHLIGHT if lost or "error" in s.flags else "#333333",
                             linewidth=2.2 if lost else 0.8, hatch="///" if lost else None)
             box.set_gid(f"step:{i}")
             ax.add_patch(box)
-            ax.text(i, row, S.wrap(s.label, 12), ha="center", va="center", fontsize=6.5, zorder=3,
-                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.4, "alpha": 0.85} if lost else None)
+            ax.text(col + 0.5, i, s.label, ha="center", va="center", fontsize=8, zorder=3,
+                    bbox={"facecolor": "white", "edgecolor": "none", "pad": 0.6, "alpha": 0.9} if lost else None)
             if lost:
-                mark = Rectangle((i - 0.45, row - 0.4), 0.9, 0.8, facecolor="none", edgecolor=S.HIGHLIGHT,
+                mark = Rectangle((col + 0.06, i - 0.4), 0.88, 0.8, facecolor="none", edgecolor=S.HIGHLIGHT,
                                  linewidth=2.2, zorder=4)
                 mark.set_gid(f"lost:{i}")
                 ax.add_patch(mark)
-                ax.text(i, row + 0.43, "LOST", ha="center", va="top", fontsize=7, color=S.HIGHLIGHT,
-                        fontweight="bold", zorder=5)
+                ax.text(len(order) + 0.06, i, "◀ LOST: stored into\na frame then dropped",
+                        ha="left", va="center", fontsize=7.5, color=S.HIGHLIGHT, fontweight="bold",
+                        clip_on=False, zorder=5)
             if "current" in s.flags:
-                cur = Rectangle((i - 0.49, row - 0.44), 0.98, 0.88, facecolor="none", edgecolor=S.BLACK,
+                cur = Rectangle((col + 0.03, i - 0.46), 0.94, 0.92, facecolor="none", edgecolor=S.BLACK,
                                 linewidth=2.6, zorder=5)
                 cur.set_gid(f"current:{i}")
                 ax.add_patch(cur)
         if verdict:
             lost_any = any("lost" in s.flags for s in steps)
-            fig.text(0.5, 0.12 / height, verdict, ha="center", va="bottom", fontsize=9, fontweight="bold",
-                     color=S.HIGHLIGHT if lost_any or "LOST" in verdict else S.SUCCESS)
+            fig.text(0.5, 0.12 / height, S.wrap(verdict, 95), ha="center", va="bottom", fontsize=9,
+                     fontweight="bold", color=S.HIGHLIGHT if lost_any or "LOST" in verdict else S.SUCCESS)
     return fig
 
 

@@ -19,8 +19,14 @@ from matplotlib.figure import Figure
 from ..viz.style import png_bytes
 
 
-def image_widget(width: str = "100%") -> widgets.Image:
-    return widgets.Image(format="png", layout=widgets.Layout(width=width, height="auto"))
+def image_widget(max_width: str = "100%") -> widgets.Image:
+    """An Image at its natural size, shrunk to fit a narrow page (never stretched)."""
+    return widgets.Image(format="png", layout=widgets.Layout(max_width=max_width, height="auto"))
+
+
+def row(*children: widgets.Widget) -> widgets.HBox:
+    """Controls side by side, wrapping onto the next line on a narrow page."""
+    return widgets.HBox(list(children), layout=widgets.Layout(flex_flow="row wrap"))
 
 
 def set_figure(image: widgets.Image, fig: Figure) -> bytes:
@@ -32,7 +38,8 @@ def set_figure(image: widgets.Image, fig: Figure) -> bytes:
 
 def pre(text: str) -> str:
     """Preformatted, escaped HTML."""
-    return f"<pre style='font-size:85%;line-height:1.25;margin:0'>{html.escape(text)}</pre>"
+    return (f"<pre style='font-size:85%;line-height:1.25;margin:0;white-space:pre-wrap'>"
+            f"{html.escape(text)}</pre>")
 
 
 def badge(text: str, ok: bool) -> str:

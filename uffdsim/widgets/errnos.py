@@ -21,7 +21,7 @@ from ..scenario import Scenario, ScenarioError, load_scenario
 from ..snapshot import StepSnapshots, scenario_steps
 from ..viz.decision import draw_decision_path
 from ..viz.steps import step_figure
-from .base import FigureBox, badge, image_widget, pre, set_figure
+from .base import FigureBox, badge, image_widget, pre, row, set_figure
 
 #: the corpus of a source checkout (``uffdsim/`` next to ``scenarios/``)
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "scenarios"
@@ -144,8 +144,8 @@ class ErrnoExplorer(FigureBox):
         self.scenario_html = widgets.HTML()
         self.result_html = widgets.HTML()
         self.pair = image_widget()
-        self.path = image_widget("70%")
-        super().__init__([widgets.HBox([self.picker, self.op_picker, self.run_button]), self.scenario_html,
+        self.path = image_widget()
+        super().__init__([row(self.picker, self.op_picker, self.run_button), self.scenario_html,
                           self.result_html, self.path, self.pair])
         self.run: ErrnoRun | None = None
         self._png = b""

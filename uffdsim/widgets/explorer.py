@@ -49,8 +49,8 @@ CAPTIONS: dict[str, str] = {
     "fork": "fork a child", "child_exited": "child exited", "parent_wrote_again": "parent wrote again",
     "dontfork": "MADV_DONTFORK", "ksm": "KSM merge", "pin": "pin (FOLL_LONGTERM)",
     "thp": "THP source", "swapped_out": "swapped out", "source_hole": "source hole",
-    "dst_populated": "destination populated", "allow_src_holes": "mode ALLOW_SRC_HOLES",
-    "dontwake": "mode DONTWAKE",
+    "dst_populated": "destination populated", "allow_src_holes": "ALLOW_SRC_HOLES mode",
+    "dontwake": "DONTWAKE mode",
 }
 
 
@@ -155,14 +155,14 @@ class ScenarioExplorer(FigureBox):
 
     def __init__(self, options: ExplorerOptions | None = None) -> None:
         self.boxes = {name: widgets.Checkbox(value=False, description=cap, indent=False,
-                                             layout=widgets.Layout(width="190px"))
+                                             layout=widgets.Layout(width="205px"))
                       for name, cap in CAPTIONS.items()}
         self.outcome_html = widgets.HTML()
         self.scenario_html = widgets.HTML()
         self.pair = image_widget()
-        self.path = image_widget("70%")
+        self.path = image_widget()
         grid = widgets.GridBox(list(self.boxes.values()),
-                               layout=widgets.Layout(grid_template_columns="repeat(4, 200px)"))
+                               layout=widgets.Layout(grid_template_columns="repeat(auto-fill, minmax(210px, 1fr))"))
         super().__init__([widgets.HTML("<b>What happens to the source before the MOVE?</b>"), grid,
                           self.outcome_html, self.pair, self.path, self.scenario_html])
         self._quiet = False
@@ -203,7 +203,8 @@ class ScenarioExplorer(FigureBox):
         ok = out.errno is None
         trail = html.escape(str(out.trail))
         self.outcome_html.value = (f"<div style='margin:6px 0'>UFFDIO_MOVE: {badge(out.headline(), ok)}"
-                                   f"<br><span style='font-family:monospace;font-size:85%'>{trail}</span></div>")
+                                   f"<br><span style='font-family:monospace;font-size:85%;overflow-wrap:anywhere'>"
+                                   f"{trail}</span></div>")
         self.scenario_html.value = "<details><summary>the scenario</summary>" + pre(out.text) + "</details>"
         self._png = set_figure(self.pair, step_figure(out.move_step, "The MOVE, before and after"))
         set_figure(self.path, draw_decision_path(out.trail, "Why: the decision path of the MOVE",

@@ -19,7 +19,7 @@ from ..concurrency import STRATEGIES, AtomicityResult, explore_strategy
 from ..concurrency.state import SRC_PAGE_KINDS
 from ..viz.concurrency import Replay, replay, state_snapshot
 from ..viz.space import draw_address_space
-from .base import FigureBox, badge, image_widget, set_figure
+from .base import FigureBox, badge, image_widget, row, set_figure
 
 COUNTEREXAMPLE = ""   #: the schedule value meaning "the explorer's counterexample"
 
@@ -115,10 +115,9 @@ class InterleavingStepper(FigureBox):
                                         description="step")
         self.status = widgets.HTML()
         self.timeline = image_widget()
-        self.diagram = image_widget("80%")
-        super().__init__([widgets.HBox([self.strategy, self.src_page]),
-                          widgets.HBox([self.schedule, self.use_counterexample]),
-                          widgets.HBox([self.back_button, self.forward_button, self.slider]),
+        self.diagram = image_widget()
+        super().__init__([row(self.strategy, self.src_page), row(self.schedule, self.use_counterexample),
+                          row(self.back_button, self.forward_button, self.slider),
                           self.status, self.timeline, self.diagram])
         self._png = b""
         self._quiet = False

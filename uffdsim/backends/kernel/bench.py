@@ -274,10 +274,12 @@ def _measure(doc: dict[str, Any], helper: Helper, sizes_mib: tuple[int, ...], ru
 def format_table(doc: dict[str, Any]) -> str:
     if "skipped" in doc:
         return f"bench kernel: skipped: {doc['skipped']}"
-    lines = [f"kernel {doc['kernel']} ({doc['machine']}, {doc['cpus']} CPUs, THP {doc['thp']}), {doc['date']}, "
-             f"pinned to CPU {doc['pinned_cpu']}, load average {doc['loadavg_1min']}",
+    where = f"kernel {doc['kernel']} ({doc['machine']}, {doc['cpus']} CPUs, THP {doc['thp']}), {doc['date']}"
+    if "pinned_cpu" in doc:
+        where += f", pinned to CPU {doc['pinned_cpu']}, load average {doc.get('loadavg_1min')}"
+    lines = [where,
              f"{doc['helper']}: {doc['note']}",
-             f"a null system call (getppid) costs {doc['null_syscall_ns']} ns here",
+             f"a null system call (getppid) costs {doc.get('null_syscall_ns', '?')} ns here",
              f"{'method':<18} {'size':>8} {'ns/page':>10} {'GiB/s':>8}  note"]
     for r in doc["results"]:
         note = ""

@@ -129,7 +129,9 @@ def _api(state: ProcState, u: k.Userfaultfd, features: list[str]) -> None:
     state.features[u.fd] = mask
 
 
-def _modes(op: str, names: list[str]) -> int:
+def _modes(op: str, names: list[str] | int) -> int:
+    if isinstance(names, int):          # a raw mode value, for bad-argument scenarios
+        return names
     bits = 0
     for n in names:
         bits |= MODE_BITS[op][n]
@@ -137,8 +139,9 @@ def _modes(op: str, names: list[str]) -> int:
 
 
 def op_register(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
-    mode = 0
-    for n in a.get("mode", ["missing"]):
+    names = a.get("mode", ["missing"])
+    mode = names if isinstance(names, int) else 0
+    for n in [] if isinstance(names, int) else names:
         mode |= REGISTER_MODES[n]
     state.ctx(a).register(a["at"], a["length"], mode)
 
@@ -261,7 +264,7 @@ OPS: dict[str, Op] = {
     "mmap": op_mmap,
     "munmap": lambda s, a, r: k.munmap(a["at"], a["length"]),
     "mprotect": lambda s, a, r: k.mprotect(a["at"], a["length"], PROTS[a["prot"]]),
-    "mlock": lambda s, a, r: k.mlock(a["at"], a["length"]),
+    "mlock": lambda s, a, r: k.mlock(a["at"], a["length"], onfault=a.get("onfault", False)),
     "munlock": lambda s, a, r: k.munlock(a["at"], a["length"]),
     "madvise": op_madvise,
     "write": op_write,
