@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import errno
 import os
-import select
 import threading
 from contextlib import contextmanager
 from typing import Iterator
@@ -17,6 +16,8 @@ import pytest
 
 from uffdsim.backends.kernel import sys as k
 from uffdsim.errors import UffdError
+
+from kernel_helpers import live_child
 
 AVAILABLE, REASON = k.userfaultfd_available()
 pytestmark = [pytest.mark.kernel, pytest.mark.skipif(not AVAILABLE, reason=REASON)]
@@ -50,25 +51,6 @@ def uffd() -> Iterator[k.Userfaultfd]:
     u.api(k.UFFD_FEATURE_MOVE)
     yield u
     u.close()
-
-
-@contextmanager
-def live_child() -> Iterator[int]:
-    """fork(); the child idles until released (at most 30 s) and _exits; always reaped."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(w)
-            select.select([r], [], [], 30)
-        finally:
-            os._exit(0)
-    os.close(r)
-    try:
-        yield pid
-    finally:
-        os.close(w)
-        os.waitpid(pid, 0)
 
 
 def move_error(u: k.Userfaultfd, *args: int) -> UffdError:

@@ -7,15 +7,14 @@ kernel (skipped where userfaultfd is unavailable).
 from __future__ import annotations
 
 import errno as E
-import os
-import select
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from uffdsim import PAGE_SIZE, Machine, UffdError
+from kernel_helpers import live_child
 from uffdsim.recipes import KINDS, MoveRangeError, MoveReport, copy_then_dontneed, move_range
 
 P = PAGE_SIZE
@@ -374,24 +373,6 @@ def kernel_or_skip() -> Any:
     return k
 
 
-def live_child() -> Iterator[int]:
-    """fork(); the child idles until released (at most 30 s), then _exits; always reaped."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(w)
-            select.select([r], [], [], 30)
-        finally:
-            os._exit(0)
-    os.close(r)
-    try:
-        yield pid
-    finally:
-        os.close(w)
-        os.waitpid(pid, 0)
-
-
 @pytest.mark.kernel
 def test_move_range_on_the_running_kernel() -> None:
     """A messy range on the real thing: a hole, a populated dst page, a COW-shared page."""
@@ -406,15 +387,11 @@ def test_move_range_on_the_running_kernel() -> None:
         k.madvise(src + 1 * kp, kp, k.MADV_DONTNEED)            # page 1: a hole
         uffd.register(dst, n * kp)
         uffd.zeropage(dst + 3 * kp, kp)                         # page 3: dst already populated
-        gen = live_child()
-        next(gen)
-        try:
+        with live_child():
             for i in (0, 2, 3, 5):                              # the parent's write makes these
                 k.fill(src + i * kp, kp, 0x50 + i)              # its own again; page 4 stays shared
             shared = k.pagemap(src + 4 * kp)[0].pfn
             r = move_range(uffd, dst, src, n * kp, page_size=kp)
-        finally:
-            gen.close()
         assert r.pages("moved") == [0, 2, 5]
         assert r.pages("skipped-hole") == [1]
         assert r.pages("skipped-exists") == [3]

@@ -3,7 +3,6 @@ would kill the process with SIGSEGV or SIGBUS is reported as EFAULT instead (as 
 from __future__ import annotations
 
 import errno as E
-import re
 from dataclasses import dataclass
 
 from ...errors import UffdError
@@ -32,14 +31,9 @@ def mappings() -> list[Mapping]:
 
 def vm_flags(addr: int) -> set[str]:
     """The VmFlags of the VMA containing addr, from /proc/self/smaps."""
-    inside = False
-    with open("/proc/self/smaps") as f:
-        for line in f:
-            m = re.match(r"([0-9a-f]+)-([0-9a-f]+) ", line)
-            if m:
-                inside = int(m.group(1), 16) <= addr < int(m.group(2), 16)
-            elif inside and line.startswith("VmFlags:"):
-                return set(line.split()[1:])
+    for line in k.smaps_lines(addr):
+        if line.startswith("VmFlags:"):
+            return set(line.split()[1:])
     return set()
 
 

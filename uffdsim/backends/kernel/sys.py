@@ -26,6 +26,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
+from typing import Iterator
 
 from uffdsim.errors import UffdError
 
@@ -662,16 +663,23 @@ def is_pmd_mapped(addr: int) -> bool:
     return is_thp(e) and smaps_field(base, "AnonHugePages") > 0
 
 
-def smaps_field(addr: int, name: str) -> int:
-    """A kB field of /proc/self/smaps for the VMA containing addr (-1 if no VMA contains it)."""
+def smaps_lines(addr: int) -> Iterator[str]:
+    """The /proc/self/smaps lines of the VMA containing addr (none if no VMA contains it)."""
     inside = False
     with open("/proc/self/smaps") as f:
         for line in f:
             m = re.match(r"([0-9a-f]+)-([0-9a-f]+) ", line)
             if m:
                 inside = int(m.group(1), 16) <= addr < int(m.group(2), 16)
-            elif inside and line.startswith(name + ":"):
-                return int(line.split()[1])
+            elif inside:
+                yield line
+
+
+def smaps_field(addr: int, name: str) -> int:
+    """A kB field of /proc/self/smaps for the VMA containing addr (-1 if no VMA contains it)."""
+    for line in smaps_lines(addr):
+        if line.startswith(name + ":"):
+            return int(line.split()[1])
     return -1
 
 
