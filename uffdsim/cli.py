@@ -66,7 +66,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             bad = 1
             continue
         names = ["sim", "kernel"] if args.backend == "both" else [args.backend]
-        results = [finish(scenario, n, get_backend(n).run(scenario)) for n in names]
+        try:
+            results = [finish(scenario, n, get_backend(n).run(scenario)) for n in names]
+        except Exception as err:  # a bug of ours: say so in one line, go on with the next file
+            print(f"error: {path}: internal error while running it ({type(err).__name__}: {err}); "
+                  "please report this scenario", file=sys.stderr)
+            bad = 1
+            continue
         diffs = compare(*results) if len(results) == 2 and all(r.status != "skipped" for r in results) else []
         if any(r.status == "failed" for r in results) or diffs:
             bad = 1

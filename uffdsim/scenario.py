@@ -70,6 +70,10 @@ PAGE_KEYS = ("state", "value", "frame", "thp")
 EVENT_KEYS = ("type", "at", "write")
 
 
+#: the C YAML parser when PyYAML was built with it (several times faster), else the pure-Python one
+YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class ScenarioError(ValueError):
     """A malformed scenario: the message is one line naming the file, the step and the field."""
 
@@ -387,7 +391,7 @@ def load_scenario(path: str | Path) -> Scenario:
     except OSError as err:
         raise ScenarioError(f"{p}: cannot read: {err.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=YamlLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "YAML"
@@ -398,7 +402,7 @@ def load_scenario(path: str | Path) -> Scenario:
 def loads_scenario(text: str, path: str = "<string>") -> Scenario:
     """Validate a scenario given as YAML text (handy in notebooks and tests)."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=YamlLoader)
     except yaml.YAMLError as err:
         raise ScenarioError(f"{path}: not valid YAML ({getattr(err, 'problem', err)})") from None
     return parse_scenario(data, path)

@@ -401,9 +401,16 @@ def scenario_steps(scenario: Any, upto: int | None = None, config: Any = None) -
 
     Stops after a step that hangs, as the simulator backend does.  The result is a list of
     :class:`StepSnapshots` whose ``machine`` attribute is the simulated machine afterwards.
+    ValueError (one line) when the scenario asks for a feature the simulator does not model.
     """
     from .backends.sim import SimRun
     from .mm.machine import Machine
+    from .userfaultfd import UNMODELLED_FEATURES
+
+    for step in scenario.steps:
+        unmodelled = [f for f in step.args.get("features", []) if f in UNMODELLED_FEATURES]
+        if unmodelled:
+            raise ValueError(f"{scenario.name}: the simulator does not model {', '.join(unmodelled)}")
 
     run = SimRun(Machine(config))
     sizes = scenario.region_pages()

@@ -11,15 +11,34 @@ one for a notebook.  Importing this package changes no global matplotlib setting
 * :func:`draw_timeline`      -- an interleaving as lanes (:func:`replay` adapts the explorer)
 * :func:`draw_performance`   -- the kernel benchmark's ns/page and GiB/s by method and size
 """
-from .concurrency import Replay, replay, replay_result, state_snapshot
-from .decision import draw_decision_path, trail_errno
-from .perf import describe_source, draw_performance, load_records
-from .space import draw_address_space, draw_before_after, gids, highlighted
-from .steps import draw_step, draw_step_trail, step_figure, step_snapshots
-from .style import png_bytes, save_png, to_image
-from .timeline import TimelineStep, draw_timeline, parse_trace
+from __future__ import annotations
 
-__all__ = ["draw_address_space", "draw_before_after", "draw_step", "draw_step_trail", "step_figure",
-           "step_snapshots", "draw_decision_path", "trail_errno", "draw_timeline", "TimelineStep",
-           "parse_trace", "replay", "replay_result", "Replay", "state_snapshot", "draw_performance",
-           "load_records", "describe_source", "png_bytes", "save_png", "to_image", "highlighted", "gids"]
+import importlib
+from typing import Any
+
+#: public name -> the submodule that defines it; submodules (and matplotlib) load on first use,
+#: so that ``python -m uffdsim`` and the other subcommands start without matplotlib
+EXPORTS: dict[str, str] = {
+    "draw_address_space": "space", "draw_before_after": "space", "highlighted": "space", "gids": "space",
+    "draw_step": "steps", "draw_step_trail": "steps", "step_figure": "steps", "step_snapshots": "steps",
+    "draw_decision_path": "decision", "trail_errno": "decision",
+    "draw_timeline": "timeline", "TimelineStep": "timeline", "parse_trace": "timeline",
+    "replay": "concurrency", "replay_result": "concurrency", "Replay": "concurrency",
+    "state_snapshot": "concurrency",
+    "draw_performance": "perf", "load_records": "perf", "describe_source": "perf",
+    "png_bytes": "style", "save_png": "style", "to_image": "style",
+}
+__all__ = list(EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Load the submodule that defines ``name`` (PEP 562)."""
+    if name not in EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(EXPORTS))

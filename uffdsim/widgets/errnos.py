@@ -145,13 +145,15 @@ class ErrnoExplorer(FigureBox):
         self.result_html = widgets.HTML()
         self.pair = image_widget()
         self.path = image_widget()
+        self.problems_html = widgets.HTML()
+        if self.index.problems:
+            self.problems_html.value = (f"<details><summary>{len(self.index.problems)} scenario file(s) did not "
+                                        f"load</summary>{pre(chr(10).join(self.index.problems))}</details>")
         super().__init__([row(self.picker, self.op_picker, self.run_button), self.scenario_html,
-                          self.result_html, self.path, self.pair])
+                          self.result_html, self.path, self.pair, self.problems_html])
         self.run: ErrnoRun | None = None
         self._png = b""
         self._quiet = False
-        if self.index.problems:
-            self.scenario_html.value = pre("\n".join(self.index.problems))
         self.show(self.picker.value)
         if self.picker.value:
             self.run_it()
