@@ -34,7 +34,7 @@ EPILOGUE: list[dict[str, Any]] = [
     {"observe": {"at": "dst", "pages": PAGES}},
 ]
 SRC_ADVICE = ("dontneed", "free", "dontfork", "dofork", "wipeonfork", "keeponfork", "mergeable",
-              "unmergeable", "pageout")
+              "unmergeable", "pageout", "guard_install", "guard_remove")
 
 
 def steps_strategy(max_ops: int = 12, swap: bool = True) -> Any:
@@ -127,7 +127,7 @@ def requirements(steps: list[dict[str, Any]]) -> list[str]:
     advices = {s["madvise"]["advice"] for s in steps if "madvise" in s}
     need = []
     for cap, present in (("fork", "fork" in ops), ("ksm", "ksm_merge" in ops), ("pin", "pin" in ops),
-                         ("swap", "pageout" in advices)):
+                         ("swap", "pageout" in advices), ("guard", "guard_install" in advices)):
         if present:
             need.append(cap)
     return need

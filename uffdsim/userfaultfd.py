@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from .errors import UffdError
 from .mm.fault import check_access, handle_mm_fault
 from .mm.folio import PAGE_SIZE
-from .mm.machine import Segv
 from .mm.mfill import mfill_atomic, mfill_atomic_pte_copy, mfill_atomic_pte_zeropage
 from .mm.move import UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, UFFDIO_MOVE_MODE_DONTWAKE, move_pages
 from .mm.pagetable import MarkerPte, PresentPte
@@ -286,11 +285,7 @@ class UserfaultfdCtx:
         def fill(vma: Any, dst_page: int, done: int) -> None:
             mfill_atomic_pte_copy(self.machine, self.mm, vma, dst_page, copied[-1], wp)
 
-        try:
-            ret = mfill_atomic(self.machine, self, self.mm, dst, length, wp, fill, "mfill_atomic_pte_copy", fetch)
-        except Segv:
-            ret = -E.EFAULT
-            self.machine.trail.end("copy_from_user() on src failed -> EFAULT")
+        ret = mfill_atomic(self.machine, self, self.mm, dst, length, wp, fill, "mfill_atomic_pte_copy", fetch)
         return self._finish(ret, dst, length, bits & 1)
 
     def zeropage(self, start: int, length: int, mode: int | Iterable[str] = ()) -> int:

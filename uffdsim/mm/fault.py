@@ -96,7 +96,7 @@ def do_anonymous_page(machine: "Machine", mm: "MM", vma: VMA, addr: int, write: 
         return
     folio = machine.phys.alloc_folio()
     folio_add_new_anon_rmap(folio, 0)
-    vma.anon_vma = True
+    mm.vmas.anon_vma_prepare(vma)
     mm.pt.set_pte(addr, PresentPte(folio, 0, write=True, dirty=True))
 
 
@@ -174,7 +174,7 @@ def wp_page_copy(machine: "Machine", mm: "MM", vma: VMA, addr: int, value: int,
     """wp_page_copy(): copy the page into a new exclusive folio and map that instead."""
     new = machine.phys.alloc_folio(data=[value])
     folio_add_new_anon_rmap(new, 0)
-    vma.anon_vma = True
+    mm.vmas.anon_vma_prepare(vma)
     mm.pt.set_pte(addr, PresentPte(new, 0, write=True, dirty=True))
     if old is not None:
         folio_remove_rmap_pte(machine, old.folio, old.idx)

@@ -23,12 +23,16 @@ def dup_mmap(machine: "Machine", parent: "MM", child: "MM") -> None:
             trail.note("MADV_DONTFORK VMA: not copied into the child")
             continue
         flags = vma.flags - {"locked"}
-        new = replace(vma, flags=flags, uffd_ctx=None, uffd_modes=frozenset())
+        new = replace(vma, flags=flags, uffd_ctx=None, uffd_modes=frozenset(), anon_vma=None)
         child.vmas.insert(new)
         if vma.has("wipeonfork"):
             trail.note("MADV_WIPEONFORK VMA: the child gets it empty")
-            new.anon_vma = False
             continue
+        if vma.anon_vma is not None:
+            # anon_vma_fork(): the child's anon_vma is chained to the parent's; neither is reusable now
+            new.anon_vma = child.vmas.new_anon_vma()
+            parent.vmas.forked_anon_vmas.add(vma.anon_vma)
+            child.vmas.forked_anon_vmas.add(new.anon_vma)
         if vma_needs_copy(vma):
             copy_page_range(machine, parent, child, vma, new)
     child.mmap_cursor = parent.mmap_cursor
@@ -36,7 +40,7 @@ def dup_mmap(machine: "Machine", parent: "MM", child: "MM") -> None:
 
 def vma_needs_copy(vma: VMA) -> bool:
     """vma_needs_copy(): only VMAs with anonymous pages (an anon_vma) get their page tables copied."""
-    return vma.anon_vma or (vma.uffd_ctx is not None and "wp" in vma.uffd_modes)
+    return vma.anon_vma is not None or (vma.uffd_ctx is not None and "wp" in vma.uffd_modes)
 
 
 def copy_page_range(machine: "Machine", parent: "MM", child: "MM", src_vma: VMA, dst_vma: VMA) -> None:

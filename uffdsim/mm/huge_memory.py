@@ -34,7 +34,7 @@ def map_new_thp(machine: "Machine", mm: "MM", vma: VMA, addr: int) -> Folio:
     folio = machine.phys.alloc_folio(HPAGE_PMD_NR)
     folio_add_new_anon_rmap(folio, None)
     mm.pt.set_pmd(addr, HugePmd(folio, write=vma.writable(), dirty=True))
-    vma.anon_vma = True
+    mm.vmas.anon_vma_prepare(vma)
     return folio
 
 
@@ -129,6 +129,5 @@ def move_pages_huge_pmd(machine: "Machine", mm: "MM", dst_vma: VMA, src_vma: VMA
         new = HugePmd(folio, write=True, dirty=True)
         trail.note("folio_move_anon_rmap(): the THP now belongs to the destination VMA")
     mm.pt.set_pmd(dst_addr, new)
-    dst_vma.anon_vma = True
     trail.note(f"moved one PMD ({HPAGE_PMD_SIZE // PAGE_SIZE} pages) without splitting")
     return 0

@@ -75,6 +75,7 @@ def madvise_vma(machine: "Machine", proc: object, vma: VMA, start: int, end: int
         if vma.has("locked"):
             raise UffdError(E.EINVAL, "MADV_GUARD_INSTALL on an mlocked VMA")
         zap_page_range(machine, mm, vma, start, end)
+        mm.vmas.anon_vma_prepare(vma)     # so that fork copies the markers
         for addr in range(start, end, PAGE_SIZE):
             mm.pt.set_pte(addr, MarkerPte("guard"))
         trail.note("guard markers installed")
@@ -146,7 +147,7 @@ def madvise_collapse(machine: "Machine", mm: "MM", vma: VMA, start: int, end: in
         mm.pt.pmds.pop(base >> 21, None)
         folio_add_new_anon_rmap(folio, None)
         mm.pt.set_pmd(base, HugePmd(folio, write=vma.writable(), dirty=True))
-        vma.anon_vma = True
+        mm.vmas.anon_vma_prepare(vma)
         trail.note("collapse_huge_page(): pages copied into a new THP")
         collapsed = True
     if not collapsed:

@@ -5,6 +5,7 @@ import errno as E
 from typing import TYPE_CHECKING, Any, Callable
 
 from .folio import PAGE_SIZE
+from .machine import Segv
 from .pagetable import HugePmd, MarkerPte, PresentPte, Pte
 from .rmap import folio_add_new_anon_rmap, folio_add_rmap_pte
 from .vma import VMA
@@ -63,7 +64,12 @@ def mfill_atomic(machine: "Machine", ctx: Any, mm: "MM", dst_start: int, length:
             err = -E.EEXIST
             break
         if fetch is not None:
-            fetch(done)
+            try:
+                fetch(done)
+            except Segv:
+                trail.end("copy_from_user() on the source failed -> EFAULT")
+                err = -E.EFAULT
+                break
         if not pte_none_mostly(mm.pt.get_pte(dst)):
             trail.end("destination PTE is not empty -> EEXIST")
             err = -E.EEXIST
@@ -83,7 +89,7 @@ def mfill_atomic_pte_copy(machine: "Machine", mm: "MM", vma: VMA, dst: int, valu
         return
     folio = machine.phys.alloc_folio(data=[value])
     folio_add_new_anon_rmap(folio, 0)
-    vma.anon_vma = True
+    mm.vmas.anon_vma_prepare(vma)
     mm.pt.set_pte(dst, PresentPte(folio, 0, write=vma.writable() and not wp, dirty=True, uffd_wp=wp))
 
 

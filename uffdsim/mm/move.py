@@ -23,7 +23,7 @@ UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES = 1 << 1
 
 def uffd_move_lock(machine: "Machine", mm: "MM", dst_start: int,
                    src_start: int) -> tuple[VMA | None, VMA | None, int]:
-    """uffd_move_lock(): find (and read-lock) the destination VMA, then the source VMA."""
+    """uffd_move_lock(): find (and read-lock) the destination VMA, preparing its anon_vma, then the source VMA."""
     trail = machine.trail
     trail.enter("uffd_move_lock")
     dst_vma = mm.vmas.find(dst_start)
@@ -31,15 +31,13 @@ def uffd_move_lock(machine: "Machine", mm: "MM", dst_start: int,
         trail.end("no VMA contains dst -> ENOENT")
         return None, None, -E.ENOENT
     if not dst_vma.shared:
-        dst_vma.anon_vma = True                      # find_vma_and_prepare_anon()
+        mm.vmas.anon_vma_prepare(dst_vma)            # find_vma_and_prepare_anon()
     if dst_vma.start <= src_start < dst_vma.end:
         return dst_vma, dst_vma, 0
-    src_vma = mm.vmas.find(src_start)
+    src_vma = mm.vmas.find(src_start)          # looked up only: no anon_vma_prepare() for src
     if src_vma is None:
         trail.end("no VMA contains src -> ENOENT")
         return None, None, -E.ENOENT
-    if not src_vma.shared:
-        src_vma.anon_vma = True
     return dst_vma, src_vma, 0
 
 
@@ -241,7 +239,6 @@ def move_present_ptes(machine: "Machine", mm: "MM", dst_vma: VMA, dst_addr: int,
         dst_vpn += 1
         if not check_ptes_for_batched_move(src_table.get(src_vpn), dst_table.get(dst_vpn)):
             break
-    dst_vma.anon_vma = True
     return src_addr - src_start if src_addr > src_start else err
 
 

@@ -12,7 +12,7 @@ from .fork import dup_mmap
 from .huge_memory import split_huge_pmd
 from .ksm import ksm_scan
 from .madvise import ADVICES, madvise_vma, zap_page_range
-from .machine import MM, FaultBlocked, Thread
+from .machine import MM, FaultBlocked, Segv, Thread
 from .pagetable import HugePmd, MarkerPte, PresentPte, SwapPte, pmd_subpage
 from .vma import VMA, MappedFile
 
@@ -143,11 +143,15 @@ class Process:
         vmas = self._covered(addr, end)
         for vma in vmas:
             vma.flags = vma.flags | {"locked"}
-        for vma in [] if onfault else vmas:
-            write = vma.writable() and not vma.shared
-            for page in range(vma.start, vma.end, PAGE_SIZE):
-                handle_mm_fault(self.machine, self.mm, page, write)
         self.mm.vmas.merge_around(addr, end)
+        try:
+            for vma in [] if onfault else self.mm.vmas.overlapping(addr, end):
+                write = vma.writable() and not vma.shared
+                for page in range(max(vma.start, addr), min(vma.end, end), PAGE_SIZE):
+                    handle_mm_fault(self.machine, self.mm, page, write)
+        except Segv as err:
+            # __mm_populate() failed with EFAULT; __mlock_posix_error_return() turns it into ENOMEM
+            raise UffdError(E.ENOMEM, f"mlock could not populate the range ({err.message})") from None
 
     def munlock(self, addr: int, length: int) -> None:
         """munlock(): clear VM_LOCKED."""
@@ -288,13 +292,18 @@ class Process:
         if name in self.pins:
             raise UffdError(E.EBUSY, f"pin {name!r} exists already")
         folios: list[Folio] = []
-        for page in page_range(addr, length):
-            self.machine.trail.enter("follow_page")
-            handle_mm_fault(self.machine, self.mm, page, True)
-            pmd = self.mm.pt.pmd(page)
-            folio = pmd.folio if isinstance(pmd, HugePmd) else self.mm.pt.get_pte(page).folio  # type: ignore[union-attr]
-            folio.pincount += 1
-            folios.append(folio)
+        try:
+            for page in page_range(addr, length):
+                self.machine.trail.enter("follow_page")
+                handle_mm_fault(self.machine, self.mm, page, True)
+                pmd = self.mm.pt.pmd(page)
+                folio = pmd.folio if isinstance(pmd, HugePmd) else self.mm.pt.get_pte(page).folio  # type: ignore[union-attr]
+                folio.pincount += 1
+                folios.append(folio)
+        except (UffdError, FaultBlocked):
+            for folio in folios:          # the registration fails whole: what was pinned is unpinned
+                folio.pincount -= 1
+            raise
         self.pins[name] = folios
 
     def unpin(self, name: str) -> None:

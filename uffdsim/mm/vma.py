@@ -33,7 +33,7 @@ class VMA:
     flags: frozenset[str] = frozenset()
     uffd_ctx: Any = None             #: the userfaultfd context it is registered with
     uffd_modes: frozenset[str] = frozenset()
-    anon_vma: bool = False           #: anon_vma_prepare() has run (private VMAs)
+    anon_vma: int | None = None      #: the anon_vma (an id) once anon_vma_prepare() has run
 
     @property
     def pages(self) -> int:
@@ -76,7 +76,15 @@ class VMA:
                (nxt.prot, nxt.shared, nxt.file, nxt.flags, nxt.uffd_ctx, nxt.uffd_modes)
         if not same:
             return False
+        if self.anon_vma is not None and nxt.anon_vma is not None and self.anon_vma != nxt.anon_vma:
+            return False                       # is_mergeable_anon_vma(): one anon_vma, or none yet
         return self.file is None or nxt.pgoff == self.pgoff + self.pages
+
+    def anon_vma_compatible(self, nxt: "VMA") -> bool:
+        """anon_vma_compatible(): neighbours that may share an anon_vma (access bits may differ)."""
+        return (self.end == nxt.start and self.file is nxt.file and self.shared == nxt.shared
+                and self.flags == nxt.flags and (self.uffd_ctx, self.uffd_modes) == (nxt.uffd_ctx, nxt.uffd_modes)
+                and (self.file is None or nxt.pgoff == self.pgoff + self.pages))
 
 
 class VmaTree:
@@ -86,6 +94,33 @@ class VmaTree:
         self.vmas: list[VMA] = []
         #: called with the address of every split (vma_adjust_trans_huge() splits a THP there)
         self.on_split: Callable[[int], None] | None = None
+        self.next_anon_vma = 1
+        #: anon_vmas whose chain is not singular (shared with a fork parent or child): not reusable
+        self.forked_anon_vmas: set[int] = set()
+
+    def new_anon_vma(self) -> int:
+        """anon_vma_alloc()."""
+        self.next_anon_vma += 1
+        return self.next_anon_vma - 1
+
+    def anon_vma_prepare(self, vma: VMA) -> int:
+        """anon_vma_prepare(): give ``vma`` an anon_vma, reusing a compatible neighbour's when it can.
+
+        find_mergeable_anon_vma() tries the next VMA, then the previous one; an anon_vma is reused
+        only if the neighbour is compatible (same flags and file, adjacent) and it was never forked.
+        """
+        if vma.anon_vma is None:
+            i = self.vmas.index(vma)
+            nxt = self.vmas[i + 1] if i + 1 < len(self.vmas) else None
+            prev = self.vmas[i - 1] if i > 0 else None
+            for old, a, b in ((nxt, vma, nxt), (prev, prev, vma)):
+                if old is not None and a is not None and b is not None and a.anon_vma_compatible(b) \
+                        and old.anon_vma is not None and old.anon_vma not in self.forked_anon_vmas:
+                    vma.anon_vma = old.anon_vma
+                    break
+            else:
+                vma.anon_vma = self.new_anon_vma()
+        return vma.anon_vma
 
     def __iter__(self) -> Iterator[VMA]:
         return iter(list(self.vmas))

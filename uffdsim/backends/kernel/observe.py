@@ -7,8 +7,8 @@ Per page, from ``/proc/self/pagemap`` (Documentation/admin-guide/mm/pagemap.rst)
   type 31, their offset says which: guard, poison, uffd-wp), ``zero`` (a present entry for the shared zero page or the huge zero page:
   PAGEMAP_SCAN's ``PAGE_IS_PFNZERO``, or ``KPF_ZERO_PAGE`` in /proc/kpageflags), else ``none``;
 * ``frame``: the PFN (bits 0-54; only root sees it, else None);
-* ``value``: the first byte of a present page, read through ``/proc/self/mem`` (no fault: the page
-  is present; works on PROT_NONE mappings too); 0 for the zero page;
+* ``value``: the first byte of a present page, read with a plain load (the page is present, so
+  nothing faults), or through ``/proc/self/mem`` on a PROT_NONE mapping; 0 for the zero page;
 * ``thp``: the page is mapped by a huge PMD.  Decided with PAGEMAP_SCAN's ``PAGE_IS_HUGE``, which
   the kernel sets only for PMD mappings: a PTE-mapped large folio is *not* ``thp``.  Without
   PAGEMAP_SCAN (Linux < 6.7): ``KPF_THP`` and a non-zero ``AnonHugePages`` in the VMA's smaps.
@@ -23,6 +23,7 @@ from typing import Any
 
 from ...errors import UffdError
 from . import sys as k
+from .access import mappings
 
 #: swap types at or above this are not swap devices but the kernel's special entries (migration,
 #: hwpoison, PTE markers; MAX_SWAPFILES is 32 minus those, 24..29 depending on the config)
@@ -43,13 +44,27 @@ def scan_categories(addr: int, length: int) -> dict[int, int] | None:
 
 
 def first_bytes(pages: list[int]) -> dict[int, int]:
-    """The first byte of each (present) page, read through /proc/self/mem (never faults)."""
+    """The first byte of each (present) page, without faulting and without disturbing the page.
+
+    A readable page is read with a plain load: reading it through /proc/self/mem would go through
+    get_user_pages(), which marks the folio accessed and parks it in a per-CPU LRU batch with an
+    extra reference, and that reference alone makes a later write fault copy the page instead of
+    reusing it (wp_can_reuse_anon_folio()).  Pages without read permission (PROT_NONE) are read
+    through /proc/self/mem, the only way that does not kill the process.
+    """
     out: dict[int, int] = {}
     if not pages:
         return out
-    fd = os.open("/proc/self/mem", os.O_RDONLY)
+    maps = mappings()
+    fd = -1
     try:
         for page in pages:
+            m = next((m for m in maps if m.start <= page < m.end), None)
+            if m is not None and m.perms.startswith("r"):
+                out[page] = k.peek(page, 1)[0]
+                continue
+            if fd < 0:
+                fd = os.open("/proc/self/mem", os.O_RDONLY)
             try:
                 data = os.pread(fd, 1, page)
             except OSError:
@@ -57,7 +72,8 @@ def first_bytes(pages: list[int]) -> dict[int, int]:
             if data:
                 out[page] = data[0]
     finally:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
     return out
 
 
