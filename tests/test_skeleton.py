@@ -71,3 +71,12 @@ def test_requirement_pins_agree_with_the_lock() -> None:
         for name, version in _pins(ROOT / req).items():
             assert name in lock, f"{req}: {name} is not in constraints.txt"
             assert lock[name] == version, f"{req} pins {name}=={version}, constraints.txt has {lock[name]}"
+
+
+def test_every_uffdsim_folder_is_a_regular_package() -> None:
+    """A folder without __init__.py is left out by a normal ``pip install .`` (as on Binder)."""
+    root = Path(__file__).resolve().parent.parent / "uffdsim"
+    missing = [str(d.relative_to(root.parent)) for d in [root, *root.rglob("*")]
+               if d.is_dir() and d.name != "__pycache__" and any(d.glob("*.py"))
+               and not (d / "__init__.py").exists()]
+    assert missing == []

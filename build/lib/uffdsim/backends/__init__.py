@@ -1,0 +1,1 @@
+"""Backends that run scenario steps: the simulator and the running kernel."""

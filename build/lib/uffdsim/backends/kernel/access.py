@@ -1,0 +1,71 @@
+"""Would a user access fault with a signal?  Checked before touching memory, so a step that
+would kill the process with SIGSEGV or SIGBUS is reported as EFAULT instead (as the simulator does)."""
+from __future__ import annotations
+
+import errno as E
+from dataclasses import dataclass
+
+from ...errors import UffdError
+from . import sys as k
+from .procstate import ProcState
+
+PAGE = k.PAGE_SIZE
+
+
+@dataclass
+class Mapping:
+    start: int
+    end: int
+    perms: str
+
+
+def mappings() -> list[Mapping]:
+    out = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            rng, perms = line.split(None, 2)[:2]
+            lo, hi = rng.split("-")
+            out.append(Mapping(int(lo, 16), int(hi, 16), perms))
+    return out
+
+
+def vm_flags(addr: int) -> set[str]:
+    """The VmFlags of the VMA containing addr, from /proc/self/smaps."""
+    for line in k.smaps_lines(addr):
+        if line.startswith("VmFlags:"):
+            return set(line.split()[1:])
+    return set()
+
+
+def segv(addr: int, why: str) -> UffdError:
+    return UffdError(E.EFAULT, f"{why} at {addr:#x}")
+
+
+def check_access(state: ProcState, pages: list[int], write: bool) -> list[UffdError | None]:
+    """For each page: the signal a user access would raise (as an EFAULT error), or None."""
+    maps = mappings()
+    entries = {e.addr: e for p in pages for e in k.pagemap(p, 1)} if pages else {}
+    sigbus = any(f & k.UFFD_FEATURE_SIGBUS for f in state.features.values())
+    out: list[UffdError | None] = []
+    for page in pages:
+        m = next((m for m in maps if m.start <= page < m.end), None)
+        if m is None:
+            out.append(segv(page, "SIGSEGV: no mapping"))
+        elif write and "w" not in m.perms:
+            out.append(segv(page, "SIGSEGV: write to a mapping without PROT_WRITE"))
+        elif not write and "r" not in m.perms:
+            out.append(segv(page, "SIGSEGV: read from a mapping without PROT_READ"))
+        elif entries[page].guard:
+            out.append(segv(page, "SIGSEGV: guard region"))
+        elif sigbus and not entries[page].present and not entries[page].swapped \
+                and "um" in vm_flags(page):
+            out.append(segv(page, "SIGBUS: missing page in a range of a UFFD_FEATURE_SIGBUS uffd"))
+        else:
+            out.append(None)
+    return out
+
+
+def page_range(addr: int, length: int) -> list[int]:
+    return list(range(addr & ~(PAGE - 1), addr + length, PAGE))
+
+

@@ -1,0 +1,151 @@
+"""The kernel backend: scenario steps executed on the running kernel, in a real process tree.
+
+Per scenario: check the ``requires`` against :func:`.caps.capabilities` (skip with the reason),
+set up swap if the scenario needs it (:mod:`.swap`), keep khugepaged from collapsing THP
+scenarios' memory (:mod:`.khugepaged`), keep the KSM runs of concurrent runs apart (:mod:`.ksm`),
+fork ``main`` (:mod:`.proctree`) and send each step to the process that runs it (:mod:`.server`).  Addresses are resolved here, from the
+regions mapped so far; regions are laid out top-down from :data:`TOP` with an unmapped page
+between neighbours, as the simulator does, far below the kernel's own mmap area so nothing else
+ever lands in the gaps.  A step that hangs ends the scenario (the runner marks the rest "not
+run"); the process tree is always killed and reaped, and the swap device removed.
+"""
+from __future__ import annotations
+
+import errno as E
+import time
+from contextlib import ExitStack
+from typing import Any
+
+from ...errors import UffdError, errno_name
+from ...runner import BackendRun
+from ...scenario import Addr, Scenario, Step
+from .caps import capabilities
+from .khugepaged import quiet_khugepaged, uses_thp
+from .ksm import ksm_guard, uses_ksm
+from .proctree import ProcessDied, ProcTree
+from .swap import temporary_swap
+
+#: where regions start (top-down): 1 TiB below the lowest randomised mmap base on x86_64/arm64
+TOP = 0x7E00_0000_0000
+STEP_TIMEOUT = 5.0
+SCENARIO_TIMEOUT = 300.0
+SLOW_STEPS = {"ksm_merge": 60.0, "madvise": 30.0, "pin": 10.0, "mlock": 10.0}
+
+
+class KernelBackend:
+    """Runs a scenario on the running kernel through userfaultfd (ctypes, no compiler needed)."""
+
+    name = "kernel"
+
+    def __init__(self, step_timeout: float = STEP_TIMEOUT,
+                 scenario_timeout: float = SCENARIO_TIMEOUT) -> None:
+        self.step_timeout = step_timeout
+        self.scenario_timeout = scenario_timeout
+
+    def available(self) -> tuple[bool, str]:
+        """Can this backend run scenarios here at all (and why not)?"""
+        why = capabilities().missing([])
+        return (why is None, why or "userfaultfd and UFFDIO_MOVE usable")
+
+    def run(self, scenario: Scenario) -> BackendRun:
+        caps = capabilities()
+        why = caps.missing(scenario.requires)
+        info: dict[str, Any] = {"kernel": caps.kernel}
+        if why:
+            return BackendRun(skipped=why, info=info)
+        records: list[dict[str, Any]] = []
+        with ExitStack() as stack:
+            try:
+                if "swap" in scenario.requires:
+                    info["swap"] = stack.enter_context(temporary_swap())
+                if uses_thp(scenario):
+                    stack.enter_context(quiet_khugepaged())
+                if uses_ksm(scenario):
+                    stack.enter_context(ksm_guard())
+            except UffdError as err:
+                return BackendRun(skipped=f"swap: {err.message}", info=info)
+            except TimeoutError as err:
+                return BackendRun(skipped=f"machine busy: {err}", info=info)
+            tree = stack.enter_context(ProcTree())
+            run = KernelRun(tree, self.step_timeout)
+            deadline = time.monotonic() + self.scenario_timeout
+            for step in scenario.steps:
+                if time.monotonic() > deadline:
+                    records.append({"i": step.i, "op": step.op, "ret": None, "errno": None, "hung": True,
+                                    "why": f"not started: the scenario used up its {self.scenario_timeout:g} s"})
+                    break
+                rec = run.step(step)
+                records.append(rec)
+                if rec.get("hung") or run.stopped:
+                    break
+        return BackendRun(records, info=info)
+
+
+class KernelRun:
+    """One scenario's state on the runner side: regions, the layout cursor, the process tree."""
+
+    def __init__(self, tree: ProcTree, step_timeout: float) -> None:
+        self.tree = tree
+        self.step_timeout = step_timeout
+        self.regions: dict[str, int] = {}
+        self.cursor = TOP
+        self.stopped = False
+
+    def resolve(self, step: Step) -> dict[str, Any]:
+        args = dict(step.args)
+        for key in ("at", "dst", "src"):
+            a = args.get(key)
+            if isinstance(a, Addr):
+                try:
+                    args[key] = a.resolve(self.regions)
+                except KeyError:
+                    raise UffdError(E.EINVAL, f"region {a.region!r} is not mapped") from None
+        return args
+
+    def step(self, step: Step) -> dict[str, Any]:
+        """Execute one step in its process; the raw record."""
+        rec: dict[str, Any] = {"i": step.i, "op": step.op, "ret": 0, "errno": None}
+        if step.op in ("move", "copy", "zeropage"):
+            rec[step.op] = None
+        name = step.args["proc"] if step.op == "exit" else step.proc
+        proc = self.tree.procs.get(name)
+        try:
+            if proc is None or not proc.alive:
+                if step.op == "thread" and proc is not None:
+                    if step.args["thread"] not in proc.threads:
+                        raise UffdError(E.EINVAL, f"no thread named {step.args['thread']!r}")
+                    rec["blocked"] = False      # its process is gone, and the thread with it
+                    return rec
+                raise UffdError(E.ESRCH, f"process {name} has exited")
+            args = self.resolve(step)
+            if step.op == "exit":
+                self.tree.exit(name)
+                return rec
+            if step.op == "mmap":
+                args["cursor"] = self.cursor
+            elif step.op == "ksm_merge":
+                args["pids"] = [p.pid for p in self.tree.procs.values() if p.alive]
+            timeout = SLOW_STEPS.get(step.op, self.step_timeout)
+            reply, fds = self.tree.call(name, {"i": step.i, "op": step.op, "args": args,
+                                               "timeout": timeout}, timeout)
+        except UffdError as err:
+            rec.update(ret=-1, errno=errno_name(err.errno), why=err.message)
+            return rec
+        except ProcessDied as died:
+            self.stopped = True
+            rec.update(ret=-1, errno="EFAULT", why=f"{died} during {step.op}")
+            return rec
+        except TimeoutError:
+            self.stopped = True
+            rec.update(ret=None, hung=True, why=f"process {name} did not answer")
+            return rec
+        rec.update(reply)
+        rec.pop("pid", None)
+        if step.op == "mmap" and rec.get("addr") is not None:
+            self.regions[step.args["name"]] = rec["addr"]
+            self.cursor = rec["addr"]
+        elif step.op == "fork" and rec.get("errno") is None:
+            self.tree.adopt(step.args["child"], name, reply["pid"], fds[0])
+        elif step.op == "fault_async" or (step.op == "madvise" and "thread" in step.args):
+            proc.threads.add(step.args["thread"])
+        return rec

@@ -1,0 +1,34 @@
+"""KSM for scenarios: keep concurrent runs apart and always put the settings back.
+
+``ksm_merge`` runs ksmd machine-wide, so it would also merge the MADV_MERGEABLE pages of another
+run's scenario.  Every scenario that uses KSM (a ``ksm_merge`` step, ``madvise: mergeable``, or
+``requires: [ksm]``) therefore runs under the machine-wide ``ksm`` lock, with the KSM settings
+saved to a journal first and written back afterwards (:mod:`.guard`), also when the scenario
+process that ran ksmd died.  The step itself (:func:`.ops.op_ksm_merge`) runs ksmd fast for a
+few full scans and restores the settings it changed.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from typing import Iterator
+
+from ...scenario import Scenario
+from . import sys as k
+from .guard import journaled
+
+
+def uses_ksm(scenario: Scenario) -> bool:
+    return "ksm" in scenario.requires or any(
+        s.op == "ksm_merge" or (s.op == "madvise" and s.args.get("advice") == "mergeable")
+        for s in scenario.steps)
+
+
+@contextmanager
+def ksm_guard() -> Iterator[dict[str, str]]:
+    """Hold the ``ksm`` lock; on exit the KSM settings are what they were on entry."""
+    if not os.path.isdir(k.KSM_DIR) or not os.access(f"{k.KSM_DIR}/run", os.W_OK):
+        yield {}
+        return
+    with journaled("ksm", k.ksm_save, k.ksm_restore) as saved:
+        yield saved

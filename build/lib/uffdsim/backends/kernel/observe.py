@@ -1,0 +1,117 @@
+"""``observe`` on the running kernel: what each page is, read from /proc without faulting anything.
+
+Per page, from ``/proc/self/pagemap`` (Documentation/admin-guide/mm/pagemap.rst):
+
+* ``state``: ``present`` (bit 63), ``swap`` (bit 62), ``marker`` (bit 62 with the guard-region bit
+  58, or a swap entry of one of the special types at the top of the type space: PTE markers are
+  type 31, their offset says which: guard, poison, uffd-wp), ``zero`` (a present entry for the shared zero page or the huge zero page:
+  PAGEMAP_SCAN's ``PAGE_IS_PFNZERO``, or ``KPF_ZERO_PAGE`` in /proc/kpageflags), else ``none``;
+* ``frame``: the PFN (bits 0-54; only root sees it, else None);
+* ``value``: the first byte of a present page, read with a plain load (the page is present, so
+  nothing faults), or through ``/proc/self/mem`` on a PROT_NONE mapping; 0 for the zero page;
+* ``thp``: the page is mapped by a huge PMD.  Decided with PAGEMAP_SCAN's ``PAGE_IS_HUGE``, which
+  the kernel sets only for PMD mappings: a PTE-mapped large folio is *not* ``thp``.  Without
+  PAGEMAP_SCAN (Linux < 6.7): ``KPF_THP`` and a non-zero ``AnonHugePages`` in the VMA's smaps.
+
+Extra keys, not compared between backends: ``ksm`` (KPF_KSM) and ``mapped_once`` (pagemap bit 56,
+"exclusively mapped": the mapcount is 1; this is *not* PageAnonExclusive).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ...errors import UffdError
+from . import sys as k
+from .access import mappings
+
+#: swap types at or above this are not swap devices but the kernel's special entries (migration,
+#: hwpoison, PTE markers; MAX_SWAPFILES is 32 minus those, 24..29 depending on the config)
+FIRST_SPECIAL_SWAP_TYPE = 16
+
+
+def scan_categories(addr: int, length: int) -> dict[int, int] | None:
+    """Page address -> PAGEMAP_SCAN categories for [addr, addr+length) (None: no PAGEMAP_SCAN)."""
+    try:
+        regions = k.pagemap_scan(addr, length)
+    except UffdError:
+        return None
+    cats: dict[int, int] = {}
+    for start, end, cat in regions:
+        for page in range(start, end, k.PAGE_SIZE):
+            cats[page] = cat
+    return cats
+
+
+def first_bytes(pages: list[int]) -> dict[int, int]:
+    """The first byte of each (present) page, without faulting and without disturbing the page.
+
+    A readable page is read with a plain load: reading it through /proc/self/mem would go through
+    get_user_pages(), which marks the folio accessed and parks it in a per-CPU LRU batch with an
+    extra reference, and that reference alone makes a later write fault copy the page instead of
+    reusing it (wp_can_reuse_anon_folio()).  Pages without read permission (PROT_NONE) are read
+    through /proc/self/mem, the only way that does not kill the process.
+    """
+    out: dict[int, int] = {}
+    if not pages:
+        return out
+    maps = mappings()
+    fd = -1
+    try:
+        for page in pages:
+            m = next((m for m in maps if m.start <= page < m.end), None)
+            if m is not None and m.perms.startswith("r"):
+                out[page] = k.peek(page, 1)[0]
+                continue
+            if fd < 0:
+                fd = os.open("/proc/self/mem", os.O_RDONLY)
+            try:
+                data = os.pread(fd, 1, page)
+            except OSError:
+                continue
+            if data:
+                out[page] = data[0]
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return out
+
+
+def observe(addr: int, length: int) -> list[dict[str, Any]]:
+    """The page views of every page touched by [addr, addr+length)."""
+    first = addr & ~(k.PAGE_SIZE - 1)
+    npages = max(1, (addr + length - first + k.PAGE_SIZE - 1) // k.PAGE_SIZE)
+    entries = k.pagemap(first, npages)
+    cats = scan_categories(first, npages * k.PAGE_SIZE)
+    root_pfns = any(e.present and e.pfn for e in entries)
+    views: list[dict[str, Any]] = []
+    present: list[int] = []
+    for e in entries:
+        view: dict[str, Any] = {"state": "none", "value": None, "frame": None, "thp": False}
+        cat = cats.get(e.addr, 0) if cats is not None else 0
+        if e.present:
+            flags = k.kpageflags(e.pfn) if e.pfn else 0
+            zero = bool(cat & k.PAGE_IS_PFNZERO) if cats is not None else k.kpf_test(flags, "zero_page")
+            if cats is not None:
+                view["thp"] = bool(cat & k.PAGE_IS_HUGE)
+            else:
+                view["thp"] = k.kpf_test(flags, "thp") and k.smaps_field(e.addr, "AnonHugePages") > 0
+            if zero:
+                view.update(state="zero", value=0, frame=e.pfn or None)
+            else:
+                view.update(state="present", frame=e.pfn if root_pfns else None)
+                present.append(e.addr)
+            view["ksm"] = k.kpf_test(flags, "ksm")
+            view["mapped_once"] = e.exclusive
+        elif e.guard or (e.swapped and e.swap_type >= FIRST_SPECIAL_SWAP_TYPE):
+            view["state"] = "marker"
+            view["marker"] = getattr(e, "marker", None) or ("guard" if e.guard else
+                                                             "uffd_wp" if e.uffd_wp else "other")
+        elif e.swapped:
+            view["state"] = "swap"
+        views.append(view)
+    values = first_bytes(present)
+    for view, e in zip(views, entries):
+        if view["state"] == "present":
+            view["value"] = values.get(e.addr)
+    return views

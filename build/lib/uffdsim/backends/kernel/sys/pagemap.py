@@ -1,0 +1,192 @@
+"""Looking at pages without touching them: /proc/self/pagemap, /proc/kpageflags, PAGEMAP_SCAN, THP."""
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import struct
+from dataclasses import dataclass
+from typing import Iterator
+
+from uffdsim.errors import UffdError
+
+from .abi import PAGE_SIZE, _IOWR
+from .libc import ioctl
+
+PM_PFN_MASK = (1 << 55) - 1
+PM_SOFT_DIRTY, PM_EXCLUSIVE, PM_UFFD_WP, PM_GUARD = 1 << 55, 1 << 56, 1 << 57, 1 << 58
+PM_FILE, PM_SWAP, PM_PRESENT = 1 << 61, 1 << 62, 1 << 63
+#: swap type pagemap reports for PTE markers (SWP_PTE_MARKER, the last of the 32 swap types)
+PTE_MARKER_SWAP_TYPE = 31
+
+KPF: dict[str, int] = {n: b for b, n in enumerate(
+    "locked error referenced uptodate dirty lru active slab writeback reclaim buddy mmap anon "
+    "swapcache swapbacked compound_head compound_tail huge unevictable hwpoison nopage ksm thp "
+    "offline zero_page idle pgtable".split())}
+
+
+@dataclass(frozen=True)
+class PagemapEntry:
+    """One 64-bit /proc/self/pagemap entry (Documentation/admin-guide/mm/pagemap.rst)."""
+
+    addr: int
+    raw: int
+
+    present = property(lambda s: bool(s.raw & PM_PRESENT))
+    swapped = property(lambda s: bool(s.raw & PM_SWAP))
+    file_shared = property(lambda s: bool(s.raw & PM_FILE))     # file page or shared anon
+    exclusive = property(lambda s: bool(s.raw & PM_EXCLUSIVE))  # mapped exactly once
+    uffd_wp = property(lambda s: bool(s.raw & PM_UFFD_WP))
+    guard = property(lambda s: bool(s.raw & PM_GUARD))          # guard region (6.15+)
+    soft_dirty = property(lambda s: bool(s.raw & PM_SOFT_DIRTY))
+
+    @property
+    def pfn(self) -> int:
+        """Page frame number of a present page (0 without CAP_SYS_ADMIN)."""
+        return self.raw & PM_PFN_MASK if self.present else 0
+
+    @property
+    def marker(self) -> str | None:
+        """'guard', 'poison' or 'uffd_wp' for a PTE marker (pagemap shows it as a swap entry of
+        type 31 whose offset holds the marker bits), else None."""
+        if not self.swapped or self.swap_type != PTE_MARKER_SWAP_TYPE:
+            return None
+        bits = self.swap_offset
+        return ("guard" if bits & 4 else "poison" if bits & 2 else "uffd_wp" if bits & 1
+                else f"marker:{bits:#x}")
+
+    @property
+    def swap_type(self) -> int:
+        return self.raw & 0x1F if self.swapped else -1
+
+    @property
+    def swap_offset(self) -> int:
+        return (self.raw & PM_PFN_MASK) >> 5 if self.swapped else -1
+
+
+def pagemap(addr: int, npages: int = 1, pid: int | str = "self") -> list[PagemapEntry]:
+    """Entries for npages pages starting at the page containing addr."""
+    first = addr // PAGE_SIZE
+    fd = os.open(f"/proc/{pid}/pagemap", os.O_RDONLY)
+    try:
+        data = os.pread(fd, 8 * npages, 8 * first)
+    finally:
+        os.close(fd)
+    vals = struct.unpack(f"={len(data) // 8}Q", data)
+    return [PagemapEntry((first + i) * PAGE_SIZE, v) for i, v in enumerate(vals)]
+
+
+def kpageflags(pfn: int) -> int:
+    """/proc/kpageflags for one frame (needs root); 0 for pfn 0."""
+    if pfn <= 0:
+        return 0
+    fd = os.open("/proc/kpageflags", os.O_RDONLY)
+    try:
+        data = os.pread(fd, 8, 8 * pfn)
+    finally:
+        os.close(fd)
+    return struct.unpack("=Q", data)[0] if len(data) == 8 else 0
+
+
+def kpf_test(flags: int, name: str) -> bool:
+    return bool(flags >> KPF[name] & 1)
+
+
+def is_zero_page(entry: PagemapEntry) -> bool:
+    """The shared zero page (or the huge zero page)."""
+    return entry.present and kpf_test(kpageflags(entry.pfn), "zero_page")
+
+
+def is_thp(entry: PagemapEntry) -> bool:
+    """Part of a transparent huge page (PMD- or PTE-mapped)."""
+    return entry.present and kpf_test(kpageflags(entry.pfn), "thp")
+
+
+def is_ksm(entry: PagemapEntry) -> bool:
+    return entry.present and kpf_test(kpageflags(entry.pfn), "ksm")
+
+
+def is_anon(entry: PagemapEntry) -> bool:
+    return entry.present and kpf_test(kpageflags(entry.pfn), "anon")
+
+
+# PAGEMAP_SCAN (fs/proc/task_mmu.c, 6.7+): exact per-range categories, including PMD mapping
+PAGE_IS_WPALLOWED, PAGE_IS_WRITTEN, PAGE_IS_FILE, PAGE_IS_PRESENT = 1, 2, 4, 8
+PAGE_IS_SWAPPED, PAGE_IS_PFNZERO, PAGE_IS_HUGE, PAGE_IS_SOFT_DIRTY = 16, 32, 64, 128
+PAGE_IS_GUARD = 256
+_PM_SCAN_ARG = struct.Struct("=12Q")
+_PAGE_REGION = struct.Struct("=QQQ")
+PAGEMAP_SCAN = _IOWR(ord("f"), 16, _PM_SCAN_ARG.size)
+
+
+def pagemap_scan(addr: int, length: int, mask: int = PAGE_IS_PRESENT | PAGE_IS_SWAPPED |
+                 PAGE_IS_PFNZERO | PAGE_IS_HUGE | PAGE_IS_FILE | PAGE_IS_GUARD) -> list[tuple]:
+    """PAGEMAP_SCAN over [addr, addr+length): [(start, end, categories)], categories ∩ mask."""
+    nvec = length // PAGE_SIZE + 1
+    vec = (ctypes.c_char * (_PAGE_REGION.size * nvec))()
+    arg = bytearray(_PM_SCAN_ARG.pack(_PM_SCAN_ARG.size, 0, addr, addr + length, 0,
+                                      ctypes.addressof(vec), nvec, 0, 0, 0, mask, mask))
+    fd = os.open("/proc/self/pagemap", os.O_RDONLY)
+    try:
+        n = ioctl(fd, PAGEMAP_SCAN, arg)
+    finally:
+        os.close(fd)
+    return [_PAGE_REGION.unpack_from(vec, i * _PAGE_REGION.size) for i in range(n)]
+# --------------------------------------------------------------------------------------------
+# transparent huge pages
+
+_THP = "/sys/kernel/mm/transparent_hugepage"
+
+
+def _read_choice(path: str) -> str:
+    """'always [madvise] never' -> 'madvise'; plain values returned stripped."""
+    text = open(path).read().strip()
+    m = re.search(r"\[(\w+)\]", text)
+    return m.group(1) if m else text
+
+
+def thp_enabled() -> str:
+    """'always', 'madvise' or 'never' ('' if the kernel has no THP)."""
+    try:
+        return _read_choice(f"{_THP}/enabled")
+    except OSError:
+        return ""
+
+
+def thp_use_zero_page() -> bool:
+    try:
+        return open(f"{_THP}/use_zero_page").read().strip() == "1"
+    except OSError:
+        return False
+
+
+def is_pmd_mapped(addr: int) -> bool:
+    """Is the page at addr mapped by a huge PMD (not merely part of a PTE-mapped THP)?"""
+    base = addr & ~(PAGE_SIZE - 1)
+    try:
+        regions = pagemap_scan(base, PAGE_SIZE, PAGE_IS_HUGE)
+        return any(cat & PAGE_IS_HUGE for _, _, cat in regions)
+    except UffdError:
+        pass
+    e = pagemap(base)[0]   # fallback: a THP page in a VMA that smaps says holds PMD mappings
+    return is_thp(e) and smaps_field(base, "AnonHugePages") > 0
+
+
+def smaps_lines(addr: int) -> Iterator[str]:
+    """The /proc/self/smaps lines of the VMA containing addr (none if no VMA contains it)."""
+    inside = False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            m = re.match(r"([0-9a-f]+)-([0-9a-f]+) ", line)
+            if m:
+                inside = int(m.group(1), 16) <= addr < int(m.group(2), 16)
+            elif inside:
+                yield line
+
+
+def smaps_field(addr: int, name: str) -> int:
+    """A kB field of /proc/self/smaps for the VMA containing addr (-1 if no VMA contains it)."""
+    for line in smaps_lines(addr):
+        if line.startswith(name + ":"):
+            return int(line.split()[1])
+    return -1

@@ -1,0 +1,133 @@
+"""Transparent huge pages (mm/huge_memory.c): PMD faults, splitting, and moving a whole PMD."""
+from __future__ import annotations
+
+import errno as E
+from typing import TYPE_CHECKING
+
+from .folio import HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SIZE, Folio
+from .pagetable import HugePmd, PresentPte, PteTable
+from .rmap import folio_add_new_anon_rmap
+from .vma import VMA
+
+if TYPE_CHECKING:
+    from .machine import MM, Machine
+
+
+def thp_vma_allowable(machine: "Machine", vma: VMA, addr: int) -> bool:
+    """thp_vma_allowable_order() for a PMD: THP policy, VMA kind and an aligned range inside the VMA."""
+    mode = machine.config.thp
+    if mode == "never" or vma.has("nohugepage") or not vma.is_anonymous() or vma.shared:
+        return False
+    if mode == "madvise" and not vma.has("hugepage"):
+        return False
+    start = addr & ~(HPAGE_PMD_SIZE - 1)
+    return vma.start <= start and start + HPAGE_PMD_SIZE <= vma.end
+
+
+def map_huge_zero(machine: "Machine", mm: "MM", addr: int) -> None:
+    """set_huge_zero_folio(): map the huge zero page read-only at the PMD."""
+    mm.pt.set_pmd(addr, HugePmd(machine.phys.huge_zero_page))
+
+
+def map_new_thp(machine: "Machine", mm: "MM", vma: VMA, addr: int) -> Folio:
+    """__do_huge_pmd_anonymous_page(): a fresh exclusive THP, mapped by one writable PMD."""
+    folio = machine.phys.alloc_folio(HPAGE_PMD_NR)
+    folio_add_new_anon_rmap(folio, None)
+    mm.pt.set_pmd(addr, HugePmd(folio, write=vma.writable(), dirty=True))
+    mm.vmas.anon_vma_prepare(vma)
+    return folio
+
+
+def split_huge_pmd(machine: "Machine", mm: "MM", vma: VMA, addr: int) -> None:
+    """__split_huge_pmd(): replace a huge PMD by a PTE table that maps the same pages.
+
+    The folio stays large (PTE-mapped); each PTE inherits the PMD's write bit and each page
+    keeps its PageAnonExclusive flag.  The huge zero page becomes 512 zero-page PTEs.
+    """
+    pmd = mm.pt.pmd(addr)
+    assert isinstance(pmd, HugePmd)
+    base = addr & ~(HPAGE_PMD_SIZE - 1)
+    folio = pmd.folio
+    table = PteTable()
+    if folio.huge_zero:
+        zero = machine.phys.zero_page
+        for i in range(HPAGE_PMD_NR):
+            table.ptes[(base >> 12) + i] = PresentPte(zero)
+    else:
+        for i in range(HPAGE_PMD_NR):
+            table.ptes[(base >> 12) + i] = PresentPte(folio, i, write=pmd.write, dirty=pmd.dirty)
+            folio.mapcount[i] += 1
+        folio.entire_mapcount -= 1
+    mm.pt.pmds[base >> 21] = table
+
+
+def split_huge_pmd_address(machine: "Machine", mm: "MM", addr: int) -> None:
+    """vma_adjust_trans_huge(): a VMA boundary inside a PMD-mapped THP splits the PMD there."""
+    if not huge_pmd_aligned(addr) and isinstance(mm.pt.pmd(addr), HugePmd):
+        vma = mm.vmas.find(addr)
+        assert vma is not None
+        machine.trail.note("VMA split inside a THP: the PMD is split")
+        split_huge_pmd(machine, mm, vma, addr & ~(HPAGE_PMD_SIZE - 1))
+
+
+def split_large_folio(machine: "Machine", mm_list: list["MM"], folio: Folio) -> list[Folio] | None:
+    """split_folio(): cut a PTE-mapped large folio into small ones; ``None`` if it cannot be split.
+
+    Splitting needs every mapping to be a PTE mapping and no extra references (pins): the kernel's
+    can_split_folio() check.  Every PTE that mapped a page of the folio is pointed at the new folio.
+    """
+    if folio.entire_mapcount or folio.pincount:
+        return None
+    parts = machine.phys.split_folio(folio)
+    for mm in mm_list:
+        for table in mm.pt.pmds.values():
+            if isinstance(table, PteTable):
+                for vpn, pte in table.ptes.items():
+                    if isinstance(pte, PresentPte) and pte.folio is folio:
+                        table.ptes[vpn] = PresentPte(parts[pte.idx], 0, pte.write, pte.dirty,
+                                                     pte.soft_dirty, pte.uffd_wp)
+    for part in parts:
+        machine.release_folio(part)
+    return parts
+
+
+def huge_pmd_aligned(addr: int) -> bool:
+    return addr & (HPAGE_PMD_SIZE - 1) == 0
+
+
+def move_splits_huge_pmd(dst_addr: int, src_addr: int, src_end: int) -> bool:
+    """move_splits_huge_pmd(): a whole-PMD move needs both addresses aligned and a PMD of length."""
+    return (not huge_pmd_aligned(src_addr) or not huge_pmd_aligned(dst_addr)
+            or src_end - src_addr < HPAGE_PMD_SIZE)
+
+
+def move_pages_huge_pmd(machine: "Machine", mm: "MM", dst_vma: VMA, src_vma: VMA,
+                        dst_addr: int, src_addr: int) -> int:
+    """move_pages_huge_pmd(): move a whole PMD-mapped THP (or the huge zero page); 0 or -errno."""
+    trail = machine.trail
+    trail.enter("move_pages_huge_pmd")
+    src_pmd = mm.pt.pmd(src_addr)
+    if mm.pt.pmd(dst_addr) is not None or not huge_pmd_aligned(src_addr) or not huge_pmd_aligned(dst_addr):
+        trail.end("sanity check: destination PMD not none or address unaligned -> EINVAL")
+        return -E.EINVAL
+    if not isinstance(src_pmd, HugePmd):
+        trail.end("source PMD is not a huge PMD any more -> ENOENT")
+        return -E.ENOENT
+    folio = src_pmd.folio
+    if not folio.huge_zero:
+        if not folio.exclusive[0]:
+            trail.end("THP not anon-exclusive -> EBUSY")
+            return -E.EBUSY
+        if folio.maybe_dma_pinned():
+            trail.end("THP maybe DMA-pinned -> EBUSY")
+            return -E.EBUSY
+    mm.pt.set_pmd(src_addr, None)
+    if folio.huge_zero:
+        new = HugePmd(folio)
+        trail.note("huge zero page: the destination PMD keeps the special huge-zero mapping")
+    else:
+        new = HugePmd(folio, write=True, dirty=True)
+        trail.note("folio_move_anon_rmap(): the THP now belongs to the destination VMA")
+    mm.pt.set_pmd(dst_addr, new)
+    trail.note(f"moved one PMD ({HPAGE_PMD_SIZE // PAGE_SIZE} pages) without splitting")
+    return 0

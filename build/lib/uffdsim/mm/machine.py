@@ -1,0 +1,117 @@
+"""The machine: physical memory, the swap device, KSM, and the processes with their address spaces."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import UffdError
+from ..trail import Trail
+from .folio import Folio, PhysicalMemory, SwapDevice
+from .pagetable import PageTables
+from .vma import VmaTree
+
+import errno as E
+
+
+@dataclass
+class MM:
+    """struct mm_struct: the VMAs and page tables of one address space."""
+
+    vmas: VmaTree = field(default_factory=VmaTree)
+    pt: PageTables = field(default_factory=PageTables)
+    users: int = 1                     #: mm_users: 0 once the process has exited
+    mmap_cursor: int = 0x7F00_0000_0000
+
+
+@dataclass
+class Thread:
+    """A thread of a process; ``blocked`` while it waits in handle_userfault()."""
+
+    name: str
+    proc: "Any"
+    addr: int = 0
+    write: bool = False
+    value: int = 0
+    blocked: bool = False
+    done: bool = False
+    wp: bool = False
+
+
+class FaultBlocked(Exception):
+    """The faulting thread went to sleep in handle_userfault(): nobody resolves the fault."""
+
+    def __init__(self, addr: int, write: bool, wp: bool = False) -> None:
+        super().__init__(f"thread blocked on a userfault at {addr:#x}")
+        self.addr, self.write, self.wp = addr, write, wp
+
+
+class Segv(UffdError):
+    """An access the hardware refuses: the kernel sends SIGSEGV (reported as EFAULT)."""
+
+    def __init__(self, addr: int, why: str) -> None:
+        super().__init__(E.EFAULT, f"SIGSEGV at {addr:#x}: {why}")
+
+
+@dataclass
+class MachineConfig:
+    """The sysfs knobs the model honours."""
+
+    thp: str = "madvise"               #: /sys/kernel/mm/transparent_hugepage/enabled
+    thp_use_zero_page: bool = True     #: .../transparent_hugepage/use_zero_page
+    ksm_use_zero_pages: bool = False   #: /sys/kernel/mm/ksm/use_zero_pages
+    swap: bool = True                  #: a swap device is configured
+
+
+class Machine:
+    """Everything below user space: memory, swap, and the live processes."""
+
+    def __init__(self, config: MachineConfig | None = None) -> None:
+        self.config = config or MachineConfig()
+        self.phys = PhysicalMemory()
+        self.swap = SwapDevice()
+        self.processes: dict[str, Any] = {}
+        self.next_pid = 1000
+        self.trail = Trail()
+        self.ksm_stable: dict[int, Folio] = {}
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def begin(self, op: str) -> Trail:
+        """Start the explanation trail of a new operation."""
+        self.trail = Trail(op=op)
+        return self.trail
+
+    def release_folio(self, folio: Folio) -> None:
+        """folio_put() after a mapping went away: free it when nothing else holds it."""
+        if self.phys.maybe_free(folio) and folio.ksm:
+            for value, kf in list(self.ksm_stable.items()):
+                if kf is folio:
+                    del self.ksm_stable[value]
+
+    def swap_free(self, entry: int) -> None:
+        """swap_free(): a swap PTE went away; drop the swap-cache folio with the last one."""
+        slot = self.swap.slots.get(entry)
+        if slot is None:
+            return
+        slot.count -= 1
+        if slot.count <= 0:
+            if slot.cache is not None:
+                slot.cache.swap_entry = None
+                self.release_folio(slot.cache)
+                slot.cache = None
+            del self.swap.slots[entry]
+
+    def live_processes(self) -> list[Any]:
+        return [p for p in self.processes.values() if p.alive]
+
+    def spawn(self, name: str = "main") -> Any:
+        """A new process with an empty address space."""
+        from .process import Process
+        if name in self.processes:
+            raise ValueError(f"process {name!r} exists already")
+        from .huge_memory import split_huge_pmd_address
+        mm = MM()
+        mm.vmas.on_split = lambda addr: split_huge_pmd_address(self, mm, addr)
+        proc = Process(self, name, self.next_pid, mm)
+        self.next_pid += 1
+        self.processes[name] = proc
+        return proc

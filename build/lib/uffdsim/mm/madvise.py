@@ -1,0 +1,154 @@
+"""madvise() (mm/madvise.c): the advices of the scenario format."""
+from __future__ import annotations
+
+import errno as E
+from typing import TYPE_CHECKING
+
+from ..errors import UffdError
+from .fault import handle_mm_fault
+from .folio import HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SIZE
+from .huge_memory import split_huge_pmd, split_large_folio
+from .pagetable import HugePmd, MarkerPte, PresentPte, PteTable, SwapPte
+from .rmap import folio_add_new_anon_rmap, zap_huge_pmd, zap_pte
+from .swap import madvise_pageout
+from .vma import VMA
+
+if TYPE_CHECKING:
+    from .machine import MM, Machine
+
+#: advices that only set or clear a VMA flag: advice -> (flag to set, flag to clear)
+FLAG_ADVICE: dict[str, tuple[str | None, str | None]] = {
+    "dontfork": ("dontfork", None), "dofork": (None, "dontfork"),
+    "wipeonfork": ("wipeonfork", None), "keeponfork": (None, "wipeonfork"),
+    "mergeable": ("mergeable", None), "unmergeable": (None, "mergeable"),
+    "hugepage": ("hugepage", "nohugepage"), "nohugepage": ("nohugepage", "hugepage"),
+}
+ADVICES = tuple(FLAG_ADVICE) + ("dontneed", "free", "pageout", "collapse", "guard_install", "guard_remove")
+
+
+def zap_page_range(machine: "Machine", mm: "MM", vma: VMA, start: int, end: int, *,
+                   drop_markers: bool = False) -> None:
+    """zap_page_range_single(): unmap every page of the range; a partly covered THP is split first."""
+    machine.trail.enter("zap_page_range_single")
+    for addr, pmd in mm.pt.huge_pmds_in(start, end):
+        if start <= addr and addr + HPAGE_PMD_SIZE <= end:
+            mm.pt.set_pmd(addr, None)
+            zap_huge_pmd(machine, pmd)
+        else:
+            split_huge_pmd(machine, mm, vma, addr)
+    for addr, pte in mm.pt.entries_in(start, end):
+        if isinstance(pte, MarkerPte) and not drop_markers:
+            continue
+        mm.pt.set_pte(addr, None)
+        zap_pte(machine, pte)
+
+
+def madvise_vma(machine: "Machine", proc: object, vma: VMA, start: int, end: int, advice: str) -> None:
+    """madvise_vma_behavior(): apply one advice to the part ``[start, end)`` of one VMA."""
+    mm: "MM" = proc.mm  # type: ignore[attr-defined]
+    trail = machine.trail
+    if advice in FLAG_ADVICE:
+        if advice == "wipeonfork" and (vma.shared or not vma.is_anonymous()):
+            raise UffdError(E.EINVAL, "MADV_WIPEONFORK needs private anonymous memory")
+        set_flag, clear_flag = FLAG_ADVICE[advice]
+        if advice == "unmergeable":
+            break_ksm(machine, mm, start, end)
+        flags = set(vma.flags)
+        if set_flag:
+            flags.add(set_flag)
+        if clear_flag:
+            flags.discard(clear_flag)
+        vma.flags = frozenset(flags)
+        trail.note(f"VMA flags now {sorted(vma.flags)}")
+        return
+    if advice in ("dontneed", "free", "pageout") and vma.has("locked"):
+        raise UffdError(E.EINVAL, f"MADV_{advice.upper()} on an mlocked VMA")
+    if advice == "dontneed":
+        zap_page_range(machine, mm, vma, start, end)
+    elif advice == "free":
+        madvise_free(machine, mm, vma, start, end)
+    elif advice == "pageout":
+        madvise_pageout(machine, mm, vma, start, end)
+    elif advice == "collapse":
+        madvise_collapse(machine, mm, vma, start, end)
+    elif advice == "guard_install":
+        if vma.has("locked"):
+            raise UffdError(E.EINVAL, "MADV_GUARD_INSTALL on an mlocked VMA")
+        zap_page_range(machine, mm, vma, start, end)
+        mm.vmas.anon_vma_prepare(vma)     # so that fork copies the markers
+        for addr in range(start, end, PAGE_SIZE):
+            mm.pt.set_pte(addr, MarkerPte("guard"))
+        trail.note("guard markers installed")
+    elif advice == "guard_remove":
+        for addr, pte in mm.pt.entries_in(start, end):
+            if isinstance(pte, MarkerPte) and pte.kind == "guard":
+                mm.pt.set_pte(addr, None)
+    else:
+        raise UffdError(E.EINVAL, f"unknown advice {advice!r}")
+
+
+def madvise_free(machine: "Machine", mm: "MM", vma: VMA, start: int, end: int) -> None:
+    """madvise_free_pte_range(): clean exclusive pages become lazily freeable; swap entries are dropped."""
+    machine.trail.enter("madvise_free_pte_range")
+    if not vma.is_anonymous():
+        raise UffdError(E.EINVAL, "MADV_FREE needs anonymous memory")
+    for addr, pmd in mm.pt.huge_pmds_in(start, end):
+        split_huge_pmd(machine, mm, vma, addr)
+    for addr, pte in mm.pt.entries_in(start, end):
+        if isinstance(pte, SwapPte):
+            mm.pt.set_pte(addr, None)
+            machine.swap_free(pte.entry)
+        elif isinstance(pte, PresentPte) and pte.folio.anon and not pte.folio.special:
+            if pte.folio.large:
+                split_large_folio(machine, [p.mm for p in machine.live_processes()], pte.folio)
+                pte = mm.pt.get_pte(addr)  # type: ignore[assignment]
+            if isinstance(pte, PresentPte) and pte.folio.total_mapcount() == 1 and not pte.folio.ksm:
+                pte.folio.lazyfree = True
+                pte.folio.dirty = pte.dirty = False
+
+
+def break_ksm(machine: "Machine", mm: "MM", start: int, end: int) -> None:
+    """break_ksm(): write-fault every KSM page of the range so that it gets its own copy back."""
+    for addr, pte in mm.pt.entries_in(start, end):
+        if isinstance(pte, PresentPte) and pte.folio.ksm:
+            from .fault import do_wp_page
+            do_wp_page(machine, mm, mm.vmas.find(addr), addr, pte)  # type: ignore[arg-type]
+
+
+def madvise_collapse(machine: "Machine", mm: "MM", vma: VMA, start: int, end: int) -> None:
+    """madvise_collapse(): copy each aligned 2 MiB part of the range into a new THP."""
+    trail = machine.trail
+    trail.enter("madvise_collapse")
+    if not vma.is_anonymous() or vma.has("nohugepage"):
+        raise UffdError(E.EINVAL, "MADV_COLLAPSE needs anonymous memory without MADV_NOHUGEPAGE")
+    first = (start + HPAGE_PMD_SIZE - 1) & ~(HPAGE_PMD_SIZE - 1)
+    collapsed = False
+    for base in range(first, end - HPAGE_PMD_SIZE + 1, HPAGE_PMD_SIZE):
+        if base < vma.start or base + HPAGE_PMD_SIZE > vma.end:
+            continue
+        if isinstance(mm.pt.pmd(base), HugePmd):
+            collapsed = True
+            continue
+        for addr, pte in mm.pt.entries_in(base, base + HPAGE_PMD_SIZE):
+            if isinstance(pte, SwapPte):
+                handle_mm_fault(machine, mm, addr, False)
+            elif isinstance(pte, MarkerPte) or (isinstance(pte, PresentPte) and pte.folio.maybe_dma_pinned()):
+                raise UffdError(E.EINVAL, "MADV_COLLAPSE: a page of the range cannot be collapsed")
+        table = mm.pt.pmd(base)
+        data = [0] * HPAGE_PMD_NR
+        if isinstance(table, PteTable):
+            for addr, pte in mm.pt.entries_in(base, base + HPAGE_PMD_SIZE):
+                assert isinstance(pte, PresentPte)
+                data[(addr - base) // PAGE_SIZE] = pte.folio.data[pte.idx]
+        folio = machine.phys.alloc_folio(HPAGE_PMD_NR, data)
+        for addr, pte in mm.pt.entries_in(base, base + HPAGE_PMD_SIZE):
+            mm.pt.set_pte(addr, None)
+            zap_pte(machine, pte)
+        mm.pt.pmds.pop(base >> 21, None)
+        folio_add_new_anon_rmap(folio, None)
+        mm.pt.set_pmd(base, HugePmd(folio, write=vma.writable(), dirty=True))
+        mm.vmas.anon_vma_prepare(vma)
+        trail.note("collapse_huge_page(): pages copied into a new THP")
+        collapsed = True
+    if not collapsed:
+        raise UffdError(E.EINVAL, "MADV_COLLAPSE: no aligned 2 MiB range inside the VMA")

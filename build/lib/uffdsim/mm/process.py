@@ -1,0 +1,396 @@
+"""A process as user space sees it: system calls on its address space (mmap, madvise, fork, ...)."""
+from __future__ import annotations
+
+import errno as E
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import UffdError
+from .fault import handle_mm_fault
+from .folio import HPAGE_PMD_SIZE, PAGE_SIZE, Folio
+from .fork import dup_mmap
+from .huge_memory import split_huge_pmd
+from .ksm import ksm_scan
+from .madvise import ADVICES, madvise_vma, zap_page_range
+from .machine import MM, FaultBlocked, Segv, Thread
+from .pagetable import HugePmd, MarkerPte, PresentPte, SwapPte, pmd_subpage
+from .vma import VMA, MappedFile
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+PROTS = ("", "r", "rw", "rwx", "rx", "w", "x", "wx", "none")
+GAP = PAGE_SIZE  #: unmapped gap left between regions so that neighbours never merge
+
+
+@dataclass
+class PageView:
+    """What /proc/self/pagemap (and /proc/kpageflags) would tell about one page, without faulting it."""
+
+    state: str                 #: none, zero, present, swap, marker
+    value: int | None = None
+    pfn: int | None = None
+    thp: bool = False
+    anon_exclusive: bool = False
+    mapcount: int = 0
+    ksm: bool = False
+    pinned: bool = False
+    marker: str | None = None
+    write: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+def page_range(addr: int, length: int) -> range:
+    """The page addresses touched by ``[addr, addr + length)``."""
+    first = addr & ~(PAGE_SIZE - 1)
+    return range(first, addr + length, PAGE_SIZE)
+
+
+def check_range(addr: int, length: int) -> None:
+    """The argument checks shared by mprotect/madvise/munmap/mlock: aligned start, sane length."""
+    if addr & (PAGE_SIZE - 1):
+        raise UffdError(E.EINVAL, f"address {addr:#x} is not page aligned")
+    if length < 0 or addr + length > 1 << 47:
+        raise UffdError(E.EINVAL, "range outside the address space")
+
+
+class Process:
+    """A process: its mm, its userfaultfds, its extra threads and its long-term pins."""
+
+    def __init__(self, machine: "Machine", name: str, pid: int, mm: MM) -> None:
+        self.machine = machine
+        self.name = name
+        self.pid = pid
+        self.mm = mm
+        self.alive = True
+        self.uffds: list[Any] = []
+        self.threads: dict[str, Thread] = {}
+        self.pins: dict[str, list[Folio]] = {}
+
+    def __repr__(self) -> str:
+        return f"Process({self.name!r}, pid={self.pid})"
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _begin(self, op: str) -> None:
+        if not self.alive:
+            raise UffdError(E.ESRCH, f"process {self.name} has exited")
+        self.machine.begin(op)
+
+    def _covered(self, start: int, end: int) -> list[VMA]:
+        """The VMAs of the range, split at its ends; ENOMEM when part of the range is unmapped."""
+        vmas = self.mm.vmas.isolate(start, end)
+        covered = sum(min(v.end, end) - max(v.start, start) for v in vmas)
+        if covered != end - start:
+            raise UffdError(E.ENOMEM, "part of the range is not mapped")
+        return vmas
+
+    # -- mmap and friends ------------------------------------------------------------------
+    def mmap(self, pages: int, prot: str = "rw", shared: bool = False, file: str | None = None,
+             align: int = PAGE_SIZE) -> int:
+        """mmap(): a new mapping below the previous ones, with an unmapped gap around it."""
+        self._begin("mmap")
+        if pages <= 0:
+            raise UffdError(E.EINVAL, "mmap of zero pages")
+        prot = "" if prot == "none" else prot
+        length = pages * PAGE_SIZE
+        start = (self.mm.mmap_cursor - GAP - length) & ~(max(align, PAGE_SIZE) - 1)
+        self.mm.mmap_cursor = start
+        mapped: MappedFile | None = None
+        if file in ("private", "shared"):
+            mapped = MappedFile(name=f"file{start:x}")
+            shared = file == "shared"
+        elif shared:
+            mapped = MappedFile(name=f"shmem{start:x}", shmem=True)
+        self.mm.vmas.insert(VMA(start, start + length, prot, shared, mapped))
+        return start
+
+    def munmap(self, addr: int, length: int) -> None:
+        """munmap(): zap and remove the VMAs of the range and free its page tables."""
+        self._begin("munmap")
+        check_range(addr, length)
+        end = addr + ((length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
+        for vma in self.mm.vmas.isolate(addr, end):
+            zap_page_range(self.machine, self.mm, vma, vma.start, vma.end, drop_markers=True)
+            self.mm.vmas.remove(vma)
+        self.mm.pt.free_pgtables(addr, end)
+
+    def mprotect(self, addr: int, length: int, prot: str) -> None:
+        """mprotect(): change the protection; removing write access write-protects the PTEs."""
+        self._begin("mprotect")
+        check_range(addr, length)
+        prot = "" if prot == "none" else prot
+        end = addr + length
+        for vma in self._covered(addr, end):
+            vma.prot = prot
+            if "w" not in prot:
+                for _, pte in self.mm.pt.entries_in(vma.start, vma.end):
+                    if isinstance(pte, PresentPte):
+                        pte.write = False
+                for _, pmd in self.mm.pt.huge_pmds_in(vma.start, vma.end):
+                    pmd.write = False
+        self.mm.vmas.merge_around(addr, end)
+
+    def mlock(self, addr: int, length: int, onfault: bool = False) -> None:
+        """mlock(): VM_LOCKED, and populate the range (write faults on private writable memory).
+
+        ``onfault`` is mlock2(MLOCK_ONFAULT): the range is locked but not populated.
+        """
+        self._begin("mlock")
+        check_range(addr, length)
+        end = addr + length
+        vmas = self._covered(addr, end)
+        for vma in vmas:
+            vma.flags = vma.flags | {"locked"}
+        self.mm.vmas.merge_around(addr, end)
+        try:
+            for vma in [] if onfault else self.mm.vmas.overlapping(addr, end):
+                write = vma.writable() and not vma.shared
+                for page in range(max(vma.start, addr), min(vma.end, end), PAGE_SIZE):
+                    handle_mm_fault(self.machine, self.mm, page, write)
+        except Segv as err:
+            # __mm_populate() failed with EFAULT; __mlock_posix_error_return() turns it into ENOMEM
+            raise UffdError(E.ENOMEM, f"mlock could not populate the range ({err.message})") from None
+
+    def munlock(self, addr: int, length: int) -> None:
+        """munlock(): clear VM_LOCKED."""
+        self._begin("munlock")
+        check_range(addr, length)
+        end = addr + length
+        for vma in self._covered(addr, end):
+            vma.flags = vma.flags - {"locked"}
+        self.mm.vmas.merge_around(addr, end)
+
+    def madvise(self, addr: int, length: int, advice: str) -> None:
+        """madvise(): apply ``advice`` to each VMA of the range (ENOMEM if part of it is unmapped)."""
+        self._begin(f"madvise({advice})")
+        check_range(addr, length)
+        if advice not in ADVICES:
+            raise UffdError(E.EINVAL, f"unknown advice {advice!r}")
+        end = addr + ((length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
+        if self.remove_event_ctxs(addr, end, advice):
+            self.machine.trail.enter("userfaultfd_remove")
+            raise FaultBlocked(addr, False)
+        hole = False
+        vmas = self.mm.vmas.isolate(addr, end)
+        if sum(v.end - v.start for v in vmas) != end - addr:
+            hole = True
+        for vma in vmas:
+            madvise_vma(self.machine, self, vma, vma.start, vma.end, advice)
+        self.mm.vmas.merge_around(addr, end)
+        if hole:
+            raise UffdError(E.ENOMEM, "part of the range is not mapped")
+
+    def remove_event_ctxs(self, start: int, end: int, advice: str) -> list[Any]:
+        """The userfaultfds that get a REMOVE event (UFFD_FEATURE_EVENT_REMOVE) for this advice."""
+        if advice not in ("dontneed", "free"):
+            return []
+        ctxs = []
+        for vma in self.mm.vmas.overlapping(start, end):
+            ctx = vma.uffd_ctx
+            if ctx is not None and ctx.has_feature("event_remove") and ctx not in ctxs:
+                ctxs.append(ctx)
+        return ctxs
+
+    def madvise_async(self, thread: str, addr: int, length: int, advice: str) -> Thread:
+        """madvise() from a new thread: it waits while a monitor has a REMOVE event to read."""
+        self._begin(f"madvise({advice})")
+        if thread in self.threads:
+            raise UffdError(E.EINVAL, f"thread {thread!r} exists already")
+        t = Thread(thread, self, addr)
+        self.threads[thread] = t
+        end = addr + length
+        ctxs = self.remove_event_ctxs(addr, end, advice)
+        if not ctxs:
+            self.madvise(addr, length, advice)
+            t.done = True
+            return t
+        waiting = [len(ctxs)]
+
+        def resume() -> None:
+            waiting[0] -= 1
+            if waiting[0] == 0:
+                t.blocked = False
+                for vma in self.mm.vmas.isolate(addr, end):
+                    madvise_vma(self.machine, self, vma, vma.start, vma.end, advice)
+                self.mm.vmas.merge_around(addr, end)
+                t.done = True
+
+        t.blocked = True
+        for ctx in ctxs:
+            ctx.userfaultfd_remove(addr, end, resume)
+        return t
+
+    # -- memory access ---------------------------------------------------------------------
+    def touch(self, addr: int, write: bool, value: int = 0) -> None:
+        """A user access to one page: fault it in as needed, then load or store ``value``."""
+        handle_mm_fault(self.machine, self.mm, addr, write)
+        if write:
+            self._store(addr, value)
+
+    def _store(self, addr: int, value: int) -> None:
+        pmd = self.mm.pt.pmd(addr)
+        if isinstance(pmd, HugePmd):
+            pmd.folio.data[pmd_subpage(addr)] = value
+            pmd.folio.lazyfree = False
+            return
+        pte = self.mm.pt.get_pte(addr)
+        assert isinstance(pte, PresentPte) and pte.write, f"store to {addr:#x} without a writable PTE"
+        pte.folio.data[pte.idx] = value
+        pte.folio.lazyfree = False
+        pte.folio.dirty = pte.dirty = True
+
+    def write(self, addr: int, length: int, value: int) -> None:
+        """Store ``value`` in every byte of each page of the range (faulting pages in for writing)."""
+        self._begin("write")
+        for page in page_range(addr, length):
+            self.touch(page, True, value)
+
+    def read(self, addr: int, length: int) -> list[int]:
+        """Load each page of the range (read faults: the zero page where nothing was written)."""
+        self._begin("read")
+        values = []
+        for page in page_range(addr, length):
+            self.touch(page, False)
+            values.append(self.peek(page))
+        return values
+
+    def peek(self, addr: int) -> int:
+        """The byte value of a mapped page, with no fault (0 for anything not present)."""
+        view = self.observe(addr, PAGE_SIZE)[0]
+        return view.value if view.value is not None else 0
+
+    # -- processes -------------------------------------------------------------------------
+    def fork(self, child: str) -> "Process":
+        """fork(): a child with a copy-on-write copy of the address space and the same file descriptors."""
+        self._begin("fork")
+        proc = self.machine.spawn(child)
+        dup_mmap(self.machine, self.mm, proc.mm)
+        proc.uffds = list(self.uffds)
+        return proc
+
+    def exit(self) -> None:
+        """exit(): release the pins, tear down the address space, wake nothing."""
+        self._begin("exit")
+        for folios in self.pins.values():
+            for folio in folios:
+                folio.pincount -= 1
+        self.pins.clear()
+        for vma in list(self.mm.vmas):
+            zap_page_range(self.machine, self.mm, vma, vma.start, vma.end, drop_markers=True)
+            self.mm.vmas.remove(vma)
+        self.mm.users = 0
+        self.alive = False
+        for t in self.threads.values():
+            t.blocked = False
+
+    # -- pins and KSM ----------------------------------------------------------------------
+    def pin(self, addr: int, length: int, name: str) -> None:
+        """pin_user_pages(FOLL_WRITE | FOLL_LONGTERM), as io_uring's fixed buffers do."""
+        self._begin("pin")
+        if name in self.pins:
+            raise UffdError(E.EBUSY, f"pin {name!r} exists already")
+        folios: list[Folio] = []
+        try:
+            for page in page_range(addr, length):
+                self.machine.trail.enter("follow_page")
+                handle_mm_fault(self.machine, self.mm, page, True)
+                pmd = self.mm.pt.pmd(page)
+                folio = pmd.folio if isinstance(pmd, HugePmd) else self.mm.pt.get_pte(page).folio  # type: ignore[union-attr]
+                folio.pincount += 1
+                folios.append(folio)
+        except (UffdError, FaultBlocked):
+            for folio in folios:          # the registration fails whole: what was pinned is unpinned
+                folio.pincount -= 1
+            raise
+        self.pins[name] = folios
+
+    def unpin(self, name: str) -> None:
+        """unpin_user_pages()."""
+        self._begin("unpin")
+        if name not in self.pins:
+            raise UffdError(E.EINVAL, f"no pin named {name!r}")
+        for folio in self.pins.pop(name):
+            folio.pincount -= 1
+            self.machine.release_folio(folio)
+
+    # -- observation -----------------------------------------------------------------------
+    def observe(self, addr: int, length: int) -> list[PageView]:
+        """pagemap_read(): what each page is, without faulting anything in."""
+        views = []
+        for page in page_range(addr, length):
+            views.append(self._view(page))
+        return views
+
+    def _view(self, addr: int) -> PageView:
+        pmd = self.mm.pt.pmd(addr)
+        if isinstance(pmd, HugePmd):
+            folio, i = pmd.folio, pmd_subpage(addr)
+            if folio.huge_zero:
+                return PageView("zero", 0, folio.pfn + i, thp=True)
+            return PageView("present", folio.data[i], folio.pfn + i, thp=True,
+                            anon_exclusive=folio.exclusive[i], mapcount=folio.page_mapcount(i),
+                            ksm=folio.ksm, pinned=folio.maybe_dma_pinned(), write=pmd.write)
+        pte = self.mm.pt.get_pte(addr)
+        if pte is None:
+            return PageView("none")
+        if isinstance(pte, SwapPte):
+            return PageView("swap", anon_exclusive=pte.exclusive)
+        if isinstance(pte, MarkerPte):
+            return PageView("marker", marker=pte.kind)
+        folio = pte.folio
+        if folio.zero:
+            return PageView("zero", 0, folio.pfn)
+        return PageView("present", folio.data[pte.idx], pte.pfn, thp=False,
+                        anon_exclusive=folio.exclusive[pte.idx], mapcount=folio.page_mapcount(pte.idx),
+                        ksm=folio.ksm, pinned=folio.maybe_dma_pinned(), write=pte.write)
+
+    # -- userfaultfd -------------------------------------------------------------------------
+    def userfaultfd(self, name: str | None = None, features: Any = (), user_mode_only: bool = False,
+                    api: bool = True) -> Any:
+        """userfaultfd(2), then (unless ``api`` is false) the UFFDIO_API handshake."""
+        from ..userfaultfd import UserfaultfdCtx
+        self._begin("userfaultfd")
+        ctx = UserfaultfdCtx(self, name or f"uffd{len(self.uffds)}", user_mode_only)
+        self.uffds.append(ctx)
+        if api:
+            ctx.api(features)
+        return ctx
+
+    # -- threads ---------------------------------------------------------------------------
+    def fault_async(self, thread: str, addr: int, write: bool, value: int = 0) -> Thread:
+        """A new thread touches ``addr``; it stays blocked while the fault waits for user space."""
+        self._begin("fault_async")
+        if thread in self.threads:
+            raise UffdError(E.EINVAL, f"thread {thread!r} exists already")
+        t = Thread(thread, self, addr, write, value)
+        self.threads[thread] = t
+        self.retry_thread(t)
+        return t
+
+    def retry_thread(self, t: Thread) -> None:
+        """The thread (re)tries its access: done, or blocked again with a new userfault message."""
+        try:
+            self.touch(t.addr, t.write, t.value)
+        except FaultBlocked as blocked:
+            t.blocked, t.wp = True, blocked.wp
+            return
+        except UffdError:
+            t.blocked = False
+            t.done = True
+            raise
+        t.blocked, t.done = False, True
+
+    def ksm_merge(self) -> int:
+        """Let ksmd scan until nothing more merges (the machine-wide KSM daemon)."""
+        self._begin("ksm_merge")
+        total = 0
+        while True:
+            merged = ksm_scan(self.machine)
+            total += merged
+            if not merged:
+                return total
+
+
+__all__ = ["Process", "PageView", "HPAGE_PMD_SIZE", "split_huge_pmd"]

@@ -1,0 +1,262 @@
+"""Recipes: the retry loop a careful UFFDIO_MOVE caller writes, as a tested helper.
+
+:func:`move_range` issues UFFDIO_MOVE over a range and handles every outcome the way the kernel's
+documentation (the ``move_pages()`` kernel-doc, the man page) asks callers to:
+
+=====================================  ===================================================
+what the kernel says                   what :func:`move_range` does
+=====================================  ===================================================
+success                                the whole remaining range is ``moved``
+EAGAIN, ``move`` > 0                   that much is ``moved``; continue at +``move``
+EAGAIN, ``move`` == -EAGAIN (or unset) a non-cooperative event is pending: read the uffd
+                                       events (``read_events``), then retry
+ENOENT (a source hole)                 ``holes="allow"``: retry that page with
+                                       ALLOW_SRC_HOLES (wakes waiters); ``"skip"``: the
+                                       same with DONTWAKE; ``"raise"``: raise.  Reported
+                                       as ``skipped-hole``
+EEXIST (destination already mapped)    someone else resolved that page: skip it, wake it
+                                       (unless ``dontwake``), report ``skipped-exists``
+EBUSY (page not exclusive, or pinned)  ``fallback`` for that one page (default:
+                                       :func:`copy_then_dontneed`), report ``copied``;
+                                       then continue with MOVE
+EINVAL, ENOMEM, EFAULT, anything else  raise :class:`MoveRangeError` (with the report)
+=====================================  ===================================================
+
+It works on anything with the tiny :class:`MoveIoctls` protocol: the simulator's
+``uffdsim.userfaultfd.UserfaultfdCtx`` and the kernel's
+``uffdsim.backends.kernel.sys.Userfaultfd`` (both raise :class:`uffdsim.errors.UffdError`
+carrying ``.out``, the value the kernel left in ``uffdio_move.move``).
+"""
+from __future__ import annotations
+
+import errno as E
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from .errors import UffdError
+
+PAGE_SIZE = 4096
+MODE_DONTWAKE = 1 << 0            #: UFFDIO_MOVE_MODE_DONTWAKE (also UFFDIO_COPY_MODE_DONTWAKE)
+MODE_ALLOW_SRC_HOLES = 1 << 1     #: UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES
+KINDS = ("moved", "copied", "skipped-hole", "skipped-exists")
+
+
+class MoveIoctls(Protocol):
+    """What :func:`move_range` needs from a userfaultfd object (simulated or real)."""
+
+    def move(self, dst: int, src: int, length: int, mode: int = 0, /) -> int: ...
+    def copy(self, dst: int, src: int, length: int, mode: int = 0, /) -> int: ...
+    def wake(self, start: int, length: int, /) -> None: ...
+    def read_msgs(self) -> list[Any]: ...
+
+
+#: fallback(uffd, dst_page, src_page, page_size, dontwake) -> "copied" (the page is resolved)
+#: or "retry" (the source was made movable: issue MOVE again); raises UffdError on failure
+Fallback = Callable[[Any, int, int, int, bool], str]
+
+
+@dataclass
+class Piece:
+    """A run of pages that were handled the same way (offsets in bytes from the range start)."""
+
+    kind: str
+    offset: int
+    length: int
+
+
+@dataclass
+class MoveReport:
+    """What :func:`move_range` did: per page range, and the ioctls it issued."""
+
+    dst: int
+    src: int
+    length: int
+    page_size: int = PAGE_SIZE
+    pieces: list[Piece] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)       #: one line per call, in order
+    ioctls: int = 0                                     #: MOVE and WAKE ioctls move_range issued
+    fallbacks: int = 0                                  #: calls of the EBUSY fallback
+    events: list[Any] = field(default_factory=list)     #: uffd messages read on the way
+
+    def add(self, kind: str, offset: int, length: int) -> None:
+        """Record ``length`` bytes at ``offset`` as ``kind`` (merged with the previous run)."""
+        last = self.pieces[-1] if self.pieces else None
+        if last and last.kind == kind and last.offset + last.length == offset:
+            last.length += length
+        else:
+            self.pieces.append(Piece(kind, offset, length))
+
+    def counts(self) -> dict[str, int]:
+        """Pages per kind, every kind of :data:`KINDS` listed (0 when none), then any other."""
+        out = dict.fromkeys(KINDS, 0)
+        for p in self.pieces:
+            out[p.kind] = out.get(p.kind, 0) + p.length // self.page_size
+        return out
+
+    def pages(self, kind: str) -> list[int]:
+        """The page indexes (from the range start) handled as ``kind``."""
+        return [i for p in self.pieces if p.kind == kind
+                for i in range(p.offset // self.page_size, (p.offset + p.length) // self.page_size)]
+
+    @property
+    def done(self) -> int:
+        """Bytes handled so far (equals ``length`` when move_range returned)."""
+        return sum(p.length for p in self.pieces)
+
+    def __str__(self) -> str:
+        counts = ", ".join(f"{k} {n}" for k, n in self.counts().items() if n)
+        extra = f" + {self.fallbacks} fallback(s)" if self.fallbacks else ""
+        lines = [f"{self.done // self.page_size} of {self.length // self.page_size} pages handled "
+                 f"with {self.ioctls} ioctls{extra} ({counts or 'nothing'})"]
+        for p in self.pieces:
+            first, n = p.offset // self.page_size, p.length // self.page_size
+            where = f"page  {first}" if n == 1 else f"pages {first}-{first + n - 1}"
+            lines.append(f"  {where:<12} {p.kind}")
+        return "\n".join(lines)
+
+
+@dataclass
+class MoveRangeError(UffdError):
+    """UFFDIO_MOVE failed in a way a retry cannot fix; ``report`` says what was done before."""
+
+    report: MoveReport | None = field(default=None, repr=False, compare=False)
+    offset: int = 0                                     #: where in the range it failed
+
+
+def default_dontneed(uffd: Any) -> Callable[[int, int], None]:
+    """MADV_DONTNEED in the process that owns ``uffd``: the simulator's Process, or the real one."""
+    owner = getattr(uffd, "owner", None)
+    if owner is not None and hasattr(owner, "madvise"):
+        return lambda addr, length: owner.madvise(addr, length, "dontneed")
+    from .backends.kernel import sys as ksys
+    return lambda addr, length: ksys.madvise(addr, length, ksys.MADV_DONTNEED)
+
+
+def copy_then_dontneed(uffd: Any, dst: int, src: int, page_size: int, dontwake: bool) -> str:
+    """The default EBUSY fallback: UFFDIO_COPY the page to ``dst``, then MADV_DONTNEED ``src``.
+
+    NOT atomic (see chapter 3, "Atomicity"): a store to the source page between the copy and the
+    zap is lost, and a reader of the source may see it disappear.  If the page is pinned (EBUSY
+    because of an io_uring buffer or other long-term pin), the pinning user keeps the old frame
+    and its later writes never reach ``dst``.  If the source range is registered with a uffd that
+    asked for UFFD_FEATURE_EVENT_REMOVE, the MADV_DONTNEED waits until that event is read: do not
+    call this from the thread that reads the events.
+    """
+    uffd.copy(dst, src, page_size, MODE_DONTWAKE if dontwake else 0)
+    default_dontneed(uffd)(src, page_size)
+    return "copied"
+
+
+def move_range(uffd: MoveIoctls, dst: int, src: int, length: int, *,
+               fallback: Fallback | None = copy_then_dontneed,
+               read_events: Callable[[], Any] | None = None,
+               holes: str = "allow", dontwake: bool = False, allow_src_holes: bool = False,
+               page_size: int = PAGE_SIZE, max_retries: int = 64) -> MoveReport:
+    """Move ``[src, src+length)`` to ``[dst, dst+length)`` with UFFDIO_MOVE, handling every outcome.
+
+    ``fallback`` handles a page that is not movable (EBUSY): the default copies it and drops the
+    source page (not atomic, see :func:`copy_then_dontneed`); ``None`` raises instead.  A fallback
+    returning ``"retry"`` made the source movable (e.g. by writing to it): MOVE is issued again.
+    ``read_events`` is called when a non-cooperative event is pending (EAGAIN with ``move`` =
+    -EAGAIN); by default the uffd's messages are read and kept in ``report.events`` so nothing the
+    caller needs is lost.  ``holes``: ``"allow"``, ``"skip"`` or ``"raise"`` (see the module doc).
+    ENOENT alone cannot tell a hole from a missing VMA; the one-page retry with ALLOW_SRC_HOLES
+    can (a missing VMA stays ENOENT and is raised).  If the source page was filled in between the
+    two calls, that retry moves it (it is still reported as a hole).
+    With ``allow_src_holes`` every call carries ALLOW_SRC_HOLES: holes are then counted as moved
+    by the kernel and reported as ``moved``.  ``max_retries`` bounds the rounds in a row that make
+    no progress (pending events that do not clear).  Raises :class:`MoveRangeError` otherwise.
+    """
+    if holes not in ("allow", "skip", "raise"):
+        raise ValueError(f"holes must be 'allow', 'skip' or 'raise', got {holes!r}")
+    report = MoveReport(dst, src, length, page_size)
+    base = (MODE_DONTWAKE if dontwake else 0) | (MODE_ALLOW_SRC_HOLES if allow_src_holes else 0)
+    off = 0
+    stalls = 0              # consecutive rounds without progress (events, retries)
+    retried_at = -1         # where a fallback last asked for a retry
+
+    def fail(err: UffdError) -> MoveRangeError:
+        report.log.append(f"give up at +{off // page_size}: {err.name}")
+        return MoveRangeError(err.errno, err.message, err.out, err.trail, report=report, offset=off)
+
+    def call(name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        report.ioctls += 1
+        try:
+            ret = fn(*args)
+        except UffdError as err:
+            report.log.append(f"{name} at +{off // page_size}: {err.name}, out={err.out}")
+            raise
+        report.log.append(f"{name} at +{off // page_size}" + ("" if ret is None else f": ok, {ret} bytes"))
+        return ret
+
+    def settle(err: UffdError) -> None:
+        """A non-cooperative event is pending: read it (bounded), so that the retry can pass."""
+        nonlocal stalls
+        stalls += 1
+        if stalls > max_retries:
+            raise fail(err)
+        msgs = read_events() if read_events is not None else uffd.read_msgs()
+        report.log.append("read events")
+        if isinstance(msgs, list):
+            report.events.extend(msgs)
+
+    def advance(kind: str, nbytes: int) -> None:
+        nonlocal off, stalls
+        report.add(kind, off, nbytes)
+        off += nbytes
+        stalls = 0
+
+    while off < length:
+        d, s, n = dst + off, src + off, length - off
+        try:
+            advance("moved", call(f"MOVE {n // page_size}p", uffd.move, d, s, n, base))
+            continue
+        except UffdError as err:
+            why = err
+        if why.errno == E.EAGAIN and why.out is not None and why.out > 0:
+            advance("moved", why.out)                   # partial progress: go on from there
+        elif why.errno == E.EAGAIN:                     # -EAGAIN (unwritten on kernels < 6.15)
+            settle(why)
+        elif why.errno == E.ENOENT and holes != "raise" and not allow_src_holes:
+            mode = base | MODE_ALLOW_SRC_HOLES | (MODE_DONTWAKE if holes == "skip" else 0)
+            try:
+                call("MOVE 1p +holes", uffd.move, d, s, page_size, mode)
+            except UffdError as again:
+                if again.errno == E.ENOENT:             # ENOENT even so: no VMA, not a hole
+                    raise fail(again) from None
+                stalls += 1                             # something changed: ask MOVE again
+                if stalls > max_retries:
+                    raise fail(again) from None
+                continue
+            advance("skipped-hole", page_size)
+        elif why.errno == E.EEXIST:
+            if not dontwake:
+                call("WAKE", uffd.wake, d, page_size)
+            advance("skipped-exists", page_size)
+        elif why.errno == E.EBUSY and fallback is not None:
+            if retried_at == off:                       # the fallback's fix did not help
+                raise fail(why)
+            report.fallbacks += 1
+            try:
+                kind = fallback(uffd, d, s, page_size, dontwake)
+            except UffdError as ferr:
+                report.log.append(f"fallback at +{off // page_size}: {ferr.name}, out={ferr.out}")
+                if ferr.errno == E.EEXIST:              # someone resolved dst meanwhile
+                    advance("skipped-exists", page_size)
+                elif ferr.errno == E.EAGAIN and (ferr.out is None or ferr.out < 0):
+                    settle(ferr)
+                else:
+                    raise fail(ferr) from None
+                continue
+            report.log.append(f"fallback at +{off // page_size}: {kind}")
+            if kind == "retry":
+                retried_at = off
+            else:
+                advance(kind, page_size)
+        else:
+            raise fail(why)
+    return report
+
+
+__all__ = ["move_range", "MoveReport", "MoveRangeError", "Piece", "MoveIoctls", "Fallback",
+           "copy_then_dontneed", "default_dontneed", "KINDS"]

@@ -1,0 +1,408 @@
+"""The scenario format (a public contract, see the book's appendix): load, validate, resolve addresses.
+
+A malformed file raises :class:`ScenarioError` with a one-line message naming the file, the
+step and the field.  Nothing here knows how a scenario is executed.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from .errors import ERRNO_VALUES
+
+PAGE = 4096
+NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+REGION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ADDR_RE = re.compile(r"^(?P<region>[A-Za-z_][A-Za-z0-9_]*)(?:\+(?P<page>\d+)(?!b))?(?:\+(?P<byte>\d+)b)?$")
+
+PROTS = ("rw", "r", "rwx", "none")
+ADVICES = ("dontneed", "free", "dontfork", "dofork", "wipeonfork", "keeponfork", "mergeable",
+           "unmergeable", "hugepage", "nohugepage", "pageout", "collapse", "guard_install",
+           "guard_remove")
+FEATURE_NAMES = ("pagefault_flag_wp", "event_fork", "event_remap", "event_remove",
+                 "missing_hugetlbfs", "missing_shmem", "event_unmap", "sigbus", "thread_id",
+                 "minor_hugetlbfs", "minor_shmem", "exact_address", "wp_hugetlbfs_shmem",
+                 "wp_unpopulated", "poison", "wp_async", "move")
+REGISTER_MODES = ("missing", "wp", "minor")
+MODES = {"copy": ("dontwake", "wp"), "zeropage": ("dontwake",), "move": ("dontwake", "allow_src_holes")}
+EVENT_TYPES = ("pagefault", "fork", "remap", "remove", "unmap")
+PAGE_STATES = ("none", "zero", "present", "swap", "marker")
+CAPABILITIES = ("fork", "thp", "ksm", "swap", "pin", "threads", "guard", "huge_zero_page")
+
+LEN = ("pages", "bytes")
+IOCTL = ("uffd",)
+#: op -> (required fields, optional fields); "len" stands for exactly one of pages/bytes
+OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "mmap": (("name", "pages"), ("prot", "shared", "file", "align")),
+    "munmap": (("at", "len"), ()),
+    "mprotect": (("at", "len", "prot"), ()),
+    "mlock": (("at", "len"), ("onfault",)),
+    "munlock": (("at", "len"), ()),
+    "madvise": (("at", "len", "advice"), ("thread",)),
+    "write": (("at", "len", "value"), ()),
+    "read": (("at", "len"), ()),
+    "fork": (("child",), ()),
+    "exit": (("proc",), ()),
+    "uffd": ((), ("name", "features", "user_mode_only", "api")),
+    "api": ((), ("features",) + IOCTL),
+    "register": (("at", "len"), ("mode",) + IOCTL),
+    "unregister": (("at", "len"), IOCTL),
+    "copy": (("dst", "src", "len"), ("mode",) + IOCTL),
+    "zeropage": (("at", "len"), ("mode",) + IOCTL),
+    "move": (("dst", "src", "len"), ("mode",) + IOCTL),
+    "wake": (("at", "len"), IOCTL),
+    "writeprotect": (("at", "len", "wp"), IOCTL),
+    "ksm_merge": ((), ()),
+    "pin": (("at", "len", "name"), ()),
+    "unpin": (("name",), ("at", "pages", "bytes")),
+    "observe": (("at", "len"), ()),
+    "fault_async": (("thread", "at"), ("write", "value")),
+    "thread": (("thread",), ()),
+    "read_events": ((), IOCTL),
+}
+OUT_FIELDS = {"move": "move", "copy": "copy", "zeropage": "zeropage"}
+EXPECT_KEYS = ("ok", "errno", "move", "copy", "zeropage", "pages", "blocked", "events", "hung", "trail")
+PAGE_KEYS = ("state", "value", "frame", "thp")
+EVENT_KEYS = ("type", "at", "write")
+
+
+#: the C YAML parser when PyYAML was built with it (several times faster), else the pure-Python one
+YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class ScenarioError(ValueError):
+    """A malformed scenario: the message is one line naming the file, the step and the field."""
+
+
+@dataclass(frozen=True)
+class Addr:
+    """An address expression: ``region[+page][+Nb]``, or a plain integer (``region`` is None)."""
+
+    region: str | None
+    page: int = 0
+    byte: int = 0
+    absolute: int | None = None
+
+    def resolve(self, regions: dict[str, int]) -> int:
+        """The numeric address, given the base address of each region."""
+        if self.region is None:
+            assert self.absolute is not None
+            return self.absolute
+        return regions[self.region] + self.page * PAGE + self.byte
+
+    def __str__(self) -> str:
+        if self.region is None:
+            return hex(self.absolute or 0)
+        return self.region + (f"+{self.page}" if self.page else "") + (f"+{self.byte}b" if self.byte else "")
+
+
+@dataclass
+class Step:
+    """One step: ``op`` with its fields (addresses parsed, lengths in bytes) and its expectation."""
+
+    i: int
+    op: str
+    args: dict[str, Any]
+    expect: dict[str, Any] | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def proc(self) -> str:
+        return self.args.get("proc", "main")
+
+
+@dataclass
+class Scenario:
+    name: str
+    about: str
+    steps: list[Step]
+    requires: list[str] = field(default_factory=list)
+    path: str = "<string>"
+
+    def region_pages(self) -> dict[str, int]:
+        """Region name -> size in pages, from the mmap steps."""
+        return {s.args["name"]: s.args["pages"] for s in self.steps if s.op == "mmap"}
+
+
+def parse_addr(value: Any) -> Addr:
+    """``src``, ``src+3``, ``src+3+1b``, ``src+1b``, or an integer (also written as a hex string)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected an address, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"negative address {value}")
+        return Addr(None, absolute=value)
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"0[xX][0-9a-fA-F]+|\d+", text):
+            return Addr(None, absolute=int(text, 0))
+        m = ADDR_RE.match(text)
+        if m:
+            return Addr(m["region"], int(m["page"] or 0), int(m["byte"] or 0))
+    raise ValueError(f"expected an address like 'src', 'src+3', 'src+3+1b' or an integer, got {value!r}")
+
+
+def _int(value: Any, lo: int | None = 0, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and re.fullmatch(r"-?(0[xX][0-9a-fA-F]+|\d+)", value.strip()):
+            value = int(value.strip(), 0)
+        else:
+            raise ValueError(f"expected an integer, got {value!r}")
+    if lo is not None and value < lo:
+        raise ValueError(f"expected an integer >= {lo}, got {value}")
+    if hi is not None and value > hi:
+        raise ValueError(f"expected an integer <= {hi}, got {value}")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got {value!r}")
+        return value
+    return check
+
+
+def _names(options: tuple[str, ...]) -> Callable[[Any], list[str]]:
+    def check(value: Any) -> list[str]:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list):
+            raise ValueError(f"expected a list of names, got {value!r}")
+        for item in items:
+            if item not in options:
+                raise ValueError(f"expected names from {', '.join(options)}, got {item!r}")
+        return list(items)
+    return check
+
+
+def _ident(value: Any) -> str:
+    if not isinstance(value, str) or not REGION_RE.match(value):
+        raise ValueError(f"expected a name (letters, digits, _), got {value!r}")
+    return value
+
+
+def _align(value: Any) -> int:
+    table = {"4K": PAGE, "4k": PAGE, "2M": 2 << 20, "2m": 2 << 20}
+    if value in table:
+        return table[value]
+    raise ValueError(f"expected 4K or 2M, got {value!r}")
+
+
+FIELD_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "name": _ident, "child": _ident, "proc": _ident, "thread": _ident, "uffd": _ident,
+    "pages": lambda v: _int(v, 0), "bytes": lambda v: _int(v, 0),
+    "prot": _choice(PROTS), "shared": _bool, "file": _choice(("none", "private", "shared")),
+    "align": _align, "at": parse_addr, "dst": parse_addr, "src": parse_addr,
+    "advice": _choice(ADVICES), "value": lambda v: _int(v, 0, 255),
+    "features": _names(FEATURE_NAMES), "user_mode_only": _bool, "api": _bool, "wp": _bool,
+    "write": _bool, "onfault": _bool,
+}
+
+
+def _fail(path: str, where: str, msg: str) -> ScenarioError:
+    return ScenarioError(f"{path}: {where}: {msg}")
+
+
+def parse_step(path: str, i: int, raw: Any) -> Step:
+    """Validate one step mapping and turn it into a :class:`Step`."""
+    if not isinstance(raw, dict):
+        raise _fail(path, f"step {i}", f"expected a mapping with one op, got {raw!r}")
+    keys = [k for k in raw if k != "expect"]
+    if len(keys) != 1:
+        raise _fail(path, f"step {i}", f"expected exactly one op key, got {keys or 'none'}")
+    op = keys[0]
+    if op not in OPS:
+        raise _fail(path, f"step {i}", f"unknown op {op!r} (ops: {', '.join(OPS)})")
+    where = f"step {i} ({op})"
+    fields = raw[op] if raw[op] is not None else {}
+    if not isinstance(fields, dict):
+        raise _fail(path, where, f"expected a mapping of fields, got {fields!r}")
+    required, optional = OPS[op]
+    allowed = set(required) | set(optional) | {"proc"}
+    if "len" in allowed:
+        allowed |= set(LEN)
+    if op in MODES or op == "register":
+        allowed.add("mode")
+    args: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key not in allowed:
+            raise _fail(path, f"{where}: field {key!r}", f"not a field of {op} (fields: {', '.join(sorted(allowed - {'len'}))})")
+        try:
+            if key == "mode":
+                args[key] = (_int(value, 0) if isinstance(value, int) and not isinstance(value, bool)
+                             else _names(MODES.get(op, REGISTER_MODES))(value))
+            elif key == "proc" and op == "exit":
+                args[key] = _ident(value)
+            else:
+                args[key] = FIELD_CHECKS[key](value)
+        except ValueError as err:
+            raise _fail(path, f"{where}: field {key!r}", str(err)) from None
+    for key in required:
+        if key == "len":
+            given = [k for k in LEN if k in args]
+            if len(given) != 1:
+                raise _fail(path, f"{where}: field 'pages'", "give exactly one of pages: N or bytes: N")
+            args["length"] = args.pop("pages") * PAGE if "pages" in args else args.pop("bytes")
+        elif key not in args:
+            raise _fail(path, f"{where}: field {key!r}", "missing")
+    if op == "mmap" and args["pages"] == 0:
+        raise _fail(path, f"{where}: field 'pages'", "a region needs at least one page")
+    expect = raw.get("expect")
+    if expect is not None:
+        expect = parse_expect(path, where, op, expect)
+    return Step(i, op, args, expect, raw)
+
+
+def parse_expect(path: str, where: str, op: str, expect: Any) -> dict[str, Any]:
+    """Validate an ``expect`` mapping."""
+    w = f"{where}: field 'expect'"
+    if not isinstance(expect, dict):
+        raise _fail(path, w, f"expected a mapping, got {expect!r}")
+    out: dict[str, Any] = {}
+    for key, value in expect.items():
+        if key not in EXPECT_KEYS:
+            raise _fail(path, f"{where}: field 'expect.{key}'", f"unknown expectation (known: {', '.join(EXPECT_KEYS)})")
+        try:
+            out[key] = _expect_value(key, value)
+        except ValueError as err:
+            raise _fail(path, f"{where}: field 'expect.{key}'", str(err)) from None
+    return out
+
+
+def _expect_value(key: str, value: Any) -> Any:
+    if key in ("ok", "blocked", "hung"):
+        return _bool(value)
+    if key == "errno":
+        if value not in ERRNO_VALUES:
+            raise ValueError(f"unknown errno name {value!r}")
+        return value
+    if key in OUT_FIELDS:
+        if value == "unwritten":
+            return value
+        if isinstance(value, str) and value.startswith("-E") and value[1:] in ERRNO_VALUES:
+            return -ERRNO_VALUES[value[1:]]
+        return _int(value, None)
+    if key == "trail":
+        if not isinstance(value, str):
+            raise ValueError(f"expected text to find in the trail, got {value!r}")
+        return value
+    if key == "pages":
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list of pages, got {value!r}")
+        pages = []
+        for page in value:
+            if not isinstance(page, dict) or set(page) - set(PAGE_KEYS):
+                raise ValueError(f"each page is a mapping of {', '.join(PAGE_KEYS)}, got {page!r}")
+            p = dict(page)
+            if "state" in p:
+                _choice(PAGE_STATES)(p["state"])
+            if "value" in p:
+                p["value"] = _int(p["value"], 0, 255)
+            if "thp" in p:
+                _bool(p["thp"])
+            pages.append(p)
+        return pages
+    if key == "events":
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list of events, got {value!r}")
+        events = []
+        for ev in value:
+            if not isinstance(ev, dict) or set(ev) - set(EVENT_KEYS):
+                raise ValueError(f"each event is a mapping of {', '.join(EVENT_KEYS)}, got {ev!r}")
+            e = dict(ev)
+            if "type" in e:
+                _choice(EVENT_TYPES)(e["type"])
+            if "at" in e:
+                e["at"] = str(parse_addr(e["at"]))
+            if "write" in e:
+                _bool(e["write"])
+            events.append(e)
+        return events
+    raise ValueError(f"unknown expectation {key!r}")
+
+
+def parse_scenario(data: Any, path: str = "<string>") -> Scenario:
+    """Validate a loaded YAML document."""
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{path}: expected a mapping with name, about and steps")
+    unknown = set(data) - {"name", "about", "requires", "steps"}
+    if unknown:
+        raise ScenarioError(f"{path}: field {sorted(unknown)[0]!r}: unknown top-level field")
+    name = data.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise ScenarioError(f"{path}: field 'name': expected a kebab-case name, got {name!r}")
+    about = data.get("about", "")
+    if not isinstance(about, str):
+        raise ScenarioError(f"{path}: field 'about': expected text")
+    requires = data.get("requires", []) or []
+    if not isinstance(requires, list) or any(r not in CAPABILITIES for r in requires):
+        raise ScenarioError(f"{path}: field 'requires': expected a list of {', '.join(CAPABILITIES)}, got {requires!r}")
+    steps_raw = data.get("steps")
+    if not isinstance(steps_raw, list) or not steps_raw:
+        raise ScenarioError(f"{path}: field 'steps': expected a non-empty list of steps")
+    steps = [parse_step(path, i, raw) for i, raw in enumerate(steps_raw)]
+    check_names(path, steps)
+    return Scenario(name, about, steps, list(requires), path)
+
+
+def check_names(path: str, steps: list[Step]) -> None:
+    """Regions, processes, userfaultfds and threads must be defined before they are used."""
+    regions: set[str] = set()
+    procs = {"main"}
+    uffds: set[str] = set()
+    for s in steps:
+        where = f"step {s.i} ({s.op})"
+        proc = s.args.get("proc", "main")
+        if proc not in procs:
+            raise _fail(path, f"{where}: field 'proc'", f"no process named {proc!r} (forked so far: {', '.join(sorted(procs))})")
+        for key in ("at", "dst", "src"):
+            a = s.args.get(key)
+            if isinstance(a, Addr) and a.region is not None and a.region not in regions:
+                raise _fail(path, f"{where}: field {key!r}", f"no region named {a.region!r} mapped before this step")
+        if s.args.get("uffd") is not None and s.args["uffd"] not in uffds:
+            raise _fail(path, f"{where}: field 'uffd'", f"no userfaultfd named {s.args['uffd']!r}")
+        if s.op == "mmap":
+            if s.args["name"] in regions:
+                raise _fail(path, f"{where}: field 'name'", f"region {s.args['name']!r} is mapped already")
+            regions.add(s.args["name"])
+        elif s.op == "fork":
+            if s.args["child"] in procs:
+                raise _fail(path, f"{where}: field 'child'", f"process {s.args['child']!r} exists already")
+            procs.add(s.args["child"])
+        elif s.op == "uffd" and "name" in s.args:
+            uffds.add(s.args["name"])
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate one scenario file."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as err:
+        raise ScenarioError(f"{p}: cannot read: {err.strerror}") from None
+    try:
+        data = yaml.load(text, Loader=YamlLoader)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "YAML"
+        raise ScenarioError(f"{p}: {where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    return parse_scenario(data, str(p))
+
+
+def loads_scenario(text: str, path: str = "<string>") -> Scenario:
+    """Validate a scenario given as YAML text (handy in notebooks and tests)."""
+    try:
+        data = yaml.load(text, Loader=YamlLoader)
+    except yaml.YAMLError as err:
+        raise ScenarioError(f"{path}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    return parse_scenario(data, path)

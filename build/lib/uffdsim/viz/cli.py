@@ -1,0 +1,54 @@
+"""``python -m uffdsim draw SCENARIO --step N -o out.png``: the before/after diagram of one step.
+
+``--kind trail`` draws the step's decision path instead.  Errors are one ``error:`` line on
+stderr and exit status 2 (bad input) or 1 (nothing drawn), never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "draw the before/after diagram (or decision path) of one scenario step as a PNG"
+
+
+def register(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
+    """Add the ``draw`` subcommand; its handler is :func:`run`."""
+    p = subparsers.add_parser("draw", help=HELP, description=HELP)
+    p.add_argument("scenario", help="scenario YAML file")
+    p.add_argument("--step", "-n", type=int, required=True, metavar="N",
+                   help="step index, 0-based as in the `run` table")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.png", help="PNG file to write")
+    p.add_argument("--kind", choices=("pair", "trail"), default="pair",
+                   help="pair: before/after diagram (default); trail: the decision path")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    import matplotlib
+    matplotlib.use("Agg")
+    from ..scenario import ScenarioError, load_scenario
+    from .steps import draw_step, draw_step_trail
+    from .style import save_png
+
+    if not str(args.output).lower().endswith(".png"):
+        print(f"error: {args.output}: the output must be a .png file (figures are PNG only)", file=sys.stderr)
+        return 2
+    try:
+        scenario = load_scenario(args.scenario)
+    except (ScenarioError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        fig = (draw_step_trail if args.kind == "trail" else draw_step)(scenario, args.step)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    try:
+        save_png(fig, args.output)
+    except OSError as err:
+        print(f"error: cannot write {args.output}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output}")
+    return 0
+
