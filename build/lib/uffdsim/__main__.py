@@ -1,6 +1,0 @@
-"""Entry point for ``python -m uffdsim``."""
-import sys
-
-from .cli import main
-
-sys.exit(main())

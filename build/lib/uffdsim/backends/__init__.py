@@ -1,1 +1,0 @@
-"""Backends that run scenario steps: the simulator and the running kernel."""

@@ -1,1 +1,0 @@
-"""The memory model, named after mm/*.c: folios, VMAs, page tables, faults, fork, madvise, KSM, swap, MOVE."""
