@@ -25,7 +25,10 @@ import re
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
+
 from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from .resources import corpus_dir as _corpus_dir, data_file as _data_file, package_dir
 
 from .errors import UffdError
 from .mm.folio import PAGE_SIZE
@@ -45,23 +48,18 @@ IOCTL_OPS = ("move", "copy", "zeropage")
 
 
 def repo_root() -> Path:
-    """The repository the notebooks belong to: the folder that holds ``scenarios/`` and ``data/``."""
-    here = Path.cwd()
-    package_parent = Path(__file__).resolve().parents[1]
-    for base in (here, here.parent, package_parent):
-        if (base / "scenarios").is_dir():
-            return base
-    return package_parent
+    """The folder that holds the package (a source checkout's root, or site-packages)."""
+    return package_dir().parent
 
 
 def corpus_dir() -> Path:
-    """The scenario corpus, ``scenarios/`` at the repository root."""
-    return repo_root() / "scenarios"
+    """The scenario corpus shipped in the package (``uffdsim/scenarios``)."""
+    return _corpus_dir()
 
 
 def data_file(name: str) -> Path:
-    """A recorded result in ``data/`` (``kernel_bench.json``, ``conformance.json``, ...)."""
-    return repo_root() / "data" / name
+    """A recorded result shipped in the package (``uffdsim/data``: ``kernel_bench.json``, ...)."""
+    return _data_file(name)
 
 
 # ---------------------------------------------------------------------------------------------

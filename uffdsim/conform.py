@@ -19,11 +19,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, TextIO
 
+from .resources import corpus_dir
 from .runner import ScenarioResult, compare, finish
 from .scenario import ScenarioError, load_scenario
 
 #: the corpus shipped with the project
-CORPUS = Path(__file__).resolve().parent.parent / "scenarios"
+CORPUS = corpus_dir()
 
 
 @dataclass

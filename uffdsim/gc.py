@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UffdError
+from .resources import data_file
 from .mm.folio import PAGE_SIZE
 from .mm.machine import Machine
 from .mm.process import Process
@@ -65,7 +66,7 @@ from .mm.process import Process
 METHODS = ("move", "copy")
 DEFAULT_MOVE_COST = 0.125
 DEFAULT_ZAP_COST = 0.25
-BENCH_FILE = Path(__file__).resolve().parent.parent / "data" / "kernel_bench.json"
+BENCH_FILE = data_file("kernel_bench.json")
 
 
 class GcError(ValueError):

@@ -17,14 +17,15 @@ import ipywidgets as widgets
 
 from ..errors import ERRNO_VALUES
 from ..runner import BackendRun, ScenarioResult, finish
+from ..resources import corpus_dir
 from ..scenario import Scenario, ScenarioError, load_scenario
 from ..snapshot import StepSnapshots, scenario_steps
 from ..viz.decision import draw_decision_path
 from ..viz.steps import step_figure
 from .base import FigureBox, badge, image_widget, pre, row, set_figure
 
-#: the corpus of a source checkout (``uffdsim/`` next to ``scenarios/``)
-DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "scenarios"
+#: the corpus shipped in the package
+DEFAULT_CORPUS = corpus_dir()
 
 
 @dataclass(frozen=True)
