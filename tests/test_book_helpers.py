@@ -95,7 +95,7 @@ def test_show_pages_prints_one_line_per_page(capsys: pytest.CaptureFixture[str])
     d.p.madvise(d.src + P, P, "dontneed")
     book.show_pages(d.p, d.src, 2, d.regions)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:4] == ["src", "present", "value", "0x41"] and lines[0].endswith("exclusive")
+    assert lines[0].split()[:4] == ["src", "present", "value", "0x41"] and lines[0].endswith("  anon-exclusive (simulator only)")
     assert lines[1].split() == ["src+1", "none"]
 
 

@@ -189,12 +189,15 @@ def ioctl_summary(result: ScenarioResult, ops: Sequence[str] = IOCTL_OPS) -> str
 
 def show_pages(proc: Any, addr: int, pages: int = 1,
                regions: Mapping[str, tuple[int, int]] | None = None) -> None:
-    """Print one line per page, as pagemap and kpageflags would report it (never faults)."""
+    """Print one line per page (never faults): state, value, pfn and mapcount, as a read,
+    ``/proc/PID/pagemap`` and ``/proc/kpagecount`` would show them, then the PageAnonExclusive
+    flag, which no /proc interface exposes: it is labelled ``(simulator only)``."""
     for k, v in enumerate(proc.observe(addr, pages * PAGE_SIZE)):
         label = describe_addr(addr + k * PAGE_SIZE, dict(regions or {}))
         if v.state == "present":
-            owner = "exclusive" if v.anon_exclusive else "shared"
-            print(f"  {label:<6} present  value {v.value:#04x}  pfn {v.pfn:#x}  mapcount {v.mapcount}  {owner}")
+            owner = "anon-exclusive" if v.anon_exclusive else "not anon-exclusive"
+            print(f"  {label:<6} present  value {v.value:#04x}  pfn {v.pfn:#x}  mapcount {v.mapcount}"
+                  f"  {owner} (simulator only)")
         elif v.state == "zero":
             print(f"  {label:<6} the shared zero page")
         else:
