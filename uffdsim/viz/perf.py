@@ -134,10 +134,10 @@ def draw_performance(records: Iterable[Mapping[str, Any]], title: str | None = N
                 groups = _thp_groups([r for r in recs if r["method"] == m])
                 for g, (thp, group) in enumerate(groups):
                     pts = sorted((r["size_mb"], r[key]) for r in group)
-                    label = m if len(groups) == 1 else f"{m} ({thp:.0%} THP)" if thp is not None else m
+                    name = m if len(groups) == 1 else f"{m} ({thp:.0%} THP)" if thp is not None else m
                     gid = f"series:{key}:{m}" if g == 0 else f"series:{key}:{m}:thp{thp}"
                     ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colour, marker=marker,
-                            linestyle=line, linewidth=1.4, markersize=5, label=label, gid=gid,
+                            linestyle=line, linewidth=1.4, markersize=5, label=name, gid=gid,
                             markerfacecolor=colour if g == 0 else "none")
             if len(sizes) > 1 and sizes[-1] / sizes[0] > 4:
                 ax.set_xscale("log", base=2)
