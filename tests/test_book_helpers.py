@@ -78,7 +78,7 @@ def test_step_records_read_like_ioctls() -> None:
 def test_demo_shows_the_page_and_the_move() -> None:
     d = book.Demo()
     d.p.fork("child")
-    assert d.page() == "main  src+0: present value=65 frame=f0 anon_exclusive=False mapcount=2"
+    assert d.page() == "main  src+0: present value=65 frame=f0 mapcount=2 | sim only: anon_exclusive=False"
     assert d.move() == "MOVE: EBUSY, move=-16  [folio not anon-exclusive -> EBUSY]"
 
 
