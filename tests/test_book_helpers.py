@@ -78,7 +78,7 @@ def test_step_records_read_like_ioctls() -> None:
 def test_demo_shows_the_page_and_the_move() -> None:
     d = book.Demo()
     d.p.fork("child")
-    assert d.page() == "main  src+0: present value=65 frame=f0 anon_exclusive=False mapcount=2"
+    assert d.page() == "main  src+0: present value=65 frame=f0 mapcount=2 | sim only: anon_exclusive=False"
     assert d.move() == "MOVE: EBUSY, move=-16  [folio not anon-exclusive -> EBUSY]"
 
 
@@ -95,7 +95,7 @@ def test_show_pages_prints_one_line_per_page(capsys: pytest.CaptureFixture[str])
     d.p.madvise(d.src + P, P, "dontneed")
     book.show_pages(d.p, d.src, 2, d.regions)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:4] == ["src", "present", "value", "0x41"] and lines[0].endswith("exclusive")
+    assert lines[0].split()[:4] == ["src", "present", "value", "0x41"] and lines[0].endswith("  anon-exclusive (simulator only)")
     assert lines[1].split() == ["src+1", "none"]
 
 

@@ -371,6 +371,16 @@ def test_performance_input_shapes(tmp_path) -> None:
         draw_performance([{"method": "x"}])
 
 
+def test_performance_plot_never_joins_points_of_different_thp_share() -> None:
+    # the recorded move-thp run: a 1 MiB range is never THP-backed, 16 and 256 MiB are
+    recs = RECORDS + [{"method": "move-thp", "size_mb": s, "ns_per_page": ns, "gib_s": 4096 / ns, "thp": t}
+                      for s, ns, t in ((1, 115.0, 0.0), (16, 6.9, 1.0), (256, 6.3, 1.0))]
+    left = draw_performance(recs).axes[0]
+    thp_lines = [l for l in left.lines if l.get_gid().startswith("series:ns_per_page:move-thp")]
+    assert sorted(list(l.get_xdata()) for l in thp_lines) == [[1.0], [16.0, 256.0]]
+    assert sorted(l.get_label() for l in thp_lines) == ["move-thp (0% THP)", "move-thp (100% THP)"]
+
+
 def test_recorded_kernel_benchmark_plots_if_present() -> None:
     path = ROOT / "data" / "kernel_bench.json"
     if not path.exists():

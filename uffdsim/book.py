@@ -189,12 +189,15 @@ def ioctl_summary(result: ScenarioResult, ops: Sequence[str] = IOCTL_OPS) -> str
 
 def show_pages(proc: Any, addr: int, pages: int = 1,
                regions: Mapping[str, tuple[int, int]] | None = None) -> None:
-    """Print one line per page, as pagemap and kpageflags would report it (never faults)."""
+    """Print one line per page (never faults): state, value, pfn and mapcount, as a read,
+    ``/proc/PID/pagemap`` and ``/proc/kpagecount`` would show them, then the PageAnonExclusive
+    flag, which no /proc interface exposes: it is labelled ``(simulator only)``."""
     for k, v in enumerate(proc.observe(addr, pages * PAGE_SIZE)):
         label = describe_addr(addr + k * PAGE_SIZE, dict(regions or {}))
         if v.state == "present":
-            owner = "exclusive" if v.anon_exclusive else "shared"
-            print(f"  {label:<6} present  value {v.value:#04x}  pfn {v.pfn:#x}  mapcount {v.mapcount}  {owner}")
+            owner = "anon-exclusive" if v.anon_exclusive else "not anon-exclusive"
+            print(f"  {label:<6} present  value {v.value:#04x}  pfn {v.pfn:#x}  mapcount {v.mapcount}"
+                  f"  {owner} (simulator only)")
         elif v.state == "zero":
             print(f"  {label:<6} the shared zero page")
         else:
@@ -229,16 +232,18 @@ class Demo:
         self.frames = FrameLabeller()          # physical frames named f0, f1, ... by first sight
 
     def page(self, where: str = "src", proc: Any = None, i: int = 0) -> str:
-        """What one page is, without touching it (pagemap plus the kernel's page flags)."""
+        """One page, without touching it: what pagemap, kpagecount and kpageflags show, then
+        after ``|`` the state only the simulator can show (PageAnonExclusive, the swap entry's
+        exclusive bit, a pin)."""
         proc = proc or self.p
         v = proc.observe((self.src if where == "src" else self.dst) + i * PAGE_SIZE, PAGE_SIZE)[0]
         frame = self.frames.label({"state": v.state, "frame": v.pfn})
         text = f"{proc.name:5} {where}+{i}: {v.state}"
         if v.state == "present":
-            text += (f" value={v.value} frame={frame} anon_exclusive={v.anon_exclusive}"
-                     f" mapcount={v.mapcount}" + (" ksm" if v.ksm else "") + (" pinned" if v.pinned else ""))
+            text += (f" value={v.value} frame={frame} mapcount={v.mapcount}" + (" ksm" if v.ksm else "")
+                     + f" | sim only: anon_exclusive={v.anon_exclusive}" + (" pinned" if v.pinned else ""))
         elif v.state == "swap":
-            text += f" (swap entry exclusive bit: {v.anon_exclusive})"
+            text += f" | sim only: swap entry exclusive bit {v.anon_exclusive}"
         return text
 
     def move(self, i: int = 0) -> str:

@@ -20,9 +20,11 @@ Two more were debated on linux-mm in October 2023 and never merged.  They are HY
     be moved the kernel copies it *inside the same critical section*, clearing the source as a
     move would (David Hildenbrand's "copy+delete", "the src_vma would always be empty").
 ``move-zero-copy-only``
-    David Hildenbrand's alternative: MOVE copies by default and a ``ZERO_COPY_ONLY`` flag makes it
-    fail instead.  With the flag the call behaves as Linux's real UFFDIO_MOVE does; it is
-    listed to show what the opt-in promises, by default on a pinned page where it fails.
+    David Hildenbrand's alternative: a ``ZERO_COPY_ONLY`` flag that every caller must pass from
+    the start ("we would fail if the latter is not specified"), so that a copying default could
+    be added later without surprising anyone.  With the flag the call behaves as Linux's real
+    UFFDIO_MOVE does; it is listed to show what that promises, by default on a pinned page
+    where it fails.
 
 After its ioctls A publishes the forwarding pointers of the pages now at ``dst`` (the flip)
 and then serves uffd faults: it reads each queued message and wakes the faulting thread.
@@ -63,7 +65,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
              "clearing the source", "pinned", hypothetical=True,
              label=_NOT_LINUX + " (UFFDIO_MOVE_MODE_ALLOW_COPY)"),
     Strategy("move-zero-copy-only",
-             "MOVE with a ZERO_COPY_ONLY opt-in: never copies, fails with EBUSY instead",
+             "MOVE with a mandatory ZERO_COPY_ONLY flag: never copies, fails with EBUSY instead",
              "pinned", hypothetical=True,
              label=_NOT_LINUX + " (UFFDIO_MOVE_ZERO_COPY_ONLY)"),
 )}

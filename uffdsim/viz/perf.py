@@ -6,7 +6,8 @@ Input: a list of records, one per (method, size) measurement::
 
 ``method`` names the way pages were moved (``move-4k``, ``copy-dontneed-2m``, ``memcpy``, ...),
 ``size_mib`` the size of the range in MiB, ``ns_per_page`` the time per 4 KiB page and
-``gib_per_s`` the throughput.  The shorter spellings ``size_mb`` and ``gib_s`` are accepted too.
+``gib_per_s`` the throughput; an optional ``thp`` (0..1, the share of the source backed by huge
+pages) splits a method's line, so that points with different THP shares are never joined.  The shorter spellings ``size_mb`` and ``gib_s`` are accepted too.
 Other keys are ignored; records missing a field are skipped.  The benchmark's JSON
 (``python -m uffdsim bench kernel --json``, recorded in ``data/kernel_bench.json``) is an object
 holding the list under ``results`` (or ``records``), with ``kernel``, ``cpus`` and ``date`` beside
@@ -45,8 +46,20 @@ def normalise(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                    "ns_per_page": float(got["ns_per_page"]), "gib_s": float(got["gib_s"])}
         except (TypeError, ValueError):
             continue
+        thp = r.get("thp")
+        rec["thp"] = float(thp) if isinstance(thp, (int, float)) else None
         out[(rec["method"], rec["size_mb"])] = rec
     return list(out.values())
+
+
+def _thp_groups(points: list[dict[str, Any]]) -> list[tuple[float | None, list[dict[str, Any]]]]:
+    """A method's points split by THP share (rounded to 1%), most points first: only points
+    with the same share are joined by a line (a 0%-THP point is another experiment)."""
+    groups: dict[float | None, list[dict[str, Any]]] = {}
+    for r in points:
+        key = None if r.get("thp") is None else round(r["thp"], 2)
+        groups.setdefault(key, []).append(r)
+    return sorted(groups.items(), key=lambda kv: (-len(kv[1]), -(kv[0] or 0.0)))
 
 
 def load_records(path: str | Path) -> list[dict[str, Any]]:
@@ -118,9 +131,14 @@ def draw_performance(records: Iterable[Mapping[str, Any]], title: str | None = N
             for k, m in enumerate(methods):
                 colour, marker, _ = S.SERIES[k % len(S.SERIES)]
                 line = _family_line(m)
-                pts = sorted((r["size_mb"], r[key]) for r in recs if r["method"] == m)
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colour, marker=marker,
-                        linestyle=line, linewidth=1.4, markersize=5, label=m, gid=f"series:{key}:{m}")
+                groups = _thp_groups([r for r in recs if r["method"] == m])
+                for g, (thp, group) in enumerate(groups):
+                    pts = sorted((r["size_mb"], r[key]) for r in group)
+                    name = m if len(groups) == 1 else f"{m} ({thp:.0%} THP)" if thp is not None else m
+                    gid = f"series:{key}:{m}" if g == 0 else f"series:{key}:{m}:thp{thp}"
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], color=colour, marker=marker,
+                            linestyle=line, linewidth=1.4, markersize=5, label=name, gid=gid,
+                            markerfacecolor=colour if g == 0 else "none")
             if len(sizes) > 1 and sizes[-1] / sizes[0] > 4:
                 ax.set_xscale("log", base=2)
                 ax.xaxis.set_major_formatter(FuncFormatter(_size_label))
