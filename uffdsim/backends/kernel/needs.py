@@ -5,6 +5,7 @@ Three needs decide whether an unprivileged run can check a scenario (Linux 6.18 
 * ``root``: setup only root may do: KSM (``ksm_merge`` writes /sys/kernel/mm/ksm), setting up swap
   (``requires: [swap]`` on a machine without active swap), khugepaged tuning (THP scenarios:
   :mod:`.khugepaged` sets ``max_ptes_*`` to 0 so khugepaged cannot collapse the memory mid-run).
+  UFFD_FEATURE_EVENT_FORK needs CAP_SYS_PTRACE (userfaultfd_api() returns EPERM without it).
   Long-term pins need no root: io_uring fixed buffers are open to every user (unless
   ``kernel.io_uring_disabled``), charged to RLIMIT_MEMLOCK.
 * ``kernel_faults``: a step makes the *kernel* touch a missing-registered region: a pin or
@@ -70,6 +71,8 @@ def scenario_needs(scenario: Scenario, swap_active: bool = False) -> list[Need]:
             if (isinstance(mode, list) and "missing" in mode) or (isinstance(mode, int) and mode & 1):
                 if _region(a.get("at")):
                     registered.add(_region(a["at"]))
+        elif s.op in ("uffd", "api") and "event_fork" in (a.get("features") or []):
+            needs.append(Need(ROOT, f"step {s.i} ({s.op}): UFFD_FEATURE_EVENT_FORK needs CAP_SYS_PTRACE"))
         elif s.op == "ksm_merge":
             needs.append(Need(ROOT, f"step {s.i} (ksm_merge): KSM's sysfs knobs are root-only"))
         elif s.op == "observe" and not any(n.what == FRAMES for n in needs):
