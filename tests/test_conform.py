@@ -168,6 +168,13 @@ def test_doctor_explains_eperm() -> None:
         assert word in text
 
 
+def test_doctor_says_plainly_when_seccomp_blocks_even_user_mode_only() -> None:
+    facts = {"vm.unprivileged_userfaultfd": "0", "user_mode_only": "fails (EPERM)", "seccomp": "filter"}
+    why = _why_no_userfaultfd(UffdError(errno.EPERM, "userfaultfd"), facts)
+    assert why.startswith("EPERM: userfaultfd(2) is refused even with UFFD_USER_MODE_ONLY under a seccomp filter")
+    assert "Binder" in why and "Nothing can run on this kernel" in why
+
+
 def test_doctor_explains_enosys_under_seccomp() -> None:
     facts = {"vm.unprivileged_userfaultfd": "1", "seccomp": "filter"}
     why = _why_no_userfaultfd(UffdError(errno.ENOSYS, "userfaultfd"), facts)

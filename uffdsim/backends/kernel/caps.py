@@ -174,6 +174,12 @@ def _try_user_mode_only() -> str:
 
 
 def _why_no_userfaultfd(err: UffdError, facts: dict[str, Any]) -> str:
+    if (err.errno in (E.EPERM, E.EACCES, E.ENOSYS) and facts.get("seccomp") == "filter"
+            and str(facts.get("user_mode_only", "")).startswith("fails")):
+        return (f"{err.name}: userfaultfd(2) is refused even with UFFD_USER_MODE_ONLY under a "
+                "seccomp filter: the container's seccomp profile blocks the syscall (Docker's "
+                "default profile does, and so, typically, does Binder). Nothing can run on this "
+                "kernel from here; the simulator and the recorded results work as everywhere")
     if err.errno in (E.EPERM, E.EACCES):
         return ("EPERM: this process may not create a userfaultfd. vm.unprivileged_userfaultfd is "
                 f"{facts['vm.unprivileged_userfaultfd']}; ways in: sysctl vm.unprivileged_userfaultfd=1, "

@@ -3,8 +3,10 @@
 Three needs decide whether an unprivileged run can check a scenario (Linux 6.18 rules):
 
 * ``root``: setup only root may do: KSM (``ksm_merge`` writes /sys/kernel/mm/ksm), setting up swap
-  (``requires: [swap]`` on a machine without active swap), khugepaged tuning (THP scenarios:
-  :mod:`.khugepaged` sets ``max_ptes_*`` to 0 so khugepaged cannot collapse the memory mid-run).
+  (``requires: [swap]``; with swap already active, the lock that keeps a concurrent run from
+  removing it mid-scenario lives in root's /run/uffdsim, so unprivileged runs skip these too), khugepaged tuning (THP scenarios:
+  :mod:`.khugepaged` sets ``max_ptes_*`` to 0 so khugepaged cannot collapse the memory mid-run;
+  knobs found at 0 do not count, as a concurrent root run may have set them only for a while).
   UFFD_FEATURE_EVENT_FORK needs CAP_SYS_PTRACE (userfaultfd_api() returns EPERM without it).
   Long-term pins need no root: io_uring fixed buffers are open to every user (unless
   ``kernel.io_uring_disabled``), charged to RLIMIT_MEMLOCK.
@@ -26,7 +28,7 @@ import os
 from dataclasses import dataclass
 
 from ...scenario import Addr, Scenario
-from .khugepaged import KHUGEPAGED, KNOBS, uses_thp
+from .khugepaged import uses_thp
 
 ROOT, KERNEL_FAULTS, FRAMES = "root", "kernel_faults", "frames"
 #: the needs a scenario may declare in ``requires`` (on top of what is inferred)
@@ -45,22 +47,16 @@ def _region(a: object) -> str | None:
     return a.region if isinstance(a, Addr) else None
 
 
-def khugepaged_quiet_already() -> bool:
-    """Are khugepaged's max_ptes_* knobs all 0 already (so no tuning, and no root, is needed)?"""
-    try:
-        return all(open(f"{KHUGEPAGED}/{n}").read().strip() == "0" for n in KNOBS)
-    except OSError:
-        return False
-
-
 def scenario_needs(scenario: Scenario, swap_active: bool = False) -> list[Need]:
     """Every need of the scenario, with the step that causes it (declared needs first)."""
     needs = [Need(r, "declared in requires") for r in scenario.requires if r in NEEDS]
     if "ksm" in scenario.requires:
         needs.append(Need(ROOT, "KSM: its /sys/kernel/mm/ksm knobs are root-only"))
-    if "swap" in scenario.requires and not swap_active:
-        needs.append(Need(ROOT, "swap: none is active, and setting one up is root-only"))
-    if uses_thp(scenario) and not khugepaged_quiet_already():
+    if "swap" in scenario.requires:
+        needs.append(Need(ROOT, "swap: none is active, and setting one up is root-only" if not swap_active
+                          else "swap: the machine-wide swap lock (kept in /run/uffdsim, root's) is "
+                               "what stops a concurrent run from removing the swap mid-scenario"))
+    if uses_thp(scenario):
         needs.append(Need(ROOT, "THP: keeping khugepaged from collapsing the scenario's memory "
                                 "means tuning its root-only max_ptes_* knobs"))
     registered: set[str] = set()       # regions registered in MISSING mode so far
