@@ -266,3 +266,56 @@ def test_the_kernel_tests_pass_unprivileged(nobody: Nobody, doctor: dict) -> Non
     assert done.returncode == 0, tail
     passed = re.search(r"(\d+) passed", done.stdout)
     assert passed and int(passed[1]) >= 20, tail
+
+
+# -- the order in which userfaultfd is opened (no kernel: the syscalls are stand-ins) ----------------
+
+def _fake_kernel(monkeypatch: pytest.MonkeyPatch, dev: bool) -> list[str]:
+    import errno as E
+
+    from uffdsim.backends.kernel.sys import uffd as U
+    from uffdsim.errors import UffdError
+    calls: list[str] = []
+
+    def syscall(nr: int, flags: int) -> int:
+        calls.append("umo" if flags & U.UFFD_USER_MODE_ONLY else "plain")
+        if flags & U.UFFD_USER_MODE_ONLY:
+            return 1001
+        raise UffdError(E.EPERM, "userfaultfd: not permitted")
+
+    def os_open(path: str, flags: int) -> int:
+        calls.append(path)
+        if not dev:
+            raise PermissionError(E.EACCES, "Permission denied")
+        return 1002
+
+    monkeypatch.setattr(U, "syscall", syscall)
+    monkeypatch.setattr(U.os, "open", os_open)
+    monkeypatch.setattr(U.os, "close", lambda fd: None)
+    monkeypatch.setattr(U, "ioctl", lambda fd, req, arg: 1003)
+    return calls
+
+
+def test_open_falls_back_to_user_mode_only_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    from uffdsim.backends.kernel.sys.uffd import Userfaultfd
+    calls = _fake_kernel(monkeypatch, dev=False)
+    u = Userfaultfd.open()
+    assert (u.fd, u.via, u.user_mode_only) == (1001, VIA_USER_MODE_ONLY, True)
+    assert calls == ["plain", "/dev/userfaultfd", "umo"]
+
+
+def test_open_prefers_dev_userfaultfd_to_user_mode_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from uffdsim.backends.kernel.sys.uffd import VIA_DEV, Userfaultfd
+    calls = _fake_kernel(monkeypatch, dev=True)
+    u = Userfaultfd.open()
+    assert (u.fd, u.via, u.user_mode_only) == (1003, VIA_DEV, False)
+    assert calls == ["plain", "/dev/userfaultfd"]
+
+
+def test_open_without_the_fallback_reports_eperm(monkeypatch: pytest.MonkeyPatch) -> None:
+    from uffdsim.backends.kernel.sys.uffd import Userfaultfd
+    from uffdsim.errors import UffdError
+    _fake_kernel(monkeypatch, dev=False)
+    with pytest.raises(UffdError) as err:
+        Userfaultfd.open(fallback_user_mode_only=False)
+    assert err.value.name == "EPERM" and "/dev/userfaultfd" in err.value.message
