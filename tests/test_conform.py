@@ -18,7 +18,7 @@ from uffdsim.cli import main
 from uffdsim.errors import UffdError
 from uffdsim.runner import BackendRun
 
-SUMMARY = re.compile(r"^conform: (\d+) scenarios, (\d+) divergences, (\d+) skipped$")
+SUMMARY = re.compile(r"^conform: (\d+) scenarios, (\d+) divergences, (\d+) skipped \((\d+) full, (\d+) partial\)$")
 
 
 @pytest.mark.kernel
@@ -31,7 +31,9 @@ def test_the_corpus_conforms(capsys: pytest.CaptureFixture[str]) -> None:
     summary = next(line for line in out if line.startswith("conform:"))
     m = SUMMARY.match(summary)
     assert m, summary
-    assert int(m[1]) > 0
+    assert int(m[1]) > 0 and int(m[4]) + int(m[5]) > 0
+    assert C.parse_summary(summary) == dict(zip(("scenarios", "divergences", "skipped", "full", "partial"),
+                                                map(int, m.groups())))
     diverging = [line.strip() for line in out if line.startswith("  ") and ": step " in line]
     assert status == 0 and m[2] == "0", "simulator and kernel differ:\n" + "\n".join(diverging)
 
@@ -76,14 +78,53 @@ def corpus(tmp_path: Path) -> Path:
 
 def test_summary_counts_skipped_scenarios(corpus: Path) -> None:
     report = C.conform([corpus / "one.yaml", corpus / "two.yaml"], kernel=Skipping())
-    assert report.summary() == "conform: 2 scenarios, 0 divergences, 2 skipped"
-    assert report.ok
+    assert report.summary() == "conform: 2 scenarios, 0 divergences, 2 skipped (0 full, 0 partial)"
     assert {e.reason for e in report.entries} == {"no userfaultfd here"}
+
+
+def test_a_run_that_checked_nothing_is_not_a_pass(corpus: Path, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    report = C.conform([corpus / "one.yaml", corpus / "two.yaml"], kernel=Skipping())
+    assert not report.ok
+    assert report.nothing_ran() == ("conform checked nothing: all 2 scenarios were skipped or could "
+                                    "not be loaded; 2 because no userfaultfd here")
+    monkeypatch.setattr(C, "conform", lambda paths, progress=None: report)
+    assert main(["conform", "--quiet", str(corpus)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: " + report.nothing_ran()]
+
+
+def test_the_summary_parser_reads_old_and_new_lines() -> None:
+    assert C.parse_summary("x\nconform: 3 scenarios, 1 divergences, 2 skipped\n") == \
+        {"scenarios": 3, "divergences": 1, "skipped": 2}
+    assert C.parse_summary("conform: 184 scenarios, 0 divergences, 40 skipped (120 full, 24 partial)") == \
+        {"scenarios": 184, "divergences": 0, "skipped": 40, "full": 120, "partial": 24}
+    assert C.parse_summary("no summary") is None
+
+
+class Hiding:
+    """Runs the simulator, then hides every present page's frame as the kernel does without root."""
+
+    name = "kernel"
+
+    def run(self, scenario):
+        run = SimBackend().run(scenario)
+        for rec in run.steps:
+            if rec["op"] == "observe":
+                rec["pages"] = [dict(p, frame=None, hidden=["frame"]) if p["state"] == "present" else p
+                                for p in rec["pages"]]
+        return run
+
+
+def test_hidden_frames_are_partial_observation_not_divergence(corpus: Path) -> None:
+    report = C.conform([corpus / "one.yaml"], kernel=Hiding())
+    assert report.summary() == "conform: 1 scenarios, 0 divergences, 0 skipped (0 full, 1 partial)"
+    assert report.ok and report.entries[0].not_observable == ["step 2 pages[0].frame"]
 
 
 def test_divergences_count_scenarios_and_fail(corpus: Path) -> None:
     report = C.conform([corpus / "one.yaml", corpus / "two.yaml"], kernel=Differing())
-    assert report.summary() == "conform: 2 scenarios, 2 divergences, 0 skipped"
+    assert report.summary() == "conform: 2 scenarios, 2 divergences, 0 skipped (2 full, 0 partial)"
     assert not report.ok
     fields = {d["field"] for d in report.entries[0].divergences}
     assert {"pages[0].state", "pages[0].value", "pages[0].frame"} <= fields
@@ -107,7 +148,7 @@ def test_the_record_round_trips(corpus: Path, tmp_path: Path) -> None:
 
 def test_the_table_ends_with_the_summary(corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
     C.print_table(C.conform([corpus / "one.yaml"], kernel=Skipping()))
-    assert capsys.readouterr().out.splitlines()[-1] == "conform: 1 scenarios, 0 divergences, 1 skipped"
+    assert capsys.readouterr().out.splitlines()[-1] == "conform: 1 scenarios, 0 divergences, 1 skipped (0 full, 0 partial)"
 
 
 # -- the doctor explains what is missing ------------------------------------------------------------
@@ -125,6 +166,13 @@ def test_doctor_explains_eperm() -> None:
     for word in ("EPERM", "vm.unprivileged_userfaultfd", "UFFD_USER_MODE_ONLY", "/dev/userfaultfd",
                  "CAP_SYS_PTRACE", "kernel backend: unavailable"):
         assert word in text
+
+
+def test_doctor_says_plainly_when_seccomp_blocks_even_user_mode_only() -> None:
+    facts = {"vm.unprivileged_userfaultfd": "0", "user_mode_only": "fails (EPERM)", "seccomp": "filter"}
+    why = _why_no_userfaultfd(UffdError(errno.EPERM, "userfaultfd"), facts)
+    assert why.startswith("EPERM: userfaultfd(2) is refused even with UFFD_USER_MODE_ONLY under a seccomp filter")
+    assert "Binder" in why and "Nothing can run on this kernel" in why
 
 
 def test_doctor_explains_enosys_under_seccomp() -> None:

@@ -261,6 +261,8 @@ steps:
 
 
 def test_swap_is_set_up_and_removed() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("setting up swap is root-only (unprivileged runs skip swap scenarios)")
     if not capabilities().swap.ok:
         pytest.skip(capabilities().swap.detail)
     before = active_swaps()
@@ -303,6 +305,8 @@ def test_khugepaged_is_quiet_during_thp_scenarios_and_restored() -> None:
     if not capabilities().thp.ok:
         pytest.skip(capabilities().thp.detail)
     from uffdsim.backends.kernel import khugepaged
+    if os.geteuid() != 0:
+        pytest.skip("khugepaged's knobs are root-only (unprivileged runs skip THP scenarios instead)")
     knob = Path(khugepaged.KHUGEPAGED) / "max_ptes_none"
     before = knob.read_text()
     with khugepaged.quiet_khugepaged():

@@ -49,6 +49,11 @@ def print_table(result: ScenarioResult, scenario: Scenario, out: Any = sys.stdou
     head = f"{result.name} [{result.backend}]: {result.status}"
     if result.reason:
         head += f" ({result.reason})"
+    if result.info.get("uffd"):
+        head += f" [userfaultfd via {result.info['uffd']}]"
+    if result.not_observable:
+        head += (f" [partial observation: {len(result.not_observable)} page field(s) not "
+                 "observable without root, not checked]")
     print(head, file=out)
     for step, rec in zip(scenario.steps, result.steps):
         mark = "" if "expect" not in rec else ("  ok" if rec["expect"] == "met" else "  ✗ " + rec["expect"])
@@ -58,6 +63,7 @@ def print_table(result: ScenarioResult, scenario: Scenario, out: Any = sys.stdou
 def cmd_run(args: argparse.Namespace) -> int:
     """Run scenario files; exit 1 if any fails (or, with --backend both, if the backends differ)."""
     bad = 0
+    kernel_ran, kernel_skips = 0, []
     for path in args.files:
         try:
             scenario = load_scenario(path)
@@ -74,6 +80,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             bad = 1
             continue
         diffs = compare(*results) if len(results) == 2 and all(r.status != "skipped" for r in results) else []
+        for r in results:
+            if r.backend == "kernel":
+                kernel_ran += r.status != "skipped"
+                kernel_skips += [r.reason] if r.status == "skipped" else []
         if any(r.status == "failed" for r in results) or diffs:
             bad = 1
         if args.json:
@@ -90,6 +100,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                 print_table(r, scenario)
             for d in diffs:
                 print(f"  DIFFERS at step {d['i']} ({d['op']}) {d['field']}: sim={d.get('sim')!r} kernel={d.get('kernel')!r}")
+    if kernel_skips and not kernel_ran:
+        print(f"error: the kernel backend ran none of the {len(kernel_skips)} scenario(s): "
+              f"{kernel_skips[0]}", file=sys.stderr)
+        return 2
     return bad
 
 

@@ -3,8 +3,13 @@
 For each scenario: the status on each backend (``passed``, ``failed``, ``skipped``) and every step
 field on which the two differ (:func:`uffdsim.runner.compare`).  A scenario *diverges* when at
 least one step differs; it is *skipped* when either backend could not run it (then nothing is
-compared).  The summary line is ``conform: N scenarios, D divergences, S skipped`` with D the
-number of diverging scenarios.
+compared).  A scenario that ran ran *fully* or with *partial* observation: without root the
+kernel hides frames (PFNs), which are then reported as not observable and not compared
+(:data:`uffdsim.runner.NOT_OBSERVABLE`).  The summary line is ``conform: N scenarios, D
+divergences, S skipped (F full, P partial)`` with D the number of diverging scenarios; it always
+starts with ``conform: N scenarios, D divergences, S skipped`` (:func:`parse_summary`).
+A run in which nothing ran (F + P = 0) is not a pass: :attr:`Report.ok` is False and
+:meth:`Report.nothing_ran` says why.
 
 ``python -m uffdsim conform [--json] [--record FILE]``; from Python, :func:`conform`.  The book's
 appendix shows the recorded run (``data/conformance.json``): :func:`load_record` reads it back.
@@ -14,6 +19,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import platform
+import re
+from collections import Counter
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,6 +45,8 @@ class Entry:
     divergences: list[dict[str, Any]] = field(default_factory=list)
     reason: str | None = None                  #: why it was skipped (or could not be loaded)
     unmet: dict[str, list[str]] = field(default_factory=dict)   #: backend -> unmet expectations
+    observation: str | None = None             #: full / partial (kernel side), None: did not run
+    not_observable: list[str] = field(default_factory=list)     #: kernel page fields not compared
 
     @property
     def status(self) -> str:
@@ -53,6 +62,7 @@ class Report:
     kernel: str
     date: str
     entries: list[Entry]
+    uffd: str | None = None                    #: how userfaultfd was opened (caps.uffd_via)
 
     @property
     def totals(self) -> dict[str, int]:
@@ -60,21 +70,49 @@ class Report:
         return {"scenarios": len(self.entries), "divergences": statuses.count("diverges"),
                 "skipped": statuses.count("skipped"), "errors": statuses.count("error"),
                 "agree": statuses.count("agrees"),
+                "full": sum(e.observation == "full" for e in self.entries if e.status in ("agrees", "diverges")),
+                "partial": sum(e.observation == "partial" for e in self.entries if e.status in ("agrees", "diverges")),
                 "divergent_steps": len({(e.name, d["i"]) for e in self.entries for d in e.divergences})}
 
     def summary(self) -> str:
         t = self.totals
-        return f"conform: {t['scenarios']} scenarios, {t['divergences']} divergences, {t['skipped']} skipped"
+        return (f"conform: {t['scenarios']} scenarios, {t['divergences']} divergences, {t['skipped']} skipped "
+                f"({t['full']} full, {t['partial']} partial)")
+
+    def nothing_ran(self) -> str | None:
+        """One line saying why no scenario ran at all (None when at least one did)."""
+        t = self.totals
+        if t["full"] + t["partial"]:
+            return None
+        reasons = Counter(e.reason for e in self.entries if e.reason)
+        if not reasons:
+            return f"conform checked nothing: no scenario ran ({t['scenarios']} given)"
+        why, n = reasons.most_common(1)[0]
+        return (f"conform checked nothing: all {t['scenarios']} scenarios were skipped or could not "
+                f"be loaded; {n} because {why}")
 
     def to_json(self) -> dict[str, Any]:
         return {"kernel": self.kernel, "machine": platform.machine(), "date": self.date,
-                "totals": self.totals,
+                "uffd": self.uffd, "totals": self.totals,
                 "scenarios": [dict(asdict(e), status=e.status) for e in self.entries]}
 
     @property
     def ok(self) -> bool:
         t = self.totals
-        return t["divergences"] == 0 and t["errors"] == 0
+        return t["divergences"] == 0 and t["errors"] == 0 and self.nothing_ran() is None
+
+
+SUMMARY = re.compile(r"conform: (\d+) scenarios, (\d+) divergences, (\d+) skipped"
+                     r"(?: \((\d+) full, (\d+) partial\))?")
+
+
+def parse_summary(text: str) -> dict[str, int] | None:
+    """The numbers of the last summary line in ``text`` (full/partial absent in older lines)."""
+    found = SUMMARY.findall(text)
+    if not found:
+        return None
+    keys = ("scenarios", "divergences", "skipped", "full", "partial")
+    return {k: int(v) for k, v in zip(keys, found[-1]) if v != ""}
 
 
 def scenario_files(paths: Iterable[str | Path] = ()) -> list[Path]:
@@ -110,6 +148,7 @@ def conform_one(path: Path, sim: Any, kernel: Any) -> Entry:
     if "skipped" not in (a.status, b.status):
         entry.divergences = compare(a, b)
     entry.unmet = {r.backend: _unmet(r) for r in (a, b) if r.unmet()}
+    entry.observation, entry.not_observable = b.observation, b.not_observable
     return entry
 
 
@@ -128,7 +167,8 @@ def conform(paths: Iterable[str | Path] = (), progress: TextIO | None = None,
             print(f"[{n}/{len(files)}] {path.stem}", file=progress, flush=True)
         entries.append(conform_one(path, sim, kernel))
     date = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
-    return Report(capabilities().kernel, date, entries)
+    caps = capabilities()
+    return Report(caps.kernel, date, entries, caps.uffd_via)
 
 
 def print_table(report: Report, out: TextIO | None = None) -> None:
@@ -142,8 +182,11 @@ def print_table(report: Report, out: TextIO | None = None) -> None:
             note = f"step {d['i']} {d['op']} {d['field']}: sim={d.get('sim')!r} kernel={d.get('kernel')!r}"
         elif e.reason:
             note = e.reason
+        elif e.not_observable:
+            note = f"partial: {len(e.not_observable)} page field(s) not observable ({e.not_observable[0]}, ...)"
         print(f"{e.name:<{width}}  {e.sim:<8} {e.kernel:<8} {len(e.divergences):>5}  {note}", file=out)
-    print(f"kernel {report.kernel}, {report.date}", file=out)
+    print(f"kernel {report.kernel}, {report.date}, userfaultfd via {report.uffd or 'nothing (unavailable)'}",
+          file=out)
     if report.totals["errors"]:
         print(f"{report.totals['errors']} file(s) could not be loaded (see the table)", file=out)
     print(report.summary(), file=out)

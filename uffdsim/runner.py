@@ -8,6 +8,10 @@ A backend turns a :class:`~uffdsim.scenario.Scenario` into raw step records (pla
 the step never finished, ``trail`` when the backend explains itself.  The runner turns frame keys
 into labels (``f0``, ``f1``... by first sight, ``zero`` for the zero page), addresses into address
 expressions (``dst+2``), and checks every ``expect``.
+
+A page may list fields its backend could not see under ``hidden`` (the kernel backend without
+root: PFNs are hidden, so ``frame``); the runner sets them to :data:`NOT_OBSERVABLE`, lists them in
+:attr:`ScenarioResult.not_observable`, and neither checks nor compares them.
 """
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .scenario import OUT_FIELDS, PAGE, Scenario
+
+#: the value of a page field the backend could not observe (never compared, never checked)
+NOT_OBSERVABLE = "not observable"
 
 
 class Backend(Protocol):
@@ -40,11 +47,27 @@ class ScenarioResult:
     steps: list[dict[str, Any]]
     reason: str | None = None
     path: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+    #: page fields the backend could not observe, as ``step 5 pages[0].frame``
+    not_observable: list[str] = field(default_factory=list)
+
+    @property
+    def observation(self) -> str | None:
+        """``full``, ``partial`` (some page fields not observable), or None when not run."""
+        if self.status == "skipped":
+            return None
+        return "partial" if self.not_observable else "full"
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "backend": self.backend, "status": self.status}
         if self.reason:
             out["reason"] = self.reason
+        if self.info.get("uffd"):
+            out["uffd"] = self.info["uffd"]
+        if self.observation:
+            out["observation"] = self.observation
+        if self.not_observable:
+            out["not_observable"] = self.not_observable
         out["steps"] = self.steps
         return out
 
@@ -81,11 +104,13 @@ def describe_addr(addr: int, regions: dict[str, tuple[int, int]]) -> str:
 def finish(scenario: Scenario, backend: str, run: BackendRun) -> ScenarioResult:
     """Label, translate and check a backend's raw records."""
     if run.skipped:
-        return ScenarioResult(scenario.name, backend, "skipped", [], run.skipped, scenario.path)
+        return ScenarioResult(scenario.name, backend, "skipped", [], run.skipped, scenario.path,
+                              dict(run.info))
     labeller = FrameLabeller()
     sizes = scenario.region_pages()
     regions: dict[str, tuple[int, int]] = {}
     steps: list[dict[str, Any]] = []
+    hidden: list[str] = []
     failed = False
     for step, raw in zip(scenario.steps, run.steps):
         rec = dict(raw)
@@ -93,6 +118,10 @@ def finish(scenario: Scenario, backend: str, run: BackendRun) -> ScenarioResult:
             regions[step.args["name"]] = (rec["addr"], sizes[step.args["name"]])
         if "pages" in rec:
             rec["pages"] = [dict(p, frame=labeller.label(p)) for p in rec["pages"]]
+            for n, p in enumerate(rec["pages"]):
+                for key in p.pop("hidden", ()):
+                    p[key] = NOT_OBSERVABLE
+                    hidden.append(f"step {step.i} pages[{n}].{key}")
         if "events" in rec:
             rec["events"] = [{"type": e["type"], "at": describe_addr(e["addr"], regions),
                               "write": bool(e.get("write"))} for e in rec["events"]]
@@ -109,7 +138,7 @@ def finish(scenario: Scenario, backend: str, run: BackendRun) -> ScenarioResult:
             steps[-1]["expect"] = "unmet: not run (an earlier step hung or the run stopped)"
             failed = True
     return ScenarioResult(scenario.name, backend, "failed" if failed else "passed", steps,
-                          run.info.get("note"), scenario.path)
+                          run.info.get("note"), scenario.path, dict(run.info), hidden)
 
 
 def check_expect(expect: dict[str, Any], rec: dict[str, Any], op: str) -> list[str]:
@@ -136,7 +165,7 @@ def check_expect(expect: dict[str, Any], rec: dict[str, Any], op: str) -> list[s
             problems.append(f"pages: expected {len(expect['pages'])} pages, observed {len(pages)}")
         for n, (want, got) in enumerate(zip(expect["pages"], pages)):
             for k, v in want.items():
-                if got.get(k) != v:
+                if got.get(k) != v and got.get(k) != NOT_OBSERVABLE:
                     problems.append(f"page {n} {k}: expected {v}, got {got.get(k)}")
     if "blocked" in expect and rec.get("blocked") != expect["blocked"]:
         problems.append(f"blocked: expected {expect['blocked']}, got {rec.get('blocked')}")
@@ -170,6 +199,8 @@ def compare(a: ScenarioResult, b: ScenarioResult) -> list[dict[str, Any]]:
         if pa is not None and pb is not None:
             for n, (x, y) in enumerate(zip(pa, pb)):
                 for key in COMPARED_PAGE:
+                    if NOT_OBSERVABLE in (x.get(key), y.get(key)):
+                        continue
                     if x.get(key) != y.get(key):
                         diffs.append({"i": sa["i"], "op": sa["op"], "field": f"pages[{n}].{key}",
                                       a.backend: x.get(key), b.backend: y.get(key)})

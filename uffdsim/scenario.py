@@ -31,7 +31,8 @@ REGISTER_MODES = ("missing", "wp", "minor")
 MODES = {"copy": ("dontwake", "wp"), "zeropage": ("dontwake",), "move": ("dontwake", "allow_src_holes")}
 EVENT_TYPES = ("pagefault", "fork", "remap", "remove", "unmap")
 PAGE_STATES = ("none", "zero", "present", "swap", "marker")
-CAPABILITIES = ("fork", "thp", "ksm", "swap", "pin", "threads", "guard", "huge_zero_page")
+CAPABILITIES = ("fork", "thp", "ksm", "swap", "pin", "threads", "guard", "huge_zero_page",
+                "root", "kernel_faults", "frames")
 
 LEN = ("pages", "bytes")
 IOCTL = ("uffd",)

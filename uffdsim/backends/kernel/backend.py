@@ -22,6 +22,7 @@ from ...scenario import Addr, Scenario, Step
 from .caps import capabilities
 from .khugepaged import quiet_khugepaged, uses_thp
 from .ksm import ksm_guard, uses_ksm
+from .needs import unmet
 from .proctree import ProcessDied, ProcTree
 from .swap import temporary_swap
 
@@ -49,8 +50,8 @@ class KernelBackend:
 
     def run(self, scenario: Scenario) -> BackendRun:
         caps = capabilities()
-        why = caps.missing(scenario.requires)
-        info: dict[str, Any] = {"kernel": caps.kernel}
+        info: dict[str, Any] = {"kernel": caps.kernel, "uffd": caps.uffd_via}
+        why = caps.missing(scenario.requires) or unmet(scenario, caps)
         if why:
             return BackendRun(skipped=why, info=info)
         records: list[dict[str, Any]] = []

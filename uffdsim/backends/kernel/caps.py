@@ -60,10 +60,27 @@ class Capabilities:
                  "swap": self.swap, "pin": self.pin, "guard": self.guard,
                  "huge_zero_page": self.huge_zero_page}
         for req in requires:
+            if req == "root" and self.uid != 0:
+                return "needs root: declared in requires"
             fac = table.get(req)
             if fac is not None and not fac.ok:
                 return f"{req}: {fac.detail}"
         return None
+
+    @property
+    def uffd_via(self) -> str | None:
+        """How the backend opens userfaultfd here (``Userfaultfd.via``), None when it cannot."""
+        return self.userfaultfd.facts.get("via") if self.userfaultfd.ok else None
+
+    @property
+    def user_mode_only(self) -> bool:
+        """Only UFFD_USER_MODE_ONLY userfaultfds here: kernel-mode faults cannot be handled."""
+        return bool(self.userfaultfd.facts.get("user_mode_only_fd"))
+
+    @property
+    def frames_visible(self) -> bool:
+        """Can observe tell frames apart (PFNs in pagemap: root or CAP_SYS_ADMIN)?"""
+        return bool(self.pagemap.facts.get("pfns"))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,7 +140,14 @@ def probe_userfaultfd() -> tuple[Facility, Facility]:
         uffd.close()
         return Facility(False, f"UFFDIO_API failed: {e}", facts), Facility(False, "UFFDIO_API failed")
     uffd.close()
-    ok = Facility(True, f"usable via {facts['via']}", facts)
+    facts["user_mode_only_fd"] = uffd.user_mode_only
+    if uffd.user_mode_only:
+        detail = (f"usable via {facts['via']} (vm.unprivileged_userfaultfd = "
+                  f"{facts['vm.unprivileged_userfaultfd']}, not root): faults raised by user-space "
+                  "accesses only; a syscall touching a registered missing page gets EFAULT")
+    else:
+        detail = f"usable via {facts['via']}"
+    ok = Facility(True, detail, facts)
     if features & k.UFFD_FEATURE_MOVE:
         return ok, Facility(True, "UFFD_FEATURE_MOVE offered (UFFDIO_MOVE works)")
     return ok, Facility(False, f"kernel {platform.release()} does not offer UFFD_FEATURE_MOVE "
@@ -150,6 +174,12 @@ def _try_user_mode_only() -> str:
 
 
 def _why_no_userfaultfd(err: UffdError, facts: dict[str, Any]) -> str:
+    if (err.errno in (E.EPERM, E.EACCES, E.ENOSYS) and facts.get("seccomp") == "filter"
+            and str(facts.get("user_mode_only", "")).startswith("fails")):
+        return (f"{err.name}: userfaultfd(2) is refused even with UFFD_USER_MODE_ONLY under a "
+                "seccomp filter: the container's seccomp profile blocks the syscall (Docker's "
+                "default profile does, and so, typically, does Binder). Nothing can run on this "
+                "kernel from here; the simulator and the recorded results work as everywhere")
     if err.errno in (E.EPERM, E.EACCES):
         return ("EPERM: this process may not create a userfaultfd. vm.unprivileged_userfaultfd is "
                 f"{facts['vm.unprivileged_userfaultfd']}; ways in: sysctl vm.unprivileged_userfaultfd=1, "

@@ -35,7 +35,19 @@ def doctor_text(caps: Capabilities) -> str:
             line("swap", caps.swap), line("pins", caps.pin), line("guard regions", caps.guard),
             line("pagemap", caps.pagemap), line("compiler", caps.compiler)]
     why = caps.missing([])
-    out.append("kernel backend: " + ("usable" if why is None else f"unavailable: {why}"))
+    if why is not None:
+        out.append(f"kernel backend: unavailable: {why}")
+    elif caps.user_mode_only or not caps.frames_visible:
+        limits = (["scenarios needing root setup (KSM, swap, khugepaged tuning) are skipped"]
+                  if caps.uid != 0 else [])
+        if caps.user_mode_only:
+            limits.append("scenarios needing kernel-mode faults are skipped")
+        if not caps.frames_visible:
+            limits.append("frames (PFNs) are not observable, so scenarios that observe present "
+                          "pages run with partial observation")
+        out.append(f"kernel backend: usable via {caps.uffd_via}; " + "; ".join(limits))
+    else:
+        out.append(f"kernel backend: usable via {caps.uffd_via}")
     return "\n".join(out)
 
 
@@ -43,7 +55,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     caps = capabilities()
     if args.json:
         doc = caps.to_json()
-        doc["kernel_backend"] = {"usable": caps.missing([]) is None, "why": caps.missing([])}
+        doc["kernel_backend"] = {"usable": caps.missing([]) is None, "why": caps.missing([]),
+                                 "uffd": caps.uffd_via, "user_mode_only": caps.user_mode_only,
+                                 "frames_observable": caps.frames_visible}
         print(json.dumps(doc, indent=1))
     else:
         print(doctor_text(caps))
@@ -54,8 +68,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 CONFORM_HELP = ("run the scenario corpus on the simulator and on the running kernel and report "
                 "every step where they differ; the last line is 'conform: N scenarios, D "
-                "divergences, S skipped' where D counts scenarios with at least one differing "
-                "step and S those that a backend could not run; exits 1 on any divergence")
+                "divergences, S skipped (F full, P partial)' where D counts scenarios with at least "
+                "one differing step, S those that a backend could not run, F those compared fully "
+                "and P those with page fields the kernel hides without root (not compared); exits "
+                "1 on any divergence, 2 with a one-line reason when no scenario could run at all")
 
 
 def cmd_conform(args: argparse.Namespace) -> int:
@@ -74,6 +90,10 @@ def cmd_conform(args: argparse.Namespace) -> int:
                       f"sim={d.get('sim')!r} kernel={d.get('kernel')!r}")
     if args.record:
         print(f"recorded to {args.record}", file=sys.stderr)
+    nothing = report.nothing_ran()
+    if nothing:
+        print(f"error: {nothing}", file=sys.stderr)
+        return 2
     return 0 if report.ok else 1
 
 

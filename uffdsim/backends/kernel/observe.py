@@ -13,6 +13,12 @@ Per page, from ``/proc/self/pagemap`` (Documentation/admin-guide/mm/pagemap.rst)
   the kernel sets only for PMD mappings: a PTE-mapped large folio is *not* ``thp``.  Without
   PAGEMAP_SCAN (Linux < 6.7): ``KPF_THP`` and a non-zero ``AnonHugePages`` in the VMA's smaps.
 
+Without root (no CAP_SYS_ADMIN) pagemap hides PFNs and swap types: a present page's ``frame`` is
+then None and the view lists ``"frame"`` under ``hidden`` (the runner reports it as not
+observable and does not compare it); a swap entry with the uffd-wp bit is a uffd-wp marker when
+no swap is active (nothing can be swapped out), else its ``state`` is hidden too.  The zero page
+is still recognised (PAGEMAP_SCAN works for everyone), and so are guard markers (bit 58).
+
 Extra keys, not compared between backends: ``ksm`` (KPF_KSM) and ``mapped_once`` (pagemap bit 56,
 "exclusively mapped": the mapcount is 1; this is *not* PageAnonExclusive).
 """
@@ -24,6 +30,7 @@ from typing import Any
 from ...errors import UffdError
 from . import sys as k
 from .access import mappings
+from .caps import CAP_SYS_ADMIN, active_swaps, has_cap
 
 #: swap types at or above this are not swap devices but the kernel's special entries (migration,
 #: hwpoison, PTE markers; MAX_SWAPFILES is 32 minus those, 24..29 depending on the config)
@@ -84,6 +91,7 @@ def observe(addr: int, length: int) -> list[dict[str, Any]]:
     entries = k.pagemap(first, npages)
     cats = scan_categories(first, npages * k.PAGE_SIZE)
     root_pfns = any(e.present and e.pfn for e in entries)
+    pfns_hidden = not (root_pfns or os.geteuid() == 0 or has_cap(CAP_SYS_ADMIN))
     views: list[dict[str, Any]] = []
     present: list[int] = []
     for e in entries:
@@ -101,12 +109,19 @@ def observe(addr: int, length: int) -> list[dict[str, Any]]:
             else:
                 view.update(state="present", frame=e.pfn if root_pfns else None)
                 present.append(e.addr)
+                if pfns_hidden:
+                    view["hidden"] = ["frame"]
             view["ksm"] = k.kpf_test(flags, "ksm")
             view["mapped_once"] = e.exclusive
         elif e.guard or (e.swapped and e.swap_type >= FIRST_SPECIAL_SWAP_TYPE):
             view["state"] = "marker"
             view["marker"] = getattr(e, "marker", None) or ("guard" if e.guard else
                                                              "uffd_wp" if e.uffd_wp else "other")
+        elif e.swapped and pfns_hidden and e.uffd_wp:
+            if active_swaps():
+                view.update(state=None, hidden=["state"])    # swapped-out page or uffd-wp marker
+            else:
+                view.update(state="marker", marker="uffd_wp")
         elif e.swapped:
             view["state"] = "swap"
         views.append(view)

@@ -93,13 +93,27 @@ def kpf_test(flags: int, name: str) -> bool:
 
 
 def is_zero_page(entry: PagemapEntry) -> bool:
-    """The shared zero page (or the huge zero page)."""
-    return entry.present and kpf_test(kpageflags(entry.pfn), "zero_page")
+    """The shared zero page (or the huge zero page); without root (PFN hidden) via PAGEMAP_SCAN."""
+    if not entry.present:
+        return False
+    if entry.pfn:
+        return kpf_test(kpageflags(entry.pfn), "zero_page")
+    try:
+        return any(cat & PAGE_IS_PFNZERO for _, _, cat in pagemap_scan(entry.addr, PAGE_SIZE))
+    except UffdError:
+        return False
 
 
 def is_thp(entry: PagemapEntry) -> bool:
-    """Part of a transparent huge page (PMD- or PTE-mapped)."""
-    return entry.present and kpf_test(kpageflags(entry.pfn), "thp")
+    """Part of a transparent huge page (PMD- or PTE-mapped; without root, PMD-mapped only)."""
+    if not entry.present:
+        return False
+    if entry.pfn:
+        return kpf_test(kpageflags(entry.pfn), "thp")
+    try:
+        return any(cat & PAGE_IS_HUGE for _, _, cat in pagemap_scan(entry.addr, PAGE_SIZE))
+    except UffdError:
+        return False
 
 
 def is_ksm(entry: PagemapEntry) -> bool:

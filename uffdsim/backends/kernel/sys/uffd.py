@@ -54,23 +54,43 @@ from .abi import (
 )
 from .libc import _libc, ioctl, syscall, syscall_nr
 
+#: how a userfaultfd was obtained (``Userfaultfd.via``), most capable first
+VIA_SYSCALL = "userfaultfd(2)"
+VIA_DEV = "/dev/userfaultfd"
+VIA_USER_MODE_ONLY = "userfaultfd(2) with UFFD_USER_MODE_ONLY"
+
+
 @dataclass
 class Userfaultfd:
     """One userfaultfd file descriptor and the ioctls on it (fs/userfaultfd.c's user ABI)."""
 
     fd: int
-    via: str = "syscall"          # or "/dev/userfaultfd"
+    via: str = VIA_SYSCALL        #: one of VIA_SYSCALL, VIA_DEV, VIA_USER_MODE_ONLY
     features: int = 0
     ioctls: int = 0
 
+    @property
+    def user_mode_only(self) -> bool:
+        """Faults raised inside the kernel (a syscall touching a registered range) get EFAULT."""
+        return self.via == VIA_USER_MODE_ONLY
+
     @classmethod
-    def open(cls, flags: int = O_CLOEXEC | O_NONBLOCK, user_mode_only: bool = False) -> "Userfaultfd":
-        """userfaultfd(2), falling back to /dev/userfaultfd's USERFAULTFD_IOC_NEW on EPERM/ENOSYS."""
+    def open(cls, flags: int = O_CLOEXEC | O_NONBLOCK, user_mode_only: bool = False,
+             fallback_user_mode_only: bool = True) -> "Userfaultfd":
+        """The way this process is allowed to: userfaultfd(2), /dev/userfaultfd, then UMO.
+
+        userfaultfd(2) first (new_userfaultfd(): root, CAP_SYS_PTRACE or
+        vm.unprivileged_userfaultfd = 1); on EPERM/ENOSYS /dev/userfaultfd's USERFAULTFD_IOC_NEW
+        (Linux 6.1+, whoever may open the node; a full userfaultfd); then, unless
+        ``fallback_user_mode_only`` is False, userfaultfd(2) with UFFD_USER_MODE_ONLY (Linux
+        5.11+, always allowed: only faults raised by user-space accesses are delivered).
+        ``user_mode_only`` asks for UFFD_USER_MODE_ONLY from the start."""
         if user_mode_only:
             flags |= UFFD_USER_MODE_ONLY
         first: UffdError | None = None
         try:
-            return cls(syscall(syscall_nr("userfaultfd"), flags), "syscall")
+            return cls(syscall(syscall_nr("userfaultfd"), flags),
+                       VIA_USER_MODE_ONLY if user_mode_only else VIA_SYSCALL)
         except UffdError as e:
             if e.errno not in (_errno.EPERM, _errno.ENOSYS):
                 raise
@@ -78,12 +98,22 @@ class Userfaultfd:
         try:
             dev = os.open("/dev/userfaultfd", os.O_RDWR | os.O_CLOEXEC)
         except OSError as e:
-            raise UffdError(first.errno, f"userfaultfd(2): {first.message}; "
-                            f"/dev/userfaultfd: {e.strerror}") from None
-        try:
-            return cls(ioctl(dev, USERFAULTFD_IOC_NEW, flags), "/dev/userfaultfd")
-        finally:
-            os.close(dev)
+            dev_err = f"/dev/userfaultfd: {e.strerror}"
+        else:
+            try:
+                return cls(ioctl(dev, USERFAULTFD_IOC_NEW, flags),
+                           VIA_USER_MODE_ONLY if user_mode_only else VIA_DEV)
+            except UffdError as e:
+                dev_err = f"/dev/userfaultfd: {e.message}"
+            finally:
+                os.close(dev)
+        if not user_mode_only and fallback_user_mode_only and first.errno == _errno.EPERM:
+            try:
+                return cls(syscall(syscall_nr("userfaultfd"), flags | UFFD_USER_MODE_ONLY),
+                           VIA_USER_MODE_ONLY)
+            except UffdError:
+                pass
+        raise UffdError(first.errno, f"userfaultfd(2): {first.message}; {dev_err}") from None
 
     def fileno(self) -> int:
         return self.fd
