@@ -153,7 +153,7 @@ def outcome(call: Callable[[], Any], field: str = "move", decision: bool = False
 
     The output field is printed as the kernel left it (``unwritten`` when it was not written;
     positive with EAGAIN after partial progress).  With ``decision`` and an error from the
-    simulator, the trail's decision follows in brackets: ``EBUSY, move=-16  [KSM page -> EBUSY]``.
+    simulator, the trail's decision follows in brackets: ``EBUSY, move=-16  [folio not anon-exclusive -> EBUSY]``.
     """
     try:
         return f"ok, {field}={call()}"
