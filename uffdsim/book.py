@@ -38,7 +38,8 @@ from .scenario import Scenario
 
 __all__ = ["repo_root", "corpus_dir", "data_file", "Table", "html_table", "Markdown", "kernel_status",
            "run_on_kernel", "field_text", "outcome", "step_outcome", "step_decision", "ioctl_summary",
-           "show_pages", "Demo", "api_reference", "signature", "first_paragraph"]
+           "show_pages", "Demo", "api_reference", "signature", "first_paragraph", "scenario_regions",
+           "named_addresses", "book_claims"]
 
 #: the range ioctls whose output field a scenario step records
 IOCTL_OPS = ("move", "copy", "zeropage")
@@ -175,6 +176,47 @@ def step_decision(rec: Mapping[str, Any]) -> str:
     """The simulator's decision for a step: its explanation trail after the chain of functions."""
     trail = rec.get("trail") or ""
     return trail.split(": ", 1)[1] if ": " in trail else rec.get("why", "")
+
+
+def scenario_regions(scenario: Scenario, result: ScenarioResult) -> dict[str, tuple[int, int]]:
+    """The regions a run mapped: name -> (address, pages), from its ``mmap`` step records."""
+    sizes = scenario.region_pages()
+    return {st.args["name"]: (rec["addr"], sizes[st.args["name"]])
+            for st, rec in zip(scenario.steps, result.steps)
+            if st.op == "mmap" and rec.get("addr") is not None}
+
+
+def named_addresses(text: str, regions: Mapping[str, tuple[int, int]]) -> str:
+    """``text`` with every hexadecimal address inside a region written as ``name+page+byteb``."""
+    return re.sub(r"0x[0-9a-f]{6,}", lambda m: describe_addr(int(m.group(0), 16), dict(regions)), text)
+
+
+_CLAIM_RE = re.compile(r"\{claim\}`([^`]+)`")
+
+
+def book_claims(notebooks: Iterable[Path] | None = None) -> list[tuple[str, str, str]]:
+    """Every ``{claim}`scenario``` citation in the notebooks' Markdown cells.
+
+    Returns (notebook stem, scenario name, the sentence that cites it) in notebook order; the
+    sentence is the text from the previous full stop (or line start) up to the role, cleaned of
+    Markdown.  Chapter 7 builds its claim table from this list.
+    """
+    import json
+    paths = sorted((repo_root() / "notebooks").glob("*.ipynb")) if notebooks is None else list(notebooks)
+    out: list[tuple[str, str, str]] = []
+    for path in paths:
+        for cell in json.loads(Path(path).read_text()).get("cells", []):
+            if cell.get("cell_type") != "markdown":
+                continue
+            text = "".join(cell.get("source", []))
+            for para in re.split(r"\n\s*\n", text):
+                flat = " ".join(para.split())
+                for m in _CLAIM_RE.finditer(flat):
+                    before = _CLAIM_RE.sub("", flat[:m.start()]).rstrip(" ,;")
+                    start = max(before.rfind(". "), before.rfind(": "), before.rfind("- "))
+                    sentence = before[start + 2:] if start >= 0 else before
+                    out.append((Path(path).stem, m.group(1).strip(), sentence.strip(" *`")[:160]))
+    return out
 
 
 def ioctl_summary(result: ScenarioResult, ops: Sequence[str] = IOCTL_OPS) -> str:
