@@ -209,13 +209,19 @@ def book_claims(notebooks: Iterable[Path] | None = None) -> list[tuple[str, str,
             if cell.get("cell_type") != "markdown":
                 continue
             text = "".join(cell.get("source", []))
+            blocks = []
             for para in re.split(r"\n\s*\n", text):
-                flat = " ".join(para.split())
-                for m in _CLAIM_RE.finditer(flat):
-                    before = _CLAIM_RE.sub("", flat[:m.start()]).rstrip(" ,;")
-                    start = max(before.rfind(". "), before.rfind(": "), before.rfind("- "))
-                    sentence = before[start + 2:] if start >= 0 else before
-                    out.append((Path(path).stem, m.group(1).strip(), sentence.strip(" *`")[:160]))
+                rows = para.split("\n")
+                blocks += rows if rows[0].lstrip().startswith("|") else [" ".join(para.split())]
+            for block in blocks:
+                last, previous = 0, ""
+                for m in _CLAIM_RE.finditer(block):
+                    before = block[last:m.start()]
+                    cut = max((b.end() for b in re.finditer(r"\.\s|\|\s*|;\s|:\s|\(|, and ", before)), default=0)
+                    snippet = " ".join(before[cut:].replace("**", "").split()).lstrip("- ").strip(" ,;*`")
+                    snippet = snippet or previous
+                    out.append((Path(path).stem, m.group(1).strip(), snippet[:160]))
+                    last, previous = m.end(), snippet
     return out
 
 
