@@ -39,7 +39,7 @@ from .scenario import Scenario
 __all__ = ["repo_root", "corpus_dir", "data_file", "Table", "html_table", "Markdown", "kernel_status",
            "run_on_kernel", "field_text", "outcome", "step_outcome", "step_decision", "ioctl_summary",
            "show_pages", "Demo", "api_reference", "signature", "first_paragraph", "scenario_regions",
-           "named_addresses", "book_claims"]
+           "named_addresses", "book_claims", "api_table"]
 
 #: the range ioctls whose output field a scenario step records
 IOCTL_OPS = ("move", "copy", "zeropage")
@@ -373,6 +373,25 @@ def _methods(cls: type) -> list[str]:
         elif isinstance(value, property):
             out.append(_item(f"  - `{name}` (property)", value))
     return out
+
+
+def api_table(names: Sequence[str]) -> Table:
+    """A table of the named objects (dotted paths such as ``uffdsim.Process.mmap``): signature and
+    the first docstring paragraph, generated from the code. An unknown name raises AttributeError."""
+    rows = []
+    for dotted in names:
+        parts = dotted.split(".")
+        for cut in range(len(parts), 0, -1):        # the longest importable module prefix
+            try:
+                obj: Any = importlib.import_module(".".join(parts[:cut]))
+                break
+            except ImportError:
+                continue
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr)
+        sig = signature(obj) if callable(obj) else ""
+        rows.append((f"`{'.'.join(parts[cut - 1:])}{sig}`", first_paragraph(obj) if callable(obj) else ""))
+    return html_table(["name and signature", "what it does"], rows)
 
 
 def api_reference(module_name: str) -> Markdown:
