@@ -218,7 +218,7 @@ def book_claims(notebooks: Iterable[Path] | None = None) -> list[tuple[str, str,
                 for m in _CLAIM_RE.finditer(block):
                     before = block[last:m.start()]
                     cut = max((b.end() for b in re.finditer(r"\.\s|\|\s*|;\s|:\s|\(|, and ", before)), default=0)
-                    snippet = " ".join(before[cut:].replace("**", "").split()).lstrip("- ").strip(" ,;*`")
+                    snippet = " ".join(before[cut:].replace("**", "").replace("`", "").split()).lstrip("- ").strip(" ,;*")
                     snippet = snippet or previous
                     out.append((Path(path).stem, m.group(1).strip(), snippet[:160]))
                     last, previous = m.end(), snippet
