@@ -152,3 +152,44 @@ def test_importing_the_helpers_needs_no_ipython_or_matplotlib() -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
+
+
+def test_named_addresses_writes_region_and_offset() -> None:
+    from uffdsim.book import corpus_dir
+    from uffdsim.book import named_addresses, scenario_regions
+    from uffdsim.runner import run_scenario
+    from uffdsim.scenario import load_scenario
+    sc = load_scenario(corpus_dir() / "args-validation-before-vma-checks.yaml")
+    res = run_scenario(sc, "sim")
+    regions = scenario_regions(sc, res)
+    assert set(regions) == {"src", "dst"}
+    base = regions["src"][0]
+    assert named_addresses(f"address {base + 4096 + 8:#x} not page aligned", regions) == \
+        "address src+1+8b not page aligned"
+    assert named_addresses("length 0x10 is bad", regions) == "length 0x10 is bad"   # not an address
+
+
+def test_book_claims_reads_roles_and_every_cited_scenario_exists(tmp_path) -> None:
+    from uffdsim.book import corpus_dir
+    import json
+    from uffdsim.book import book_claims
+    nb = {"cells": [{"cell_type": "markdown", "source": [
+        "A shared page is EBUSY {claim}`move-after-fork`. A hole is ENOENT {claim}`holes-src-pte-empty`.\n",
+        "\n", "| a | KSM {claim}`ksm-merged-ebusy` |\n"]},
+        {"cell_type": "code", "source": ["x = '{claim}`not-a-citation`'\n"]}]}
+    path = tmp_path / "t.ipynb"
+    path.write_text(json.dumps(nb))
+    assert book_claims([path]) == [("t", "move-after-fork", "A shared page is EBUSY"),
+                                   ("t", "holes-src-pte-empty", "A hole is ENOENT"),
+                                   ("t", "ksm-merged-ebusy", "KSM")]
+    cited = {name for _, name, _ in book_claims()}
+    assert len(cited) >= 40
+    assert not [n for n in cited if not (corpus_dir() / f"{n}.yaml").is_file()]
+
+
+def test_api_table_generates_signatures_and_rejects_unknown_names() -> None:
+    from uffdsim.book import api_table
+    html = api_table(["uffdsim.Process.mmap", "uffdsim.recipes.move_range"])._repr_html_()
+    assert "uffdsim.Process.mmap(self, pages: int" in html and "recipes.move_range(" in html
+    with pytest.raises(AttributeError):
+        api_table(["uffdsim.Process.no_such_method"])

@@ -171,6 +171,9 @@ def test_cost_model_from_a_benchmark_file(tmp_path) -> None:
     assert model.move_page / (model.copy_page + model.zap_page) == pytest.approx(0.1, abs=1e-3)
     assert model.zap_page == CostModel().zap_page
     assert "16 MiB" in model.source
+    # packing is priced from the measured memcpy, in the same unit: 90 ns / (2500 ns / 1.25)
+    assert model.memcpy_page == pytest.approx(0.045, abs=1e-3)
+    assert model.object_copy(4) == pytest.approx(0.045 / 4, abs=1e-3)
 
 
 def test_cost_model_with_a_pure_copy_measurement(tmp_path) -> None:

@@ -34,7 +34,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
     ({"fork": True, "child_exited": True, "parent_wrote_again": True}, None, 4096, "moved 1 page(s)"),
     ({"fork": True, "parent_wrote_again": True}, None, 4096, "moved 1 page(s)"),
     ({"fork": True, "dontfork": True}, None, 4096, "moved 1 page(s)"),
-    ({"ksm": True}, "EBUSY", -16, "KSM page -> EBUSY"),
+    ({"ksm": True}, "EBUSY", -16, "folio not anon-exclusive -> EBUSY"),
     ({"pin": True}, "EBUSY", -16, "folio maybe DMA-pinned -> EBUSY"),
     ({"swapped_out": True}, None, 4096, "moved 1 page(s)"),
     ({"swapped_out": True, "fork": True}, "EBUSY", -16, "folio not anon-exclusive -> EBUSY"),
@@ -96,7 +96,7 @@ def test_scenario_explorer_widget_follows_its_checkboxes() -> None:
 
     w.set_options(ExplorerOptions(), ksm=True)
     assert [n for n, b in w.boxes.items() if b.value] == ["ksm"]
-    assert "KSM page -&gt; EBUSY" in w.outcome_html.value
+    assert "folio not anon-exclusive -&gt; EBUSY" in w.outcome_html.value
 
 
 def test_widgets_display_a_static_png_and_a_stable_text() -> None:

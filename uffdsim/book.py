@@ -38,7 +38,8 @@ from .scenario import Scenario
 
 __all__ = ["repo_root", "corpus_dir", "data_file", "Table", "html_table", "Markdown", "kernel_status",
            "run_on_kernel", "field_text", "outcome", "step_outcome", "step_decision", "ioctl_summary",
-           "show_pages", "Demo", "api_reference", "signature", "first_paragraph"]
+           "show_pages", "Demo", "api_reference", "signature", "first_paragraph", "scenario_regions",
+           "named_addresses", "book_claims", "api_table"]
 
 #: the range ioctls whose output field a scenario step records
 IOCTL_OPS = ("move", "copy", "zeropage")
@@ -153,7 +154,7 @@ def outcome(call: Callable[[], Any], field: str = "move", decision: bool = False
 
     The output field is printed as the kernel left it (``unwritten`` when it was not written;
     positive with EAGAIN after partial progress).  With ``decision`` and an error from the
-    simulator, the trail's decision follows in brackets: ``EBUSY, move=-16  [KSM page -> EBUSY]``.
+    simulator, the trail's decision follows in brackets: ``EBUSY, move=-16  [folio not anon-exclusive -> EBUSY]``.
     """
     try:
         return f"ok, {field}={call()}"
@@ -175,6 +176,53 @@ def step_decision(rec: Mapping[str, Any]) -> str:
     """The simulator's decision for a step: its explanation trail after the chain of functions."""
     trail = rec.get("trail") or ""
     return trail.split(": ", 1)[1] if ": " in trail else rec.get("why", "")
+
+
+def scenario_regions(scenario: Scenario, result: ScenarioResult) -> dict[str, tuple[int, int]]:
+    """The regions a run mapped: name -> (address, pages), from its ``mmap`` step records."""
+    sizes = scenario.region_pages()
+    return {st.args["name"]: (rec["addr"], sizes[st.args["name"]])
+            for st, rec in zip(scenario.steps, result.steps)
+            if st.op == "mmap" and rec.get("addr") is not None}
+
+
+def named_addresses(text: str, regions: Mapping[str, tuple[int, int]]) -> str:
+    """``text`` with every hexadecimal address inside a region written as ``name+page+byteb``."""
+    return re.sub(r"0x[0-9a-f]{6,}", lambda m: describe_addr(int(m.group(0), 16), dict(regions)), text)
+
+
+_CLAIM_RE = re.compile(r"\{claim\}`([^`]+)`")
+
+
+def book_claims(notebooks: Iterable[Path] | None = None) -> list[tuple[str, str, str]]:
+    """Every ``{claim}`scenario``` citation in the notebooks' Markdown cells.
+
+    Returns (notebook stem, scenario name, the sentence that cites it) in notebook order; the
+    sentence is the text from the previous full stop (or line start) up to the role, cleaned of
+    Markdown.  Chapter 7 builds its claim table from this list.
+    """
+    import json
+    paths = sorted((repo_root() / "notebooks").glob("*.ipynb")) if notebooks is None else list(notebooks)
+    out: list[tuple[str, str, str]] = []
+    for path in paths:
+        for cell in json.loads(Path(path).read_text()).get("cells", []):
+            if cell.get("cell_type") != "markdown":
+                continue
+            text = "".join(cell.get("source", []))
+            blocks = []
+            for para in re.split(r"\n\s*\n", text):
+                rows = para.split("\n")
+                blocks += rows if rows[0].lstrip().startswith("|") else [" ".join(para.split())]
+            for block in blocks:
+                last, previous = 0, ""
+                for m in _CLAIM_RE.finditer(block):
+                    before = block[last:m.start()]
+                    cut = max((b.end() for b in re.finditer(r"\.\s|\|\s*|;\s|:\s|\(|, and ", before)), default=0)
+                    snippet = " ".join(before[cut:].replace("**", "").replace("`", "").split()).lstrip("- ").strip(" ,;*")
+                    snippet = snippet or previous
+                    out.append((Path(path).stem, m.group(1).strip(), snippet[:160]))
+                    last, previous = m.end(), snippet
+    return out
 
 
 def ioctl_summary(result: ScenarioResult, ops: Sequence[str] = IOCTL_OPS) -> str:
@@ -330,6 +378,25 @@ def _methods(cls: type) -> list[str]:
         elif isinstance(value, property):
             out.append(_item(f"  - `{name}` (property)", value))
     return out
+
+
+def api_table(names: Sequence[str]) -> Table:
+    """A table of the named objects (dotted paths such as ``uffdsim.Process.mmap``): signature and
+    the first docstring paragraph, generated from the code. An unknown name raises AttributeError."""
+    rows = []
+    for dotted in names:
+        parts = dotted.split(".")
+        for cut in range(len(parts), 0, -1):        # the longest importable module prefix
+            try:
+                obj: Any = importlib.import_module(".".join(parts[:cut]))
+                break
+            except ImportError:
+                continue
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr)
+        sig = signature(obj) if callable(obj) else ""
+        rows.append((f"`{'.'.join(parts[cut - 1:])}{sig}`", first_paragraph(obj) if callable(obj) else ""))
+    return html_table(["name and signature", "what it does"], rows)
 
 
 def api_reference(module_name: str) -> Markdown:

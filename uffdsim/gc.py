@@ -30,7 +30,8 @@ of UFFDIO_MOVE, at page granularity:
 ``copy_page`` = 1.0         UFFDIO_COPY of one page (allocate a frame, copy 4 KiB)
 ``move_page`` = c_move      UFFDIO_MOVE of one page (move a PTE, flush the TLB)
 ``zap_page`` = c_zap        MADV_DONTNEED of one present page (zap it, free the frame)
-``copy_page / slots``       copying one object while packing (bytes copied / page size)
+``memcpy_page`` = c_mem     memcpy() of 4 KiB in user space (no system call, no fault)
+``memcpy_page / slots``     copying one object while packing (its share of a page memcpy)
 ==========================  ========================================================
 
 ``c_move`` comes from the recorded kernel benchmark (``data/kernel_bench.json``, written by
@@ -40,7 +41,11 @@ at the largest size both were measured, is the model's MOVE / (COPY + DONTNEED),
 ``c_move / (1 + c_zap)``.  Otherwise, and for ``c_zap`` always, the defaults are
 ``c_move = 0.125`` and ``c_zap = 0.25``: one UFFDIO_MOVE, UFFDIO_COPY or MADV_DONTNEED over
 1-64 MiB on Linux 6.18 (x86_64) took about 0.06-0.24, 1.5-1.9 and 0.2-0.5 us per page when
-this module was written.  Waking a thread, reading messages and mutator work cost nothing in
+this module was written.  ``c_mem`` is the benchmark's ``memcpy`` figure (ns per 4 KiB page,
+same size) divided by the ns of one unit, ``copy-dontneed-4k / (1 + c_zap)``; without a
+benchmark it is ``0.15`` (a 4 KiB memcpy of about 0.25 us against a UFFDIO_COPY of about 1.7 us).
+Packing is a user-space memcpy of live objects: it pays neither a system call nor a page
+allocation, so it is priced from memcpy, not as a share of UFFDIO_COPY.  Waking a thread, reading messages and mutator work cost nothing in
 this model.
 
 **Measures.**  ``Compaction.steps`` records every collector step with its cost, the clock (the
@@ -66,6 +71,7 @@ from .mm.process import Process
 METHODS = ("move", "copy")
 DEFAULT_MOVE_COST = 0.125
 DEFAULT_ZAP_COST = 0.25
+DEFAULT_MEMCPY_COST = 0.15
 BENCH_FILE = data_file("kernel_bench.json")
 
 
@@ -82,23 +88,24 @@ class CostModel:
     move_page: float = DEFAULT_MOVE_COST
     zap_page: float = DEFAULT_ZAP_COST
     copy_page: float = 1.0
+    memcpy_page: float = DEFAULT_MEMCPY_COST
     source: str = "default"
 
     def __post_init__(self) -> None:
-        for name in ("move_page", "zap_page", "copy_page"):
+        for name in ("move_page", "zap_page", "copy_page", "memcpy_page"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0:
                 raise GcError(f"CostModel.{name} must be a number >= 0, not {value!r}")
 
     def object_copy(self, slots: int) -> float:
-        """Copying one object of a page with ``slots`` objects: its share of a page copy."""
-        return self.copy_page / slots
+        """Copying one object of a page with ``slots`` objects: its share of a 4 KiB memcpy."""
+        return self.memcpy_page / slots
 
 
 #: benchmark method names (``python -m uffdsim bench kernel``) -> what the model prices.  The
 #: collector issues one ioctl per page, so only the per-page (4 KiB) variants are used.
 BENCH_METHODS = {"move-4k": "move", "copy-dontneed-4k": "copy+dontneed",
-                 "move": "move", "copy": "copy", "copy+dontneed": "copy+dontneed"}
+                 "move": "move", "copy": "copy", "copy+dontneed": "copy+dontneed", "memcpy": "memcpy"}
 
 
 def load_cost_model(path: str | Path | None = None) -> CostModel:
@@ -136,12 +143,17 @@ def load_cost_model(path: str | Path | None = None) -> CostModel:
         if ("copy+dontneed", size) in ns:
             c_zap = max(0.0, ns[("copy+dontneed", size)] / ns[("copy", size)] - 1.0)
         c_move = ratio
+        unit_ns = ns[("copy", size)]
     else:                           # only COPY + DONTNEED measured: it costs 1 + c_zap units
         c_zap = DEFAULT_ZAP_COST
         c_move = ratio * (1.0 + c_zap)
-    return CostModel(move_page=round(c_move, 3), zap_page=round(c_zap, 3),
+        unit_ns = ns[(copy, size)] / (1.0 + c_zap)
+    c_mem, mem_note = DEFAULT_MEMCPY_COST, "memcpy: default"
+    if ("memcpy", size) in ns:
+        c_mem, mem_note = ns[("memcpy", size)] / unit_ns, f"memcpy / unit = {ns[('memcpy', size)] / unit_ns:.3f}"
+    return CostModel(move_page=round(c_move, 3), zap_page=round(c_zap, 3), memcpy_page=round(c_mem, 3),
                      source=f"{path.name}, {size:g} MiB, one ioctl per page: "
-                            f"move / {copy} = {ratio:.3f}")
+                            f"move / {copy} = {ratio:.3f}; {mem_note}")
 
 
 # -- the heap and the plan ------------------------------------------------------------------------

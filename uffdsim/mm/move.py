@@ -181,8 +181,9 @@ def move_pages_ptes(machine: "Machine", mm: "MM", dst_vma: VMA, src_vma: VMA, ds
             if folio.zero:
                 return move_zeropage_pte(machine, mm, dst_addr, src_addr)
             if not folio.anon or not folio.exclusive[src_pte.idx]:
-                why = "KSM page" if folio.ksm else "folio not anon-exclusive"
-                trail.end(f"{why} -> EBUSY")
+                # the check is PageAnonExclusive(): it cannot tell why the flag is clear
+                # (fork COW-sharing, KSM merging, ...), and neither does the trail
+                trail.end("folio not anon-exclusive -> EBUSY")
                 return -E.EBUSY
             if folio.large:
                 trail.enter("split_folio")
