@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import wire
+from .signals import child_after_fork
 
 PR_SET_CHILD_SUBREAPER = 36
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -84,6 +85,7 @@ class ProcTree:
         if pid == 0:
             try:
                 os.setpgid(0, 0)
+                child_after_fork()
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 pin_to_one_cpu()
                 mine.close()
