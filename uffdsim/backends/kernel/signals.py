@@ -11,7 +11,8 @@ is remembered.  When the outermost protected block ends, the previous handlers a
 come back and the signal is raised again, so the process then reacts as it would have without
 us (KeyboardInterrupt for SIGINT, death by the signal for a default SIGTERM/SIGHUP), only later.
 Waiting for a machine-wide lock calls :func:`check` so a signal is not held up for minutes.
-Only in the main thread (elsewhere Python cannot install handlers; the blocks do nothing).
+Only in the main thread (elsewhere Python cannot install handlers; the blocks do nothing); a
+signal the process ignores stays ignored.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ class Interrupted(BaseException):
 _depth = 0
 _window = False
 _pending: list[int] = []
+_handled: tuple[int, ...] = ()
 
 
 def _handler(signum: int, frame: Any) -> None:
@@ -50,7 +52,7 @@ def _main_thread() -> bool:
 @contextmanager
 def protected() -> Iterator[None]:
     """Signals blocked for the block (nestable); a signal that came is re-raised at the end."""
-    global _depth
+    global _depth, _handled
     if not _main_thread():
         yield
         return
@@ -62,7 +64,10 @@ def protected() -> Iterator[None]:
             _depth -= 1
         return
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, CAUGHT)
-    old_handlers = {s: signal.signal(s, _handler) for s in CAUGHT}
+    # a signal the process ignores (e.g. SIGINT in a background job) stays ignored
+    old_handlers = {s: signal.signal(s, _handler) for s in CAUGHT
+                    if signal.getsignal(s) is not signal.SIG_IGN}
+    _handled = tuple(old_handlers)
     _pending.clear()
     _depth = 1
     interrupted = False
@@ -71,9 +76,9 @@ def protected() -> Iterator[None]:
     except Interrupted:
         interrupted = True
     finally:
-        _depth = 0
+        _depth, _handled = 0, ()
         for s, h in old_handlers.items():
-            signal.signal(s, h)
+            signal.signal(s, signal.SIG_DFL if h is None else h)
         pending, _pending[:] = list(_pending), []
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)    # delivers what the kernel held
         for s in pending:
@@ -104,8 +109,8 @@ def check() -> None:
     """Inside :func:`protected`: raise :class:`Interrupted` if a signal is waiting (consumes it)."""
     if not _depth or not _main_thread():
         return
-    if signal.sigpending() & set(CAUGHT):
-        info = signal.sigtimedwait(CAUGHT, 0)
+    if _handled and signal.sigpending() & set(_handled):
+        info = signal.sigtimedwait(_handled, 0)
         if info is not None and info.si_signo not in _pending:
             _pending.append(info.si_signo)
     if _pending:
