@@ -51,8 +51,11 @@ def op_mmap(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
     file = a.get("file", "none")
     fd = -1
     if file in ("private", "shared"):
-        fd, path = tempfile.mkstemp(prefix="uffdsim-")
-        os.unlink(path)
+        try:                        # O_TMPFILE: a file without a name, nothing to leave behind
+            fd = os.open(tempfile.gettempdir(), os.O_TMPFILE | os.O_RDWR, 0o600)
+        except (OSError, AttributeError):
+            fd, path = tempfile.mkstemp(prefix=f"uffdsim-file-{os.getpid()}-")
+            os.unlink(path)
         os.ftruncate(fd, length)
         flags = k.MAP_SHARED if file == "shared" else k.MAP_PRIVATE
     else:
