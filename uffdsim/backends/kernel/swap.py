@@ -122,6 +122,18 @@ def undo_swap(record: dict[str, str]) -> bool:
     path = record.get("path", "")
     kind = record.get("kind")
     tmp = record.get("tmp", "")
+    if kind == "zram-reset":              # a zram device that existed before: reset, never removed
+        if path in active_swaps():
+            try:
+                _swapoff(path)
+            except UffdError as err:
+                say(f"cannot switch off swap {path}: {err.message}")
+                return False
+        try:
+            _write(f"/sys/block/zram{record.get('dev', '')}/reset", "1")
+        except OSError:
+            pass
+        return path not in active_swaps()
     if kind not in ("zram", "swapfile") or not path:
         if tmp and os.path.basename(tmp).startswith("uffdsim-swap-"):
             shutil.rmtree(tmp, ignore_errors=True)
