@@ -63,6 +63,25 @@ def test_interrupted_runs_leave_nothing_behind() -> None:
     assert set(result["signals"]) == {"SIGINT", "SIGTERM", "SIGHUP"}
 
 
+def _stat(pid: str) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
+def scenario_groups(runner: int) -> set[int]:
+    """Process groups of the runner's children (each scenario's processes are one group)."""
+    return {int(st[2]) for d in os.listdir("/proc") if d.isdigit()
+            if (st := _stat(d)) and int(st[1]) == runner}
+
+
+def scenario_groups_alive(groups_: set[int]) -> list[int]:
+    return [int(d) for d in os.listdir("/proc") if d.isdigit()
+            if (st := _stat(d)) and int(st[2]) in groups_ and st[0] != "Z"]
+
+
 def test_a_killed_run_is_reported_and_repaired_by_doctor() -> None:
     before = interrupts.machine_state()
     scenario = str(HERE / "data" / "interrupt-swap-thp-ksm.yaml")
@@ -76,10 +95,16 @@ def test_a_killed_run_is_reported_and_repaired_by_doctor() -> None:
             mine = [j for j in os.listdir(guard.lock_dir()) if j.endswith(".v2.journal")
                     and (guard.read_journal(os.path.join(guard.lock_dir(), j)) or {}).get("pid") == proc.pid]
             time.sleep(0.005)
+        groups_ = scenario_groups(proc.pid)
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait()
     assert mine, "the run never journaled a change"
+    # its scenario processes die with it (PR_SET_PDEATHSIG; fork children at their next step)
+    deadline = time.monotonic() + 60
+    while any(scenario_groups_alive(groups_)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(scenario_groups_alive(groups_))
     assert interrupts.differences(before, interrupts.machine_state(), {proc.pid}) != []
     doctor = [sys.executable, "-m", "uffdsim", "doctor"]
     out = subprocess.run(doctor, capture_output=True, text=True, timeout=120).stdout

@@ -13,6 +13,7 @@ SIGTERM and SIGHUP (:mod:`.signals`; the signal takes effect once everything is 
 from __future__ import annotations
 
 import errno as E
+import os
 import time
 from contextlib import ExitStack
 from typing import Any
@@ -70,7 +71,7 @@ class KernelBackend:
                 return BackendRun(skipped=f"swap: {err.message}", info=info)
             except TimeoutError as err:
                 return BackendRun(skipped=f"machine busy: {err}", info=info)
-            with signals.interruptible(), ProcTree() as tree:
+            with ProcTree() as tree, signals.interruptible():
                 run = KernelRun(tree, self.step_timeout)
                 deadline = time.monotonic() + self.scenario_timeout
                 for step in scenario.steps:
@@ -129,6 +130,7 @@ class KernelRun:
                 args["cursor"] = self.cursor
             elif step.op == "ksm_merge":
                 args["pids"] = [p.pid for p in self.tree.procs.values() if p.alive]
+                args["runner"] = os.getpid()
             timeout = SLOW_STEPS.get(step.op, self.step_timeout)
             reply, fds = self.tree.call(name, {"i": step.i, "op": step.op, "args": args,
                                                "timeout": timeout}, timeout)

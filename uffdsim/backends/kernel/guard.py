@@ -27,6 +27,7 @@ lands between a change and its journal.  A run that dies anyway (SIGKILL, power 
 from __future__ import annotations
 
 import fcntl
+import glob
 import json
 import os
 import sys
@@ -200,8 +201,20 @@ def journaled_knobs(name: str, ours: dict[str, list[str]], apply: dict[str, str]
                 remove_journal(journal)
 
 
+def stale_temporaries(name: str) -> list[str]:
+    """Half-written journals (``<journal>.<pid>.tmp``) of runs killed while writing one."""
+    return sorted(glob.glob(glob.escape(journal_path(name)) + ".*.tmp"))
+
+
+def remove_stale_temporaries(name: str) -> None:
+    """Caller holds lock ``name``: nobody is writing its journal, so a temporary copy is stale."""
+    for path in stale_temporaries(name):
+        remove_journal(path)
+
+
 def replay_knobs(name: str, legacy_dir: str = "") -> bool:
     """Caller holds lock ``name``: undo what a journal left by an earlier run describes."""
+    remove_stale_temporaries(name)
     done = True
     legacy = legacy_journal_path(name)
     rec = read_journal(legacy)

@@ -2,8 +2,9 @@
 
 Leftovers are: journals in the lock folder (:mod:`.guard`) whose lock nobody holds (a run that
 holds the lock is still working: it is reported as busy and never touched); swap areas under a
-``uffdsim-swap-*`` folder with no run holding the ``swap`` lock; and ``uffdsim-*`` folders in
-/tmp and /var/tmp whose creator (the pid in the name) is gone.  :func:`repair` replays each
+``uffdsim-swap-*`` folder with no run holding the ``swap`` lock; and the temporary folders of
+the kernel backend, race and bench (:data:`PREFIXES`) in /tmp and /var/tmp whose creator (the pid
+in the name) is gone, or, for names without a pid (older versions), untouched for 10 minutes.  :func:`repair` replays each
 journal under its lock exactly as the next run would (a knob is restored only if it still holds
 a value uffdsim wrote), then removes stray swap areas and folders.
 """
@@ -23,6 +24,8 @@ TEMP_BASES = ("/tmp", "/var/tmp")
 #: a temporary folder without a pid in its name counts as left over after this many seconds
 STALE_AFTER = 600.0
 _PID = re.compile(r"^uffdsim-[a-z]+-(\d+)-")
+#: the temporary folders the kernel backend, the kernel race and the kernel bench make
+PREFIXES = ("uffdsim-swap-", "uffdsim-race-", "uffdsim-bench-", "uffdsim-file-")
 
 
 @dataclass
@@ -50,7 +53,7 @@ def temp_folders() -> list[str]:
             names = os.listdir(base)
         except OSError:
             continue
-        out += [os.path.join(base, n) for n in sorted(names) if n.startswith("uffdsim-")]
+        out += [os.path.join(base, n) for n in sorted(names) if n.startswith(PREFIXES)]
     return out
 
 
@@ -67,7 +70,8 @@ def stale_folder(path: str, now: float | None = None) -> bool:
 
 
 def _journals(name: str) -> list[str]:
-    return [p for p in (guard.legacy_journal_path(name), guard.journal_path(name)) if os.path.exists(p)]
+    return ([p for p in (guard.legacy_journal_path(name), guard.journal_path(name)) if os.path.exists(p)]
+            + guard.stale_temporaries(name))
 
 
 def _replay(name: str) -> bool:
@@ -94,7 +98,7 @@ def scan(repair: bool = False) -> Report:
             if not journals:
                 continue
             for j in journals:
-                rec = guard.read_journal(j) or {}
+                rec = {} if j.endswith(".tmp") else guard.read_journal(j) or {}
                 rep.found.append(f"journal {j} (left by pid {rec.get('pid', '?')}): {_describe(rec)}")
             if repair:
                 ok = _replay(name)
@@ -121,8 +125,7 @@ def scan(repair: bool = False) -> Report:
         if not os.path.exists(path):
             continue
         if not stale_folder(path, now) or (path.startswith("/var/tmp/uffdsim-swap-") and not swap_free):
-            rep.busy.append(f"folder {path}: its run is still going")
-            continue
+            continue                              # its run is still going
         if any(s.startswith(path + "/") for s in active_swaps()):
             continue                              # reported (and handled) as a swap above
         rep.found.append(f"folder {path}")
@@ -133,6 +136,8 @@ def scan(repair: bool = False) -> Report:
 
 
 def _describe(rec: dict) -> str:
+    if not rec:
+        return "half written (the run was killed while writing it): removed by --repair"
     if "knobs" in rec:
         return ", ".join(f"{os.path.basename(p)} was {e.get('old')}" for p, e in rec["knobs"].items())
     if rec.get("kind") in ("zram", "swapfile"):

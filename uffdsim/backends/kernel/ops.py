@@ -259,7 +259,9 @@ def op_ksm_merge(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> No
     if not ksm_registered(a.get("pids", [os.getpid()])):
         rec["ksm"] = "no MADV_MERGEABLE memory in the scenario: nothing to scan"
         return
-    rec["ksm"] = k.ksm_merge_until_stable(timeout=a.get("ksm_timeout", 30.0), scans=3)
+    runner = a.get("runner")
+    rec["ksm"] = k.ksm_merge_until_stable(timeout=a.get("ksm_timeout", 30.0), scans=3,
+                                          alive=(lambda: os.path.exists(f"/proc/{runner}")) if runner else None)
 
 
 Op = Callable[[ProcState, dict[str, Any], dict[str, Any]], Any]

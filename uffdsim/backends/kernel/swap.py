@@ -26,7 +26,7 @@ from typing import Iterator
 from ...errors import UffdError
 from .caps import active_swaps
 from .guard import (journal_path, legacy_journal_path, machine_lock, read_journal, remove_journal,
-                    say, write_journal)
+                    remove_stale_temporaries, say, write_journal)
 
 SIZE = 64 << 20
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -176,6 +176,7 @@ def undo_swap(record: dict[str, str]) -> bool:
 
 def replay_swap() -> bool:
     """Caller holds the ``swap`` lock: remove swap an interrupted run left (journal-driven)."""
+    remove_stale_temporaries("swap")
     done = True
     for journal in (legacy_journal_path("swap"), journal_path("swap")):
         record = read_journal(journal)

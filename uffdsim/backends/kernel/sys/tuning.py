@@ -6,7 +6,7 @@ import errno as _errno
 import os
 import struct
 import time
-from typing import Any
+from typing import Any, Callable
 
 from uffdsim.errors import UffdError
 
@@ -60,11 +60,13 @@ def ksm_stats() -> dict[str, int]:
 
 
 def ksm_merge_until_stable(timeout: float = 30.0, scans: int = 2, pages_to_scan: int = 10000,
-                           sleep_millisecs: int = 0) -> dict[str, int]:
+                           sleep_millisecs: int = 0,
+                           alive: Callable[[], bool] | None = None) -> dict[str, int]:
     """Run ksmd fast until ``scans`` full scans have completed after enabling, then restore the
     saved settings (merged pages stay merged when run goes back to 0).  Returns ksm_stats().
 
-    Only pages in MADV_MERGEABLE ranges are considered.  Raises ETIMEDOUT after ``timeout``."""
+    Only pages in MADV_MERGEABLE ranges are considered.  Raises ETIMEDOUT after ``timeout``, and
+    ESRCH as soon as ``alive()`` (the runner that journaled the settings) turns false."""
     saved = ksm_save()
     try:
         if "smart_scan" in saved:
@@ -77,6 +79,8 @@ def ksm_merge_until_stable(timeout: float = 30.0, scans: int = 2, pages_to_scan:
         while int(ksm_read("full_scans")) < start + scans:
             if time.monotonic() > deadline:
                 raise UffdError(_errno.ETIMEDOUT, f"KSM did not finish {scans} scans in {timeout}s")
+            if alive is not None and not alive():
+                raise UffdError(_errno.ESRCH, "the runner is gone: KSM settings restored, merge abandoned")
             time.sleep(0.01)
         return ksm_stats()
     finally:
