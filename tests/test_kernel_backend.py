@@ -260,12 +260,19 @@ steps:
     assert k.ksm_save() == before
 
 
+def swaps_when_idle() -> list[str]:
+    """Active swaps while no run (here or elsewhere on the machine) holds the swap lock."""
+    from uffdsim.backends.kernel.guard import machine_lock
+    with machine_lock("swap"):
+        return active_swaps()
+
+
 def test_swap_is_set_up_and_removed() -> None:
     if os.geteuid() != 0:
         pytest.skip("setting up swap is root-only (unprivileged runs skip swap scenarios)")
     if not capabilities().swap.ok:
         pytest.skip(capabilities().swap.detail)
-    before = active_swaps()
+    before = swaps_when_idle()
     _, kernel = both("""
 name: t-swap
 requires: [swap]
@@ -277,7 +284,7 @@ steps:
     expect: {pages: [{state: swap}]}
 """)
     assert kernel.status == "passed", kernel.unmet()
-    assert active_swaps() == before
+    assert swaps_when_idle() == before
 
 
 def test_doctor_reports_this_kernel(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,6 +1,9 @@
 """Entry point for ``python -m uffdsim``."""
 import sys
 
-from .cli import main
+try:
+    from .cli import main
+except KeyboardInterrupt:          # Ctrl-C while still importing: no traceback
+    sys.exit(130)
 
 sys.exit(main())

@@ -17,7 +17,6 @@ would prove nothing and is not reported.
 """
 from __future__ import annotations
 
-import atexit
 import ctypes
 import errno
 import os
@@ -30,6 +29,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
+from uffdsim.backends.kernel.signals import protected
 from uffdsim.errors import UffdError
 
 from ._race_writer import C_SOURCE
@@ -116,6 +116,21 @@ def find_compiler() -> str | None:
     return None
 
 
+def _compile(cc: str, tmp: str) -> tuple[ctypes.CDLL | None, str]:
+    src, lib = os.path.join(tmp, "race.c"), os.path.join(tmp, "race.so")
+    with open(src, "w") as f:
+        f.write(C_SOURCE)
+    try:
+        proc = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-pthread", "-o", lib, src],
+                              capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, f"compiling the writer with {cc} failed: {e}"
+    if proc.returncode != 0:
+        first = (proc.stderr.strip().splitlines() or ["?"])[0]
+        return None, f"compiling the writer with {cc} failed: {first}"
+    return ctypes.CDLL(lib), ""
+
+
 def load_helper() -> tuple[ctypes.CDLL | None, str]:
     """Compile the writer into a temporary directory (once per process) and load it."""
     global _HELPER, _HELPER_REASON
@@ -125,22 +140,16 @@ def load_helper() -> tuple[ctypes.CDLL | None, str]:
     if cc is None:
         _HELPER_REASON = "no C compiler (cc, gcc or clang) on PATH to build the writer thread"
         return None, _HELPER_REASON
-    tmp = tempfile.mkdtemp(prefix="uffdsim-race-")
-    atexit.register(shutil.rmtree, tmp, True)
-    src, lib = os.path.join(tmp, "race.c"), os.path.join(tmp, "race.so")
-    with open(src, "w") as f:
-        f.write(C_SOURCE)
-    try:
-        proc = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-pthread", "-o", lib, src],
-                              capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        _HELPER_REASON = f"compiling the writer with {cc} failed: {e}"
+    # the folder lives only while compiling and loading (the loaded library stays mapped after
+    # its file is gone), with signals blocked so no SIGINT/SIGTERM/SIGHUP can strand it
+    with protected():
+        tmp = tempfile.mkdtemp(prefix=f"uffdsim-race-{os.getpid()}-")
+        try:
+            h, _HELPER_REASON = _compile(cc, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if h is None:
         return None, _HELPER_REASON
-    if proc.returncode != 0:
-        first = (proc.stderr.strip().splitlines() or ["?"])[0]
-        _HELPER_REASON = f"compiling the writer with {cc} failed: {first}"
-        return None, _HELPER_REASON
-    h = ctypes.CDLL(lib)
     for name in ("race_install", "race_uninstall"):
         getattr(h, name).restype = ctypes.c_int
         getattr(h, name).argtypes = []

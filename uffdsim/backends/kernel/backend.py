@@ -7,11 +7,13 @@ fork ``main`` (:mod:`.proctree`) and send each step to the process that runs it 
 regions mapped so far; regions are laid out top-down from :data:`TOP` with an unmapped page
 between neighbours, as the simulator does, far below the kernel's own mmap area so nothing else
 ever lands in the gaps.  A step that hangs ends the scenario (the runner marks the rest "not
-run"); the process tree is always killed and reaped, and the swap device removed.
+run"); the process tree is always killed and reaped, and the swap device removed, also on SIGINT,
+SIGTERM and SIGHUP (:mod:`.signals`; the signal takes effect once everything is undone).
 """
 from __future__ import annotations
 
 import errno as E
+import os
 import time
 from contextlib import ExitStack
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 from ...errors import UffdError, errno_name
 from ...runner import BackendRun
 from ...scenario import Addr, Scenario, Step
+from . import signals
 from .caps import capabilities
 from .khugepaged import quiet_khugepaged, uses_thp
 from .ksm import ksm_guard, uses_ksm
@@ -55,7 +58,9 @@ class KernelBackend:
         if why:
             return BackendRun(skipped=why, info=info)
         records: list[dict[str, Any]] = []
-        with ExitStack() as stack:
+        # machine-wide changes are made and undone with SIGINT/SIGTERM/SIGHUP blocked; only the
+        # steps run interruptible, and a signal there unwinds through the undoing (.signals)
+        with signals.protected(), ExitStack() as stack:
             try:
                 if "swap" in scenario.requires:
                     info["swap"] = stack.enter_context(temporary_swap())
@@ -67,18 +72,18 @@ class KernelBackend:
                 return BackendRun(skipped=f"swap: {err.message}", info=info)
             except TimeoutError as err:
                 return BackendRun(skipped=f"machine busy: {err}", info=info)
-            tree = stack.enter_context(ProcTree())
-            run = KernelRun(tree, self.step_timeout)
-            deadline = time.monotonic() + self.scenario_timeout
-            for step in scenario.steps:
-                if time.monotonic() > deadline:
-                    records.append({"i": step.i, "op": step.op, "ret": None, "errno": None, "hung": True,
-                                    "why": f"not started: the scenario used up its {self.scenario_timeout:g} s"})
-                    break
-                rec = run.step(step)
-                records.append(rec)
-                if rec.get("hung") or run.stopped:
-                    break
+            with ProcTree() as tree, signals.interruptible():
+                run = KernelRun(tree, self.step_timeout)
+                deadline = time.monotonic() + self.scenario_timeout
+                for step in scenario.steps:
+                    if time.monotonic() > deadline:
+                        records.append({"i": step.i, "op": step.op, "ret": None, "errno": None, "hung": True,
+                                        "why": f"not started: the scenario used up its {self.scenario_timeout:g} s"})
+                        break
+                    rec = run.step(step)
+                    records.append(rec)
+                    if rec.get("hung") or run.stopped:
+                        break
         return BackendRun(records, info=info)
 
 
@@ -126,6 +131,7 @@ class KernelRun:
                 args["cursor"] = self.cursor
             elif step.op == "ksm_merge":
                 args["pids"] = [p.pid for p in self.tree.procs.values() if p.alive]
+                args["runner"] = os.getpid()
             timeout = SLOW_STEPS.get(step.op, self.step_timeout)
             reply, fds = self.tree.call(name, {"i": step.i, "op": step.op, "args": args,
                                                "timeout": timeout}, timeout)

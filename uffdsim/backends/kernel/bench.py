@@ -33,6 +33,7 @@ from typing import Any, Callable
 from ...errors import UffdError
 from . import sys as k
 from .caps import capabilities
+from .signals import protected
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -102,7 +103,11 @@ class Helper:
         cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
         if cc is None:
             return
-        tmp = tempfile.mkdtemp(prefix="uffdsim-bench-")
+        with protected():         # no signal between creating the folder and removing it
+            self._compile(cc)
+
+    def _compile(self, cc: str) -> None:
+        tmp = tempfile.mkdtemp(prefix=f"uffdsim-bench-{os.getpid()}-")
         try:
             src, lib = os.path.join(tmp, "loops.c"), os.path.join(tmp, "loops.so")
             with open(src, "w") as f:

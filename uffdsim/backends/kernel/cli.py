@@ -1,5 +1,8 @@
 """Subcommands of ``python -m uffdsim`` that need the running kernel: ``doctor``, ``conform``, ``bench``.
 
+``doctor`` also lists what interrupted kernel runs left on the machine; ``doctor --repair``
+undoes it (:mod:`.leftovers`).
+
 ``bench`` takes a positional target looked up in :data:`BENCH_TARGETS` (target name ->
 ``fn(args) -> int``); another module can add a target (e.g. ``sim``) by adding an entry before
 the command line is parsed, and its options can be added through :data:`BENCH_OPTIONS`.
@@ -52,16 +55,22 @@ def doctor_text(caps: Capabilities) -> str:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from . import leftovers, signals
     caps = capabilities()
+    with signals.protected():
+        rep = leftovers.scan(repair=args.repair)
     if args.json:
         doc = caps.to_json()
         doc["kernel_backend"] = {"usable": caps.missing([]) is None, "why": caps.missing([]),
                                  "uffd": caps.uffd_via, "user_mode_only": caps.user_mode_only,
                                  "frames_observable": caps.frames_visible}
+        doc["leftovers"] = {"found": rep.found, "busy": rep.busy, "repaired": rep.repaired,
+                            "failed": rep.failed}
         print(json.dumps(doc, indent=1))
     else:
         print(doctor_text(caps))
-    return 0
+        print(leftovers.report_text(rep, args.repair))
+    return 1 if rep.failed else 0
 
 
 # -- conform --------------------------------------------------------------------------------------
@@ -147,6 +156,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def register(subparsers: "argparse._SubParsersAction") -> None:
     doc = subparsers.add_parser("doctor", help="what this kernel offers the kernel backend, and why anything is missing")
     doc.add_argument("--json", action="store_true", help="machine-readable output")
+    doc.add_argument("--repair", action="store_true",
+                     help="undo what interrupted kernel runs left (journals, swap, temporary folders)")
     doc.set_defaults(func=cmd_doctor)
 
     con = subparsers.add_parser("conform", help=CONFORM_HELP, description=CONFORM_HELP)

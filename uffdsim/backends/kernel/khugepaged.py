@@ -7,7 +7,8 @@ at random, its holes filled and its frames replaced.  The simulator has no khuge
 THP scenario runs, :func:`quiet_khugepaged` sets ``max_ptes_none``, ``max_ptes_swap`` and
 ``max_ptes_shared`` to 0 (no collapse over holes, swap entries or shared pages; writing these
 does not wake khugepaged) and writes the saved values back afterwards, under a machine-wide lock
-(:mod:`.guard`).  Root only; elsewhere it does nothing.
+(:mod:`.guard`), journaled so that a run killed meanwhile is undone by the next run or by
+``doctor --repair``; a value someone else set meanwhile is kept.  Root only; elsewhere it does nothing.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from ...scenario import Scenario
-from .guard import journaled
+from .guard import journaled_knobs
 
 KHUGEPAGED = "/sys/kernel/mm/transparent_hugepage/khugepaged"
 KNOBS = ("max_ptes_none", "max_ptes_swap", "max_ptes_shared")
@@ -30,30 +31,6 @@ def uses_thp(scenario: Scenario) -> bool:
                or (s.op == "mmap" and s.args.get("align", 0) >= 2 << 20) for s in scenario.steps)
 
 
-def _write(name: str, value: str) -> None:
-    with open(f"{KHUGEPAGED}/{name}", "w") as f:
-        f.write(value)
-
-
-def _read_knobs() -> dict[str, str]:
-    saved: dict[str, str] = {}
-    for name in KNOBS:
-        try:
-            with open(f"{KHUGEPAGED}/{name}") as f:
-                saved[name] = f.read().strip()
-        except OSError:
-            pass
-    return saved
-
-
-def _write_knobs(values: dict[str, str]) -> None:
-    for name, value in values.items():
-        try:
-            _write(name, value)
-        except OSError:
-            pass
-
-
 @contextmanager
 def quiet_khugepaged() -> Iterator[dict[str, str]]:
     """khugepaged collapses nothing with holes, swap or sharing in it for the block's duration.
@@ -62,6 +39,6 @@ def quiet_khugepaged() -> Iterator[dict[str, str]]:
     if os.geteuid() != 0 or not os.path.isdir(KHUGEPAGED):
         yield {}
         return
-    with journaled("khugepaged", _read_knobs, _write_knobs) as saved:
-        _write_knobs({name: "0" for name in saved})
-        yield saved
+    ours = {f"{KHUGEPAGED}/{name}": ["0"] for name in KNOBS if os.path.exists(f"{KHUGEPAGED}/{name}")}
+    with journaled_knobs("khugepaged", ours, {p: "0" for p in ours}, legacy_dir=KHUGEPAGED) as saved:
+        yield {os.path.basename(p): v for p, v in saved.items()}

@@ -51,8 +51,11 @@ def op_mmap(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
     file = a.get("file", "none")
     fd = -1
     if file in ("private", "shared"):
-        fd, path = tempfile.mkstemp(prefix="uffdsim-")
-        os.unlink(path)
+        try:                        # O_TMPFILE: a file without a name, nothing to leave behind
+            fd = os.open(tempfile.gettempdir(), os.O_TMPFILE | os.O_RDWR, 0o600)
+        except (OSError, AttributeError):
+            fd, path = tempfile.mkstemp(prefix=f"uffdsim-file-{os.getpid()}-")
+            os.unlink(path)
         os.ftruncate(fd, length)
         flags = k.MAP_SHARED if file == "shared" else k.MAP_PRIVATE
     else:
@@ -256,7 +259,9 @@ def op_ksm_merge(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> No
     if not ksm_registered(a.get("pids", [os.getpid()])):
         rec["ksm"] = "no MADV_MERGEABLE memory in the scenario: nothing to scan"
         return
-    rec["ksm"] = k.ksm_merge_until_stable(timeout=a.get("ksm_timeout", 30.0), scans=3)
+    runner = a.get("runner")
+    rec["ksm"] = k.ksm_merge_until_stable(timeout=a.get("ksm_timeout", 30.0), scans=3,
+                                          alive=(lambda: os.path.exists(f"/proc/{runner}")) if runner else None)
 
 
 Op = Callable[[ProcState, dict[str, Any], dict[str, Any]], Any]

@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import wire
+from .signals import child_after_fork
 
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
 _OPEN: set["ProcTree"] = set()
 REPLY_MARGIN = 10.0        #: s the runner waits beyond the step timeout before declaring the process stuck
@@ -80,10 +82,17 @@ class ProcTree:
         set_subreaper(True)
         _OPEN.add(self)
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        runner = os.getpid()
         pid = os.fork()
         if pid == 0:
             try:
+                # dies with the runner (even a SIGKILLed one), so it cannot go on changing KSM
+                # settings that the runner's journal is about to undo
+                _libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), 0, 0, 0)
+                if os.getppid() != runner:
+                    os._exit(0)
                 os.setpgid(0, 0)
+                child_after_fork()
                 signal.signal(signal.SIGINT, signal.SIG_IGN)
                 pin_to_one_cpu()
                 mine.close()

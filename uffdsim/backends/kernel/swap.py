@@ -4,25 +4,29 @@ First choice: a new zram device (``/sys/class/zram-control/hot_add``, 64 MiB, it
 device node in a temporary directory, since no udev may be running); else a swap file on the
 temporary directory's filesystem.  The swap header is written here (no ``mkswap`` needed) and
 ``swapon(2)``/``swapoff(2)`` are called through libc.  :func:`temporary_swap` undoes everything:
-swapoff, zram reset and hot_remove (or unlink), even when the scenario fails; a journal under the
-machine-wide ``swap`` lock lets the next run remove a device whose creator died.
+swapoff, zram reset and hot_remove (or unlink), even when the scenario fails or a signal comes (set-up and undo run with signals blocked,
+:mod:`.signals`).  A journal under the machine-wide ``swap`` lock (:mod:`.guard`) names the device
+before it is switched on and is removed only once the device and the folder are gone, so the next
+run, or ``doctor --repair``, removes a device whose creator died.
 """
 from __future__ import annotations
 
 import ctypes
-import json
+import errno as _errno
 import os
 import shutil
 import stat
 import struct
 import tempfile
+import time
 import uuid
 from contextlib import contextmanager
 from typing import Iterator
 
 from ...errors import UffdError
 from .caps import active_swaps
-from .guard import machine_lock
+from .guard import (journal_path, legacy_journal_path, machine_lock, read_journal, remove_journal,
+                    remove_stale_temporaries, say, write_journal)
 
 SIZE = 64 << 20
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -39,11 +43,6 @@ def swap_header(size: int) -> bytes:
                      b"uffdsim".ljust(16, b"\0"))
     page[PAGE - 10:] = b"SWAPSPACE2"
     return bytes(page)
-
-
-def _journal(path: str, record: dict[str, str]) -> None:
-    with open(path, "w") as f:
-        json.dump(record, f)
 
 
 def _write(path: str, text: str) -> None:
@@ -63,14 +62,18 @@ def _swapoff(path: str) -> None:
         raise UffdError(err, f"swapoff {path}: {os.strerror(err)}")
 
 
+def zram_exists(dev: str) -> bool:
+    return os.path.isdir(f"/sys/block/zram{dev}")
+
+
 @contextmanager
 def _zram(tmp: str, journal: str) -> Iterator[str]:
     with open(f"{ZRAM_CONTROL}/hot_add") as f:
-        dev = int(f.read().strip())
+        dev = str(int(f.read().strip()))
     sysdir = f"/sys/block/zram{dev}"
     node = os.path.join(tmp, f"zram{dev}")
-    _journal(journal, {"kind": "zram", "dev": str(dev), "path": node, "tmp": tmp})
-    swapped = False
+    record = {"kind": "zram", "dev": dev, "path": node, "tmp": tmp}
+    write_journal(journal, record)
     try:
         _write(f"{sysdir}/disksize", str(SIZE))
         major, minor = (int(x) for x in open(f"{sysdir}/dev").read().split(":"))
@@ -82,26 +85,18 @@ def _zram(tmp: str, journal: str) -> Iterator[str]:
         finally:
             os.close(fd)
         _swapon(node)
-        swapped = True
         yield f"zram{dev}"
     finally:
-        if swapped:
-            _swapoff(node)
-        if os.path.exists(node):
-            os.unlink(node)
-        try:
-            _write(f"{sysdir}/reset", "1")
-        except OSError:
-            pass
-        _write(f"{ZRAM_CONTROL}/hot_remove", str(dev))
+        if not undo_swap(record):
+            raise UffdError(_errno.EBUSY, f"could not remove zram{dev} (journal {journal} kept)")
 
 
 @contextmanager
 def _swapfile(tmp: str, journal: str) -> Iterator[str]:
     path = os.path.join(tmp, "swapfile")
-    _journal(journal, {"kind": "swapfile", "path": path, "tmp": tmp})
+    record = {"kind": "swapfile", "path": path, "tmp": tmp}
+    write_journal(journal, record)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    swapped = False
     try:
         os.write(fd, swap_header(SIZE))
         zeros = bytes(1 << 20)
@@ -112,33 +107,87 @@ def _swapfile(tmp: str, journal: str) -> Iterator[str]:
         os.close(fd)
         fd = -1
         _swapon(path)
-        swapped = True
         yield path
     finally:
         if fd >= 0:
             os.close(fd)
-        if swapped:
-            _swapoff(path)
-        os.unlink(path)
+        if not undo_swap(record):
+            raise UffdError(_errno.EBUSY, f"could not remove swap file {path} (journal {journal} kept)")
 
 
-def _undo(record: dict[str, str]) -> None:
-    """Remove a swap device a dead run left behind (from its journal)."""
+def undo_swap(record: dict[str, str]) -> bool:
+    """Remove the swap a journal describes, as far as it still exists (idempotent).
+
+    True once nothing of it is left (its journal may go); False (with a message) otherwise."""
     path = record.get("path", "")
-    try:
-        _swapoff(path)
-    except UffdError:
-        pass
-    if record.get("kind") == "zram":
-        dev = record["dev"]
+    kind = record.get("kind")
+    tmp = record.get("tmp", "")
+    if kind == "zram-reset":              # a zram device that existed before: reset, never removed
+        if path in active_swaps():
+            try:
+                _swapoff(path)
+            except UffdError as err:
+                say(f"cannot switch off swap {path}: {err.message}")
+                return False
         try:
-            _write(f"/sys/block/zram{dev}/reset", "1")
-            _write(f"{ZRAM_CONTROL}/hot_remove", dev)
+            _write(f"/sys/block/zram{record.get('dev', '')}/reset", "1")
         except OSError:
             pass
-    if path and os.path.exists(path):
-        os.unlink(path)
-    shutil.rmtree(record.get("tmp", ""), ignore_errors=True)
+        return path not in active_swaps()
+    if kind not in ("zram", "swapfile") or not path:
+        if tmp and os.path.basename(tmp).startswith("uffdsim-swap-"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        return True
+    if path in active_swaps():
+        try:
+            _swapoff(path)
+        except UffdError as err:
+            say(f"cannot switch off swap {path}: {err.message}")
+            return False
+    if kind == "zram":
+        dev = record.get("dev", "")
+        if dev and zram_exists(dev):
+            if f"/dev/zram{dev}" in active_swaps():
+                say(f"zram{dev} is swap under another name now: not ours any more, left alone")
+            else:
+                try:
+                    _write(f"/sys/block/zram{dev}/reset", "1")
+                except OSError:
+                    pass
+                for attempt in range(200):         # EBUSY while the last opener lets go
+                    try:
+                        _write(f"{ZRAM_CONTROL}/hot_remove", dev)
+                        break
+                    except OSError as err:
+                        if err.errno != _errno.EBUSY or attempt == 199:
+                            say(f"cannot remove zram{dev}: {err}")
+                            return False
+                        time.sleep(0.01)
+    if os.path.lexists(path):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    if tmp and os.path.basename(tmp).startswith("uffdsim-swap-"):
+        shutil.rmtree(tmp, ignore_errors=True)
+    return not (kind == "zram" and record.get("dev") and zram_exists(record["dev"]) and
+                f"/dev/zram{record['dev']}" not in active_swaps())
+
+
+def replay_swap() -> bool:
+    """Caller holds the ``swap`` lock: remove swap an interrupted run left (journal-driven)."""
+    remove_stale_temporaries("swap")
+    done = True
+    for journal in (legacy_journal_path("swap"), journal_path("swap")):
+        record = read_journal(journal)
+        if record is None:
+            continue
+        say(f"removing the swap an interrupted run (pid {record.get('pid', '?')}) left: {journal}")
+        if undo_swap(record):
+            remove_journal(journal)
+        else:
+            done = False
+    return done
 
 
 @contextmanager
@@ -147,36 +196,40 @@ def temporary_swap() -> Iterator[str]:
 
     Holds the machine-wide ``swap`` lock (:mod:`.guard`) throughout, so a concurrent run never
     takes our device for "existing swap" that then disappears under it.  Yields a description;
-    raises UffdError (with the reason) when no swap can be set up."""
+    raises UffdError (with the reason) when no swap can be set up.  Use inside
+    :func:`.signals.protected` (the kernel backend does)."""
     if os.geteuid() != 0 and not active_swaps():
         raise UffdError(1, "no swap, and setting one up needs root")
     with machine_lock("swap") as journal:
-        if os.path.exists(journal):
-            with open(journal) as f:
-                _undo(json.load(f))
-            os.unlink(journal)
+        replay_swap()
         active = active_swaps()
         if active:
             yield f"existing swap {', '.join(active)}"
             return
-        tmp = tempfile.mkdtemp(prefix="uffdsim-swap-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
-        try:
-            errors = []
-            setups = ((_zram,) if os.path.exists(f"{ZRAM_CONTROL}/hot_add") else ()) + (_swapfile,)
-            for setup in setups:
-                try:
-                    cm = setup(tmp, journal)
-                    what = cm.__enter__()
-                except (OSError, UffdError) as err:
-                    errors.append(f"{setup.__name__.strip('_')}: {err}")
-                    continue
-                try:
-                    yield what
-                finally:
-                    cm.__exit__(None, None, None)
-                return
-            raise UffdError(1, "cannot set up swap (" + "; ".join(errors) + ")")
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if os.path.exists(journal):
-                os.unlink(journal)
+        base = "/var/tmp" if os.path.isdir("/var/tmp") else None
+        tmp = tempfile.mkdtemp(prefix=f"uffdsim-swap-{os.getpid()}-", dir=base)
+        write_journal(journal, {"kind": "tmp", "tmp": tmp})
+        errors = []
+        setups = ((_zram,) if os.path.exists(f"{ZRAM_CONTROL}/hot_add") else ()) + (_swapfile,)
+        for setup in setups:
+            try:
+                cm = setup(tmp, journal)
+                what = cm.__enter__()
+            except (OSError, UffdError) as err:
+                errors.append(f"{setup.__name__.strip('_')}: {err}")
+                left = read_journal(journal) or {}
+                if not undo_swap(left):
+                    raise UffdError(_errno.EBUSY, f"could not undo a failed swap set-up (journal {journal} kept)")
+                os.makedirs(tmp, exist_ok=True)
+                write_journal(journal, {"kind": "tmp", "tmp": tmp})
+                continue
+            try:
+                yield what
+            finally:
+                cm.__exit__(None, None, None)          # raises if it could not undo (journal kept)
+                shutil.rmtree(tmp, ignore_errors=True)
+                remove_journal(journal)
+            return
+        shutil.rmtree(tmp, ignore_errors=True)
+        remove_journal(journal)
+        raise UffdError(1, "cannot set up swap (" + "; ".join(errors) + ")")

@@ -6,6 +6,7 @@ import errno as _errno
 import os
 import struct
 import time
+from typing import Any, Callable
 
 from uffdsim.errors import UffdError
 
@@ -59,11 +60,13 @@ def ksm_stats() -> dict[str, int]:
 
 
 def ksm_merge_until_stable(timeout: float = 30.0, scans: int = 2, pages_to_scan: int = 10000,
-                           sleep_millisecs: int = 0) -> dict[str, int]:
+                           sleep_millisecs: int = 0,
+                           alive: Callable[[], bool] | None = None) -> dict[str, int]:
     """Run ksmd fast until ``scans`` full scans have completed after enabling, then restore the
     saved settings (merged pages stay merged when run goes back to 0).  Returns ksm_stats().
 
-    Only pages in MADV_MERGEABLE ranges are considered.  Raises ETIMEDOUT after ``timeout``."""
+    Only pages in MADV_MERGEABLE ranges are considered.  Raises ETIMEDOUT after ``timeout``, and
+    ESRCH as soon as ``alive()`` (the runner that journaled the settings) turns false."""
     saved = ksm_save()
     try:
         if "smart_scan" in saved:
@@ -76,6 +79,8 @@ def ksm_merge_until_stable(timeout: float = 30.0, scans: int = 2, pages_to_scan:
         while int(ksm_read("full_scans")) < start + scans:
             if time.monotonic() > deadline:
                 raise UffdError(_errno.ETIMEDOUT, f"KSM did not finish {scans} scans in {timeout}s")
+            if alive is not None and not alive():
+                raise UffdError(_errno.ESRCH, "the runner is gone: KSM settings restored, merge abandoned")
             time.sleep(0.01)
         return ksm_stats()
     finally:
@@ -100,17 +105,41 @@ class ZramSwap:
     """A small swap device on /dev/zram0 for the duration of a ``with`` block.
 
     Writes the swap header itself (like mkswap) and calls swapon(2)/swapoff(2); on exit the swap
-    is switched off and the zram device reset.  Raises UffdError with the reason if impossible."""
+    is switched off and the zram device reset.  Raises UffdError with the reason if impossible.
+    Holds the machine-wide ``swap`` lock throughout, with a journal (kind ``zram-reset``) that the
+    next run or ``doctor --repair`` replays if this process dies (:mod:`..guard`); set-up and
+    undo run with SIGINT/SIGTERM/SIGHUP held back (:mod:`..signals`)."""
 
     def __init__(self, size_mb: int = 64, dev: str = "zram0") -> None:
         self.size_mb, self.dev, self.path, self.on = size_mb, dev, f"/dev/{dev}", False
+        self._lock: Any = None
+        self._journal = ""
 
     def __enter__(self) -> "ZramSwap":
+        from ..guard import machine_lock, write_journal
+        from ..signals import protected
+        from ..swap import replay_swap
+        with protected():
+            lock = machine_lock("swap")
+            self._journal = lock.__enter__()
+            self._lock = lock
+            try:
+                replay_swap()
+                self._setup(write_journal)
+            except BaseException:
+                self._lock, lock = None, self._lock
+                lock.__exit__(None, None, None)
+                raise
+        return self
+
+    def _setup(self, write_journal: Any) -> None:
         sysdir = f"/sys/block/{self.dev}"
         if not os.path.isdir(sysdir) or not os.path.exists(self.path):
             raise UffdError(_errno.ENODEV, f"no {self.path} (zram not built in / module not loaded)")
         if open(f"{sysdir}/disksize").read().strip() != "0" or self.path in swaps_active():
             raise UffdError(_errno.EBUSY, f"{self.path} already in use")
+        write_journal(self._journal, {"kind": "zram-reset", "dev": self.dev.removeprefix("zram"),
+                                      "path": self.path})
         try:
             with open(f"{sysdir}/disksize", "w") as f:
                 f.write(f"{self.size_mb}M")
@@ -128,21 +157,24 @@ class ZramSwap:
             syscall(syscall_nr("swapon"), ctypes.addressof(path), 0)
             self.on = True
         except (OSError, UffdError) as e:
-            self._reset()
+            self._undo()
             code = e.errno if isinstance(e.errno, int) else _errno.EIO
             raise UffdError(code, f"cannot set up swap on {self.path}: {e}") from None
-        return self
 
-    def _reset(self) -> None:
-        try:
-            with open(f"/sys/block/{self.dev}/reset", "w") as f:
-                f.write("1")
-        except OSError:
-            pass
+    def _undo(self) -> None:
+        from ..guard import read_journal, remove_journal
+        from ..swap import undo_swap
+        if undo_swap(read_journal(self._journal) or {}):
+            remove_journal(self._journal)
+        self.on = False
 
     def __exit__(self, *exc: object) -> None:
-        if self.on:
-            path = ctypes.create_string_buffer(self.path.encode())
-            syscall(syscall_nr("swapoff"), ctypes.addressof(path))
-            self.on = False
-        self._reset()
+        from ..signals import protected
+        if self._lock is None:
+            return
+        with protected():
+            try:
+                self._undo()
+            finally:
+                self._lock, lock = None, self._lock
+                lock.__exit__(None, None, None)
