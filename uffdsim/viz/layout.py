@@ -226,3 +226,15 @@ def proc_title(p: ProcSnap) -> str:
     text = f"process {p.name} (pid {p.pid})" + ("" if p.alive else ": exited")
     extra = [f"thread {n}: {st}" for n, st in p.threads] + [f"pin {n}" for n in p.pins]
     return text + ("   " + ", ".join(extra) if extra else "")
+
+
+def slot_link(p: ProcSnap, slot: Slot, lay: Layout, ch: Changes) -> tuple[bool, float | None]:
+    """Did the step change this row, and the height of the folio or swap slot its arrow points at."""
+    e, last = slot.first, slot.last or slot.first
+    changed = any((p.name, a) in ch.entries for a in range(slot.first.addr, last.addr + 1, 4096))
+    target_y = None
+    if e.state in ("present", "zero") and e.folio in lay.frame_y:
+        target_y = lay.frame_y[e.folio]
+    elif e.state == "swap" and e.swap in lay.swap_y:
+        target_y = lay.swap_y[e.swap]
+    return changed, target_y

@@ -22,7 +22,7 @@ from ..snapshot import Changes, FolioSnap, ProcSnap, Snapshot, diff
 from . import style as S
 from .layout import (  # noqa: F401  (the layout is shared with the SVG pictures of .svg)
     BOX, MAX_FRAMES, MAX_SLOTS, ROW, X_ENTRY, X_ENTRY_END, X_FRAME, X_FRAME_END, X_LABEL, Layout, Slot,
-    entry_text, folio_text, frame_order, group_slots, layout, proc_title, visible_folios)
+    entry_text, folio_text, frame_order, group_slots, layout, proc_title, slot_link, visible_folios)
 
 
 def draw_panel(ax: Axes, snap: Snapshot, frames: Sequence[int], swaps: Sequence[int],
@@ -123,13 +123,7 @@ def _draw_slot(ax: Axes, y: float, p: ProcSnap, slot: Slot, folios: dict[int, Fo
                        edgecolor="#333333",
                        facecolor=S.FOLIO_COLOURS[target.kind] if target is not None else S.SWAP_COLOUR)
         ax.add_patch(sw)
-    last = slot.last or slot.first
-    changed = any((p.name, a) in ch.entries for a in range(slot.first.addr, last.addr + 1, 4096))
-    target_y = None
-    if e.state in ("present", "zero") and e.folio in lay.frame_y:
-        target_y = lay.frame_y[e.folio]
-    elif e.state == "swap" and e.swap in lay.swap_y:
-        target_y = lay.swap_y[e.swap]
+    changed, target_y = slot_link(p, slot, lay, ch)
     if target_y is not None:
         arrow = FancyArrowPatch((X_ENTRY_END, y), (X_FRAME, target_y), arrowstyle="-|>",
                                 mutation_scale=8, shrinkA=0, shrinkB=1, zorder=4,

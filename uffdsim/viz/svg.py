@@ -12,7 +12,7 @@ from html import escape
 from ..snapshot import Changes, FolioSnap, ProcSnap, Snapshot
 from . import palette as P
 from .layout import (BOX, ROW, X_ENTRY, X_ENTRY_END, X_FRAME, X_FRAME_END, X_LABEL, Layout, Slot,
-                     entry_text, folio_text, frame_order, layout, proc_title, visible_folios)
+                     entry_text, folio_text, frame_order, layout, proc_title, slot_link, visible_folios)
 
 SX = 9.0             #: pixels per x unit (the layout is 100 units wide: 900 px, as the 9-inch PNG)
 SY = 24.0            #: pixels per row (0.24 inch per row at 100 dpi, as the PNG)
@@ -90,13 +90,7 @@ def _slot(p: ProcSnap, slot: Slot, y: float, folios: dict[int, FolioSnap], lay: 
     if target is not None or e.state == "swap":
         out.append(_rect(X_ENTRY_END - 2.2, y - BOX / 2 + 0.12, 1.8, BOX - 0.24, width=0.5,
                          fill=P.FOLIO_COLOURS[target.kind] if target is not None else P.SWAP_COLOUR))
-    last = slot.last or slot.first
-    changed = any((p.name, a) in ch.entries for a in range(slot.first.addr, last.addr + 1, 4096))
-    target_y = None
-    if e.state in ("present", "zero") and e.folio in lay.frame_y:
-        target_y = lay.frame_y[e.folio]
-    elif e.state == "swap" and e.swap in lay.swap_y:
-        target_y = lay.swap_y[e.swap]
+    changed, target_y = slot_link(p, slot, lay, ch)
     if target_y is not None:
         colour = P.HIGHLIGHT if changed else "#444444"
         out.append(f'<line x1="{_x(X_ENTRY_END)}" y1="{_y(y)}" x2="{_x(X_FRAME)}" y2="{_y(target_y)}" '
