@@ -39,11 +39,12 @@ $(VENV_STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.t
 
 vendor: $(VENDOR_STAMP)
 
-$(VENDOR_STAMP):
+$(VENDOR_STAMP): scripts/vendor_js.sh
 	bash scripts/vendor_js.sh
 
 book: venv vendor
 	@start=$$(date +%s.%N); \
+	$(VPY) scripts/build_live_wheels.py || exit 1; \
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/jupyter-book build . -W -n --keep-going --all; rc=$$?; \
 	end=$$(date +%s.%N); \
 	awk -v s="$$start" -v e="$$end" 'BEGIN { printf "book build wall time: %.1f s\n", e - s }'; \

@@ -1,8 +1,9 @@
 """Errno names and the error every uffdsim operation raises, as the kernel would return it."""
 from __future__ import annotations
 
-import errno as _errno
 from dataclasses import dataclass, field
+
+from . import lerrno as _errno  # Linux's numbers on any host (Pyodide's errno module differs)
 
 #: errno names user space can meet around userfaultfd, by value
 ERRNO_NAMES: dict[int, str] = {

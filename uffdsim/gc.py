@@ -55,7 +55,7 @@ until its page was installed; ``Compaction.total_work`` is the clock at the end.
 """
 from __future__ import annotations
 
-import errno as E
+from . import lerrno as E  # Linux's numbers, not the host's
 import json
 import random
 from dataclasses import dataclass, field

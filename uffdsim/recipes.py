@@ -29,7 +29,7 @@ carrying ``.out``, the value the kernel left in ``uffdio_move.move``).
 """
 from __future__ import annotations
 
-import errno as E
+from . import lerrno as E  # Linux's numbers, not the host's
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 

@@ -6,7 +6,7 @@ output field (``None`` when it did not write it).
 """
 from __future__ import annotations
 
-import errno as E
+from . import lerrno as E  # Linux's numbers, not the host's
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 

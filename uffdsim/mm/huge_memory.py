@@ -1,7 +1,7 @@
 """Transparent huge pages (mm/huge_memory.c): PMD faults, splitting, and moving a whole PMD."""
 from __future__ import annotations
 
-import errno as E
+from .. import lerrno as E  # Linux's numbers, not the host's
 from typing import TYPE_CHECKING
 
 from .folio import HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SIZE, Folio

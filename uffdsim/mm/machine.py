@@ -10,7 +10,7 @@ from .folio import Folio, PhysicalMemory, SwapDevice
 from .pagetable import PageTables
 from .vma import VmaTree
 
-import errno as E
+from .. import lerrno as E  # Linux's numbers, not the host's
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """madvise() (mm/madvise.c): the advices of the scenario format."""
 from __future__ import annotations
 
-import errno as E
+from .. import lerrno as E  # Linux's numbers, not the host's
 from typing import TYPE_CHECKING
 
 from ..errors import UffdError

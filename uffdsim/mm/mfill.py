@@ -1,7 +1,7 @@
 """UFFDIO_COPY and UFFDIO_ZEROPAGE (mm/userfaultfd.c: mfill_atomic and its PTE helpers)."""
 from __future__ import annotations
 
-import errno as E
+from .. import lerrno as E  # Linux's numbers, not the host's
 from typing import TYPE_CHECKING, Any, Callable
 
 from .folio import PAGE_SIZE

@@ -6,7 +6,7 @@ Functions return a byte count (>= 0) or a negative errno, as the kernel's do.
 """
 from __future__ import annotations
 
-import errno as E
+from .. import lerrno as E  # Linux's numbers, not the host's
 from typing import TYPE_CHECKING, Any
 
 from .folio import HPAGE_PMD_SIZE, PAGE_SIZE

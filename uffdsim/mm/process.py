@@ -1,7 +1,7 @@
 """A process as user space sees it: system calls on its address space (mmap, madvise, fork, ...)."""
 from __future__ import annotations
 
-import errno as E
+from .. import lerrno as E  # Linux's numbers, not the host's
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 

@@ -14,24 +14,11 @@ from typing import Any, Iterator
 import matplotlib
 from matplotlib.figure import Figure
 
-#: Okabe-Ito colours
-BLACK, ORANGE, SKY, GREEN, YELLOW, BLUE, VERMILLION, PURPLE = (
-    "#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
-GREY, LIGHT = "#BBBBBB", "#F2F2F2"
-
-#: fill colour of a folio by kind (see uffdsim.snapshot.FOLIO_KINDS)
-FOLIO_COLOURS = {"exclusive": SKY, "shared": ORANGE, "ksm": PURPLE, "zero": GREY,
-                 "file": GREEN, "unmapped": "#FFFFFF"}
-FOLIO_NAMES = {"exclusive": "anon-exclusive", "shared": "COW-shared (not exclusive)", "ksm": "KSM page",
-               "zero": "zero page", "file": "page cache (file)", "unmapped": "unmapped, still held"}
-HATCH_PINNED, HATCH_SWAPCACHE, HATCH_THP = "xxx", "...", "///"
-SWAP_COLOUR = YELLOW
-HIGHLIGHT = VERMILLION       #: what a step changed
-ERROR, SUCCESS = VERMILLION, GREEN
-LANE_COLOURS = (BLUE, ORANGE, GREEN, PURPLE)
-#: line styles and markers for series, so that they differ without colour too
-SERIES = ((BLUE, "o", "-"), (VERMILLION, "s", "--"), (GREEN, "^", "-."), (ORANGE, "D", ":"),
-          (PURPLE, "v", "-"), (SKY, "P", "--"), (BLACK, "X", "-."))
+# The palette lives in .palette (no matplotlib there: the live book's SVG pictures use it too).
+from .palette import (  # noqa: F401  (re-exported: the figures read them from here)
+    BLACK, BLUE, ERROR, FOLIO_COLOURS, FOLIO_NAMES, GREEN, GREY, HATCH_PINNED, HATCH_SWAPCACHE,
+    HATCH_THP, HIGHLIGHT, LANE_COLOURS, LIGHT, ORANGE, PURPLE, SERIES, SKY, SUCCESS, SWAP_COLOUR,
+    VERMILLION, YELLOW, wrap)
 
 DPI = 100
 STYLE: dict[str, Any] = {
@@ -85,9 +72,3 @@ def to_image(fig: Figure) -> Any:
     """An ``IPython.display.Image`` of the figure, for notebooks (the same bytes every run)."""
     from IPython.display import Image
     return Image(data=png_bytes(fig), format="png")
-
-
-def wrap(text: str, width: int) -> str:
-    """Break ``text`` into lines of at most ``width`` characters at spaces (long words kept whole)."""
-    import textwrap
-    return "\n".join(textwrap.wrap(text, width, break_long_words=False, break_on_hyphens=False)) or text
