@@ -11,12 +11,13 @@ import json
 import sys
 from typing import Sequence
 
-from .explorer import AtomicityResult, explore
+from .explorer import MAX_STATES, AtomicityResult, explore
 from .program import MAX_INCREMENTS, MAX_PAGES, Program
 from .scheduler import run_to_end
 from .state import SRC_PAGE_KINDS
 from .strategies import STRATEGIES
 
+MAX_TRIALS = 100_000   #: kernel race: trials per strategy (each is a few ms)
 HELP = "exhaustive interleavings of a mover and a writer (or the same race on the real kernel)"
 
 
@@ -26,7 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pages", type=int, default=1, metavar="P",
                    help=f"pages moved (1..{MAX_PAGES}, default 1)")
     p.add_argument("--increments", type=int, default=None, metavar="K",
-                   help=f"increments by the writer (explorer: 0..{MAX_INCREMENTS}, default 3)")
+                   help=f"increments by the writer (explorer: 0..{MAX_INCREMENTS}, default 3); the "
+                        f"explorer stops with an error past {MAX_STATES} states in all (about 8 pages "
+                        "x 8 increments for every strategy)")
     p.add_argument("--src-page", choices=SRC_PAGE_KINDS, default=None,
                    help="the source page (default: exclusive for move and copy-dontneed, "
                         "pinned for the others, so that MOVE fails and the fallback or the "
@@ -40,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernel", action="store_true",
                    help="race a C writer against the real ioctls instead of exploring")
     p.add_argument("--trials", type=int, default=1000, metavar="N",
-                   help="kernel race: trials per strategy (default 1000)")
+                   help=f"kernel race: trials per strategy (1..{MAX_TRIALS}, default 1000)")
     p.add_argument("--seed", type=int, default=0, help="kernel race: seed of the start jitter")
 
 
@@ -118,7 +121,12 @@ def _run_explorer(args: argparse.Namespace) -> int:
     programs = [Program.build(n, args.pages, k, args.src_page) for n in names]
     if args.schedule is not None:
         return _replay(programs, args)
-    results = [explore(p) for p in programs]
+    budget = MAX_STATES                   # shared by the strategies: the whole command stays bounded
+    results = []
+    for p in programs:
+        r = explore(p, budget)
+        budget -= r.states
+        results.append(r)
     if args.json:
         data = [r.to_dict() for r in results]
         print(json.dumps(data[0] if len(data) == 1 else data, indent=2))
@@ -157,8 +165,8 @@ def _run_kernel(args: argparse.Namespace) -> int:
         raise UsageError("--increments, --src-page, --trace and --schedule apply to the explorer; "
                          "the kernel writer increments until the mover is done, on the "
                          "strategy's own page")
-    if args.trials < 1:
-        raise UsageError(f"--trials must be at least 1, not {args.trials}")
+    if not 1 <= args.trials <= MAX_TRIALS:
+        raise UsageError(f"--trials must be from 1 to {MAX_TRIALS}, not {args.trials}")
     if not 1 <= args.pages <= MAX_PAGES:
         raise UsageError(f"--pages must be from 1 to {MAX_PAGES}, not {args.pages}")
     report = kernel_race.race(names, trials=args.trials, pages=args.pages, seed=args.seed)
