@@ -123,3 +123,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         sys.stderr.close()
         return 0
+    except ScenarioError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # a bug of ours: one line, never a traceback
+        print(f"error: internal error ({type(err).__name__}: {' '.join(str(err).split())[:200]}); "
+              "please report the command line", file=sys.stderr)
+        return 70
