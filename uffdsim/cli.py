@@ -44,8 +44,9 @@ def page_text(p: dict[str, Any]) -> str:
     return p["state"]
 
 
-def print_table(result: ScenarioResult, scenario: Scenario, out: Any = sys.stdout) -> None:
+def print_table(result: ScenarioResult, scenario: Scenario, out: Any = None) -> None:
     """One row per step: index, op, arguments, outcome, expectation."""
+    out = out or sys.stdout
     head = f"{result.name} [{result.backend}]: {result.status}"
     if result.reason:
         head += f" ({result.reason})"
