@@ -17,6 +17,7 @@ Deterministic for a seed: ``fuzz(cases, seed)`` replays the same cases.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import os
 import random
@@ -90,12 +91,19 @@ def rss_mb() -> float:
 
 # -- mutations ----------------------------------------------------------------------------------
 
+def _value(rng: random.Random) -> Any:
+    """A fresh copy of a value from VALUES (a shared list must never end up inside itself)."""
+    return copy.deepcopy(rng.choice(VALUES))
+
+
 def corpus_texts() -> list[str]:
     return [p.read_text() for p in corpus_files()]
 
 
 def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     out = [prefix]
+    if len(prefix) > 20:
+        return out
     if isinstance(node, dict):
         for k, v in node.items():
             out += _paths(v, prefix + (k,))
@@ -126,17 +134,17 @@ def mutate_doc(rng: random.Random, doc: Any) -> Any:
             elif what < 0.3 and isinstance(parent[key], str):
                 parent[key] = rng.choice(["src", "dst", "src+1", "dst+1", "src+511", "a", "c", "t1", parent[key]])
             elif what < 0.55:
-                parent[key] = rng.choice(VALUES)
+                parent[key] = _value(rng)
             elif what < 0.65 and isinstance(parent, dict):
                 del parent[key]
             elif what < 0.75 and isinstance(parent, dict):
-                parent[rng.choice(["proc", "uffd", "mode", "colour", 7, "expect", "pages", "bytes"])] = rng.choice(VALUES)
+                parent[rng.choice(["proc", "uffd", "mode", "colour", 7, "expect", "pages", "bytes"])] = _value(rng)
             elif what < 0.85 and isinstance(parent, list):
                 parent.insert(rng.randrange(len(parent) + 1), parent[key])
             elif isinstance(parent, dict) and isinstance(parent[key], int) and not isinstance(parent[key], bool):
                 parent[key] = rng.choice([parent[key] * 2**rng.randint(1, 60), -parent[key], parent[key] + 1])
             else:
-                parent[key] = rng.choice(VALUES)
+                parent[key] = _value(rng)
         except (KeyError, IndexError, TypeError):
             pass
         paths = _paths(doc)

@@ -36,6 +36,7 @@ PAGE_STATES = ("none", "zero", "present", "swap", "marker")
 CAPABILITIES = ("fork", "thp", "ksm", "swap", "pin", "threads", "guard", "huge_zero_page")
 
 U64_MAX = (1 << 64) - 1          #: every number in a scenario is an unsigned 64-bit value
+MAP_FAILED = (1 << 64) - 1       #: the address of a region whose mmap failed, as in C
 TASK_SIZE = 0x7FFF_FFFF_F000     #: x86-64 user address space (4-level page tables)
 
 # -- limits: every command does bounded work on any input (README, "Limits") ------------------------
@@ -124,7 +125,8 @@ class Addr:
         if self.region is None:
             assert self.absolute is not None
             return self.absolute
-        return regions[self.region] + self.page * PAGE + self.byte
+        # a region whose mmap failed is at MAP_FAILED ((void *)-1), and C pointer arithmetic wraps
+        return (regions.get(self.region, MAP_FAILED) + self.page * PAGE + self.byte) & U64_MAX
 
     def __str__(self) -> str:
         if self.region is None:
