@@ -337,3 +337,11 @@ def test_input_fuzzer_would_have_caught_the_old_bugs() -> None:
     finally:
         C.cmd_run = real  # type: ignore[assignment]
         C.build_parser = parser_func  # type: ignore[assignment]
+
+
+def test_the_explorer_stops_at_its_state_budget() -> None:
+    from uffdsim.concurrency.explorer import StateSpaceTooLarge, explore
+    from uffdsim.concurrency.program import Program
+    with pytest.raises(StateSpaceTooLarge, match="explorer's limit"):
+        explore(Program.build("copy-dontneed", 2, 8, None), max_states=100)
+    assert explore(Program.build("copy-dontneed", 2, 8, None), max_states=2000).states <= 2000

@@ -17,6 +17,9 @@ from .scheduler import run_to_end
 from .state import SRC_PAGE_KINDS
 from .strategies import STRATEGIES
 
+#: measured lower bounds (states >= factor * (increments + 1)**2, any pages, default source page):
+#: what is certain to pass the explorer's limit is refused before any work
+STATES_FLOOR = {"copy-dontneed": 7, "move-fallback": 7}
 MAX_TRIALS = 100_000   #: kernel race: trials per strategy (each is a few ms)
 HELP = "exhaustive interleavings of a mover and a writer (or the same race on the real kernel)"
 
@@ -119,6 +122,11 @@ def _run_explorer(args: argparse.Namespace) -> int:
     names = _strategies(args, kernel=False)
     k = 3 if args.increments is None else args.increments
     programs = [Program.build(n, args.pages, k, args.src_page) for n in names]
+    floor = sum(STATES_FLOOR.get(n, 0) * (k + 1) ** 2 for n in names) if args.src_page is None else 0
+    if floor > MAX_STATES:
+        raise UsageError(f"{', '.join(names)} with {args.pages} page(s) and {k} increment(s) need at least "
+                         f"{floor} states, more than the explorer's limit of {MAX_STATES}; use fewer "
+                         "increments or strategies")
     if args.schedule is not None:
         return _replay(programs, args)
     budget = MAX_STATES                   # shared by the strategies: the whole command stays bounded
