@@ -268,6 +268,7 @@ def test_the_new_corpus_scenarios_pass_on_the_simulator(name: str) -> None:
     assert result.status == "passed", result.unmet()
 
 
+@pytest.mark.kernel
 def test_the_kernel_backend_never_touches_its_own_python_memory() -> None:
     """madvise(DONTNEED) over 64 TiB from a region: ENOMEM, and the scenario process lives on."""
     from uffdsim.backends.kernel.caps import capabilities
