@@ -159,7 +159,9 @@ def test_atomicity_all_strategies_at_the_documented_maximum_is_bounded() -> None
     from uffdsim.concurrency import explorer
     status, _, err = cli("atomicity", "--strategy", "all", "--pages", "8", "--increments", "64")
     assert status == 2 and "explorer's limit" in one_error_line(err)
-    assert explorer.MAX_STATES <= 40_000
+    assert explorer.MAX_STATES <= 20_000
+    status, out, err = cli("atomicity", "--strategy", "all", "--pages", "4", "--increments", "8")
+    assert status == 0 and err == ""
 
 
 def test_draw_snapshots_only_the_drawn_step_and_at_most_the_cap(tmp_path: Path) -> None:

@@ -17,9 +17,9 @@ from .scheduler import run_to_end
 from .state import SRC_PAGE_KINDS
 from .strategies import STRATEGIES
 
-#: measured lower bounds (states >= factor * (increments + 1)**2, any pages, default source page):
+#: measured lower bounds (states >= factor * pages * (increments + 1)**2, default source page):
 #: what is certain to pass the explorer's limit is refused before any work
-STATES_FLOOR = {"copy-dontneed": 7, "move-fallback": 7}
+STATES_FLOOR = {"copy-dontneed": 5, "move-fallback": 5}
 MAX_TRIALS = 100_000   #: kernel race: trials per strategy (each is a few ms)
 HELP = "exhaustive interleavings of a mover and a writer (or the same race on the real kernel)"
 
@@ -31,8 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"pages moved (1..{MAX_PAGES}, default 1)")
     p.add_argument("--increments", type=int, default=None, metavar="K",
                    help=f"increments by the writer (explorer: 0..{MAX_INCREMENTS}, default 3); the "
-                        f"explorer stops with an error past {MAX_STATES} states in all (about 8 pages "
-                        "x 8 increments for every strategy)")
+                        f"explorer stops with an error past {MAX_STATES} states in all (every strategy "
+                        "with 4 pages and 8 increments fits)")
     p.add_argument("--src-page", choices=SRC_PAGE_KINDS, default=None,
                    help="the source page (default: exclusive for move and copy-dontneed, "
                         "pinned for the others, so that MOVE fails and the fallback or the "
@@ -122,7 +122,7 @@ def _run_explorer(args: argparse.Namespace) -> int:
     names = _strategies(args, kernel=False)
     k = 3 if args.increments is None else args.increments
     programs = [Program.build(n, args.pages, k, args.src_page) for n in names]
-    floor = sum(STATES_FLOOR.get(n, 0) * (k + 1) ** 2 for n in names) if args.src_page is None else 0
+    floor = sum(STATES_FLOOR.get(n, 0) * args.pages * (k + 1) ** 2 for n in names) if args.src_page is None else 0
     if floor > MAX_STATES:
         raise UsageError(f"{', '.join(names)} with {args.pages} page(s) and {k} increment(s) need at least "
                          f"{floor} states, more than the explorer's limit of {MAX_STATES}; use fewer "

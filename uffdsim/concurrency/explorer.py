@@ -77,7 +77,7 @@ class AtomicityResult:
 
 
 #: the explorer's bound: at most this many distinct states per exploration (a few seconds of work)
-MAX_STATES = 40_000
+MAX_STATES = 20_000
 
 
 class StateSpaceTooLarge(ValueError):
