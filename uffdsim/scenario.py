@@ -197,8 +197,6 @@ def _int(value: Any, lo: int | None = 0, hi: int | None = U64_MAX) -> int:
         what = {U64_MAX: " (out of the unsigned 64-bit range)",
                 U64_MAX // PAGE: " (the length in bytes must fit in 64 bits)"}.get(hi, "")
         raise ValueError(f"expected an integer <= {hi}{what}, got {show(value)}")
-    if lo is None and hi is None and abs(value) > U64_MAX:
-        raise ValueError(f"expected a 64-bit integer, got {show(value)}")
     return value
 
 
@@ -334,7 +332,7 @@ def _expect_value(key: str, value: Any) -> Any:
             return value
         if isinstance(value, str) and value.startswith("-E") and value[1:] in ERRNO_VALUES:
             return -ERRNO_VALUES[value[1:]]
-        return _int(value, None)
+        return _int(value, -U64_MAX, U64_MAX)
     if key == "trail":
         if not isinstance(value, str):
             raise ValueError(f"expected text to find in the trail, got {show(value)}")
