@@ -12,6 +12,7 @@ Quick tour::
     uffd.move(dst, src, 4096)          # 4096: one page moved, no copy
     m.trail                            # how the kernel got there
 """
+from .argcheck import ArgTypeError, ArgValueError
 from .errors import UffdError, errno_name, errno_value
 from .mm.folio import HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SIZE, Folio
 from .mm.machine import FaultBlocked, Machine, MachineConfig, Segv, Thread
@@ -26,5 +27,5 @@ __all__ = [
     "Machine", "MachineConfig", "Process", "PageView", "Folio", "Thread", "Trail",
     "UffdError", "UserfaultfdCtx", "UffdMsg", "FaultBlocked", "Segv", "FEATURES",
     "errno_name", "errno_value", "PAGE_SIZE", "HPAGE_PMD_SIZE", "HPAGE_PMD_NR",
-    "move_range", "MoveReport", "MoveRangeError", "copy_then_dontneed",
+    "move_range", "MoveReport", "MoveRangeError", "copy_then_dontneed", "ArgTypeError", "ArgValueError",
 ]

@@ -8,7 +8,8 @@ import sys
 from typing import Any, Sequence
 
 from .runner import ScenarioResult, compare, finish, get_backend
-from .scenario import Scenario, ScenarioError, load_scenario
+from .scenario import (MAX_FILE_BYTES, MAX_MAPPED_PAGES, MAX_OBSERVE_PAGES, MAX_STEPS, MAX_WORK_PAGES, Scenario,
+                       ScenarioError, load_scenario)
 
 #: modules that add subcommands through ``register(subparsers)`` (each optional)
 PLUGINS = ("uffdsim.backends.kernel.cli", "uffdsim.concurrency.cli", "uffdsim.viz.cli")
@@ -44,8 +45,9 @@ def page_text(p: dict[str, Any]) -> str:
     return p["state"]
 
 
-def print_table(result: ScenarioResult, scenario: Scenario, out: Any = sys.stdout) -> None:
+def print_table(result: ScenarioResult, scenario: Scenario, out: Any = None) -> None:
     """One row per step: index, op, arguments, outcome, expectation."""
+    out = out or sys.stdout
     head = f"{result.name} [{result.backend}]: {result.status}"
     if result.reason:
         head += f" ({result.reason})"
@@ -107,11 +109,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     return bad
 
 
+LIMITS = (f"Limits: a file is at most {MAX_FILE_BYTES // 1024} KiB of UTF-8 text without duplicate keys and "
+          f"at most {MAX_STEPS} steps; numbers are unsigned 64-bit; regions map at most {MAX_MAPPED_PAGES} pages in "
+          f"all; observe shows at most {MAX_OBSERVE_PAGES} pages per step; all steps together touch at most "
+          f"{MAX_WORK_PAGES} pages. A file past them is one error line and exit status 1.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m uffdsim",
                                      description="Simulate (and check on the kernel) what UFFDIO_MOVE does.")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run scenario files")
+    run = sub.add_parser("run", help="run scenario files", description="Run scenario files. " + LIMITS)
     run.add_argument("files", nargs="+", help="scenario YAML files")
     run.add_argument("--backend", choices=("sim", "kernel", "both"), default="sim")
     run.add_argument("--json", action="store_true", help="one JSON object per scenario")
@@ -137,3 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         sys.stderr.close()
         return 0
+    except ScenarioError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # a bug of ours: one line, never a traceback
+        print(f"error: internal error ({type(err).__name__}: {' '.join(str(err).split())[:200]}); "
+              "please report the command line", file=sys.stderr)
+        return 70

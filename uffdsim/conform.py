@@ -119,7 +119,11 @@ def scenario_files(paths: Iterable[str | Path] = ()) -> list[Path]:
     """The ``*.yaml`` files named or found in the given directories (default: the corpus)."""
     out: list[Path] = []
     for p in [Path(x) for x in paths] or [CORPUS]:
-        out.extend(sorted(p.glob("*.yaml")) if p.is_dir() else [p])
+        try:
+            is_dir = p.is_dir()
+        except OSError:                    # e.g. a symlink loop: loading it says why
+            is_dir = False
+        out.extend(sorted(p.glob("*.yaml")) if is_dir else [p])
     return out
 
 
@@ -131,7 +135,7 @@ def shown(path: Path) -> str:
     """The path relative to the project (or as given, when outside it)."""
     try:
         return str(path.resolve().relative_to(CORPUS.parent))
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):      # outside the project, or a symlink loop
         return str(path)
 
 

@@ -33,6 +33,7 @@ from . import lerrno as E  # Linux's numbers, not the host's
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from .argcheck import ulong
 from .errors import UffdError
 
 PAGE_SIZE = 4096
@@ -169,6 +170,7 @@ def move_range(uffd: MoveIoctls, dst: int, src: int, length: int, *,
     """
     if holes not in ("allow", "skip", "raise"):
         raise ValueError(f"holes must be 'allow', 'skip' or 'raise', got {holes!r}")
+    dst, src, length = ulong(dst, "dst"), ulong(src, "src"), ulong(length, "length")
     report = MoveReport(dst, src, length, page_size)
     base = (MODE_DONTWAKE if dontwake else 0) | (MODE_ALLOW_SRC_HOLES if allow_src_holes else 0)
     off = 0

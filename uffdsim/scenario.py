@@ -5,7 +5,9 @@ step and the field.  Nothing here knows how a scenario is executed.
 """
 from __future__ import annotations
 
+import os
 import re
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -33,6 +35,20 @@ EVENT_TYPES = ("pagefault", "fork", "remap", "remove", "unmap")
 PAGE_STATES = ("none", "zero", "present", "swap", "marker")
 CAPABILITIES = ("fork", "thp", "ksm", "swap", "pin", "threads", "guard", "huge_zero_page",
                 "root", "kernel_faults", "frames")
+
+U64_MAX = (1 << 64) - 1          #: every number in a scenario is an unsigned 64-bit value
+MAP_FAILED = (1 << 64) - 1       #: the address of a region whose mmap failed, as in C
+TASK_SIZE = 0x7FFF_FFFF_F000     #: x86-64 user address space (4-level page tables)
+
+# -- limits: every command does bounded work on any input (README, "Limits") ------------------------
+MAX_FILE_BYTES = 256 * 1024      #: a scenario file is at most this big
+MAX_STEPS = 1000                 #: steps per scenario
+MAX_MAPPED_PAGES = 1 << 16       #: pages of all regions together (256 MiB), unless the kernel refuses the size
+MAX_OBSERVE_PAGES = 4096         #: pages one observe step looks at
+MAX_WORK_PAGES = 1 << 18         #: pages all range steps together may touch (each capped at what is mapped)
+#: the ops whose cost grows with the pages of their range (they fault, copy, scan or observe pages)
+RANGE_WORK_OPS = ("write", "read", "pin", "observe", "mlock", "copy", "zeropage", "move", "madvise",
+                  "mprotect", "munmap", "munlock", "writeprotect", "register", "unregister", "wake")
 
 LEN = ("pages", "bytes")
 IOCTL = ("uffd",)
@@ -75,6 +91,23 @@ EVENT_KEYS = ("type", "at", "write")
 YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = 60
+_repr.maxlist = _repr.maxdict = 6
+_repr.maxlevel = 3
+
+
+def show(value: Any) -> str:
+    """A short one-line repr of any loaded value (nested, huge or aliased values are cut)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"<an integer of {value.bit_length()} bits>"
+    try:
+        text = _repr.repr(value)
+    except (ValueError, RecursionError):
+        text = f"<{type(value).__name__}>"
+    return " ".join(text.split())
+
+
 class ScenarioError(ValueError):
     """A malformed scenario: the message is one line naming the file, the step and the field."""
 
@@ -93,7 +126,8 @@ class Addr:
         if self.region is None:
             assert self.absolute is not None
             return self.absolute
-        return regions[self.region] + self.page * PAGE + self.byte
+        # a region whose mmap failed is at MAP_FAILED ((void *)-1), and C pointer arithmetic wraps
+        return (regions.get(self.region, MAP_FAILED) + self.page * PAGE + self.byte) & U64_MAX
 
     def __str__(self) -> str:
         if self.region is None:
@@ -129,47 +163,54 @@ class Scenario:
         return {s.args["name"]: s.args["pages"] for s in self.steps if s.op == "mmap"}
 
 
+MAX_OFFSET = 1 << 63             #: region + offset must stay a 64-bit address
+
+
 def parse_addr(value: Any) -> Addr:
     """``src``, ``src+3``, ``src+3+1b``, ``src+1b``, or an integer (also written as a hex string)."""
     if isinstance(value, bool):
         raise ValueError(f"expected an address, got {value!r}")
     if isinstance(value, int):
-        if value < 0:
-            raise ValueError(f"negative address {value}")
-        return Addr(None, absolute=value)
-    if isinstance(value, str):
+        return Addr(None, absolute=_int(value))
+    if isinstance(value, str) and len(value) <= 200:
         text = value.strip()
         if re.fullmatch(r"0[xX][0-9a-fA-F]+|\d+", text):
-            return Addr(None, absolute=int(text, 0))
+            return Addr(None, absolute=_int(int(text, 0)))
         m = ADDR_RE.match(text)
         if m:
-            return Addr(m["region"], int(m["page"] or 0), int(m["byte"] or 0))
-    raise ValueError(f"expected an address like 'src', 'src+3', 'src+3+1b' or an integer, got {value!r}")
+            page, byte = int(m["page"] or 0), int(m["byte"] or 0)
+            if page * PAGE + byte > MAX_OFFSET:
+                raise ValueError(f"offset of {show(value)} is beyond the address space (at most {MAX_OFFSET:#x} bytes)")
+            return Addr(m["region"], page, byte)
+    raise ValueError(f"expected an address like 'src', 'src+3', 'src+3+1b' or an integer, got {show(value)}")
 
 
-def _int(value: Any, lo: int | None = 0, hi: int | None = None) -> int:
+def _int(value: Any, lo: int | None = 0, hi: int | None = U64_MAX) -> int:
+    """An integer (or an integer written as text) in ``lo..hi``; by default an unsigned 64-bit value."""
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and re.fullmatch(r"-?(0[xX][0-9a-fA-F]+|\d+)", value.strip()):
+        if isinstance(value, str) and len(value) <= 40 and re.fullmatch(r"-?(0[xX][0-9a-fA-F]+|\d+)", value.strip()):
             value = int(value.strip(), 0)
         else:
-            raise ValueError(f"expected an integer, got {value!r}")
+            raise ValueError(f"expected an integer, got {show(value)}")
     if lo is not None and value < lo:
-        raise ValueError(f"expected an integer >= {lo}, got {value}")
+        raise ValueError(f"expected an integer >= {lo}, got {show(value)}")
     if hi is not None and value > hi:
-        raise ValueError(f"expected an integer <= {hi}, got {value}")
+        what = {U64_MAX: " (out of the unsigned 64-bit range)",
+                U64_MAX // PAGE: " (the length in bytes must fit in 64 bits)"}.get(hi, "")
+        raise ValueError(f"expected an integer <= {hi}{what}, got {show(value)}")
     return value
 
 
 def _bool(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r}")
+        raise ValueError(f"expected true or false, got {show(value)}")
     return value
 
 
 def _choice(options: tuple[str, ...]) -> Callable[[Any], str]:
     def check(value: Any) -> str:
-        if value not in options:
-            raise ValueError(f"expected one of {', '.join(options)}, got {value!r}")
+        if not isinstance(value, str) or value not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got {show(value)}")
         return value
     return check
 
@@ -178,30 +219,30 @@ def _names(options: tuple[str, ...]) -> Callable[[Any], list[str]]:
     def check(value: Any) -> list[str]:
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list):
-            raise ValueError(f"expected a list of names, got {value!r}")
+            raise ValueError(f"expected a list of names, got {show(value)}")
         for item in items:
-            if item not in options:
-                raise ValueError(f"expected names from {', '.join(options)}, got {item!r}")
+            if not isinstance(item, str) or item not in options:
+                raise ValueError(f"expected names from {', '.join(options)}, got {show(item)}")
         return list(items)
     return check
 
 
 def _ident(value: Any) -> str:
     if not isinstance(value, str) or not REGION_RE.match(value):
-        raise ValueError(f"expected a name (letters, digits, _), got {value!r}")
+        raise ValueError(f"expected a name (letters, digits, _), got {show(value)}")
     return value
 
 
 def _align(value: Any) -> int:
     table = {"4K": PAGE, "4k": PAGE, "2M": 2 << 20, "2m": 2 << 20}
-    if value in table:
+    if isinstance(value, str) and value in table:
         return table[value]
-    raise ValueError(f"expected 4K or 2M, got {value!r}")
+    raise ValueError(f"expected 4K or 2M, got {show(value)}")
 
 
 FIELD_CHECKS: dict[str, Callable[[Any], Any]] = {
     "name": _ident, "child": _ident, "proc": _ident, "thread": _ident, "uffd": _ident,
-    "pages": lambda v: _int(v, 0), "bytes": lambda v: _int(v, 0),
+    "pages": lambda v: _int(v, 0, U64_MAX // PAGE), "bytes": lambda v: _int(v, 0),
     "prot": _choice(PROTS), "shared": _bool, "file": _choice(("none", "private", "shared")),
     "align": _align, "at": parse_addr, "dst": parse_addr, "src": parse_addr,
     "advice": _choice(ADVICES), "value": lambda v: _int(v, 0, 255),
@@ -217,17 +258,17 @@ def _fail(path: str, where: str, msg: str) -> ScenarioError:
 def parse_step(path: str, i: int, raw: Any) -> Step:
     """Validate one step mapping and turn it into a :class:`Step`."""
     if not isinstance(raw, dict):
-        raise _fail(path, f"step {i}", f"expected a mapping with one op, got {raw!r}")
+        raise _fail(path, f"step {i}", f"expected a mapping with one op, got {show(raw)}")
     keys = [k for k in raw if k != "expect"]
     if len(keys) != 1:
-        raise _fail(path, f"step {i}", f"expected exactly one op key, got {keys or 'none'}")
+        raise _fail(path, f"step {i}", f"expected exactly one op key, got {show(keys) if keys else 'none'}")
     op = keys[0]
-    if op not in OPS:
-        raise _fail(path, f"step {i}", f"unknown op {op!r} (ops: {', '.join(OPS)})")
+    if not isinstance(op, str) or op not in OPS:
+        raise _fail(path, f"step {i}", f"unknown op {show(op)} (ops: {', '.join(OPS)})")
     where = f"step {i} ({op})"
     fields = raw[op] if raw[op] is not None else {}
     if not isinstance(fields, dict):
-        raise _fail(path, where, f"expected a mapping of fields, got {fields!r}")
+        raise _fail(path, where, f"expected a mapping of fields, got {show(fields)}")
     required, optional = OPS[op]
     allowed = set(required) | set(optional) | {"proc"}
     if "len" in allowed:
@@ -236,8 +277,8 @@ def parse_step(path: str, i: int, raw: Any) -> Step:
         allowed.add("mode")
     args: dict[str, Any] = {}
     for key, value in fields.items():
-        if key not in allowed:
-            raise _fail(path, f"{where}: field {key!r}", f"not a field of {op} (fields: {', '.join(sorted(allowed - {'len'}))})")
+        if not isinstance(key, str) or key not in allowed:
+            raise _fail(path, f"{where}: field {show(key)}", f"not a field of {op} (fields: {', '.join(sorted(allowed - {'len'}))})")
         try:
             if key == "mode":
                 args[key] = (_int(value, 0) if isinstance(value, int) and not isinstance(value, bool)
@@ -268,11 +309,11 @@ def parse_expect(path: str, where: str, op: str, expect: Any) -> dict[str, Any]:
     """Validate an ``expect`` mapping."""
     w = f"{where}: field 'expect'"
     if not isinstance(expect, dict):
-        raise _fail(path, w, f"expected a mapping, got {expect!r}")
+        raise _fail(path, w, f"expected a mapping, got {show(expect)}")
     out: dict[str, Any] = {}
     for key, value in expect.items():
-        if key not in EXPECT_KEYS:
-            raise _fail(path, f"{where}: field 'expect.{key}'", f"unknown expectation (known: {', '.join(EXPECT_KEYS)})")
+        if not isinstance(key, str) or key not in EXPECT_KEYS:
+            raise _fail(path, f"{where}: field 'expect.{show(key)}'", f"unknown expectation (known: {', '.join(EXPECT_KEYS)})")
         try:
             out[key] = _expect_value(key, value)
         except ValueError as err:
@@ -284,26 +325,26 @@ def _expect_value(key: str, value: Any) -> Any:
     if key in ("ok", "blocked", "hung"):
         return _bool(value)
     if key == "errno":
-        if value not in ERRNO_VALUES:
-            raise ValueError(f"unknown errno name {value!r}")
+        if not isinstance(value, str) or value not in ERRNO_VALUES:
+            raise ValueError(f"unknown errno name {show(value)}")
         return value
     if key in OUT_FIELDS:
         if value == "unwritten":
             return value
         if isinstance(value, str) and value.startswith("-E") and value[1:] in ERRNO_VALUES:
             return -ERRNO_VALUES[value[1:]]
-        return _int(value, None)
+        return _int(value, -U64_MAX, U64_MAX)
     if key == "trail":
         if not isinstance(value, str):
-            raise ValueError(f"expected text to find in the trail, got {value!r}")
+            raise ValueError(f"expected text to find in the trail, got {show(value)}")
         return value
     if key == "pages":
         if not isinstance(value, list):
-            raise ValueError(f"expected a list of pages, got {value!r}")
+            raise ValueError(f"expected a list of pages, got {show(value)}")
         pages = []
         for page in value:
             if not isinstance(page, dict) or set(page) - set(PAGE_KEYS):
-                raise ValueError(f"each page is a mapping of {', '.join(PAGE_KEYS)}, got {page!r}")
+                raise ValueError(f"each page is a mapping of {', '.join(PAGE_KEYS)}, got {show(page)}")
             p = dict(page)
             if "state" in p:
                 _choice(PAGE_STATES)(p["state"])
@@ -311,15 +352,17 @@ def _expect_value(key: str, value: Any) -> Any:
                 p["value"] = _int(p["value"], 0, 255)
             if "thp" in p:
                 _bool(p["thp"])
+            if "frame" in p and not isinstance(p["frame"], str):
+                raise ValueError(f"a frame is a label like f0 or zero, got {show(p['frame'])}")
             pages.append(p)
         return pages
     if key == "events":
         if not isinstance(value, list):
-            raise ValueError(f"expected a list of events, got {value!r}")
+            raise ValueError(f"expected a list of events, got {show(value)}")
         events = []
         for ev in value:
             if not isinstance(ev, dict) or set(ev) - set(EVENT_KEYS):
-                raise ValueError(f"each event is a mapping of {', '.join(EVENT_KEYS)}, got {ev!r}")
+                raise ValueError(f"each event is a mapping of {', '.join(EVENT_KEYS)}, got {show(ev)}")
             e = dict(ev)
             if "type" in e:
                 _choice(EVENT_TYPES)(e["type"])
@@ -329,30 +372,33 @@ def _expect_value(key: str, value: Any) -> Any:
                 _bool(e["write"])
             events.append(e)
         return events
-    raise ValueError(f"unknown expectation {key!r}")
+    raise ValueError(f"unknown expectation {show(key)}")
 
 
 def parse_scenario(data: Any, path: str = "<string>") -> Scenario:
     """Validate a loaded YAML document."""
     if not isinstance(data, dict):
         raise ScenarioError(f"{path}: expected a mapping with name, about and steps")
-    unknown = set(data) - {"name", "about", "requires", "steps"}
+    unknown = [k for k in data if k not in ("name", "about", "requires", "steps")]
     if unknown:
-        raise ScenarioError(f"{path}: field {sorted(unknown)[0]!r}: unknown top-level field")
+        raise ScenarioError(f"{path}: field {show(unknown[0])}: unknown top-level field")
     name = data.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise ScenarioError(f"{path}: field 'name': expected a kebab-case name, got {name!r}")
+    if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 100:
+        raise ScenarioError(f"{path}: field 'name': expected a kebab-case name, got {show(name)}")
     about = data.get("about", "")
     if not isinstance(about, str):
         raise ScenarioError(f"{path}: field 'about': expected text")
     requires = data.get("requires", []) or []
-    if not isinstance(requires, list) or any(r not in CAPABILITIES for r in requires):
-        raise ScenarioError(f"{path}: field 'requires': expected a list of {', '.join(CAPABILITIES)}, got {requires!r}")
+    if not isinstance(requires, list) or any(not isinstance(r, str) or r not in CAPABILITIES for r in requires):
+        raise ScenarioError(f"{path}: field 'requires': expected a list of {', '.join(CAPABILITIES)}, got {show(requires)}")
     steps_raw = data.get("steps")
     if not isinstance(steps_raw, list) or not steps_raw:
         raise ScenarioError(f"{path}: field 'steps': expected a non-empty list of steps")
+    if len(steps_raw) > MAX_STEPS:
+        raise ScenarioError(f"{path}: field 'steps': {len(steps_raw)} steps, more than the limit of {MAX_STEPS}")
     steps = [parse_step(path, i, raw) for i, raw in enumerate(steps_raw)]
     check_names(path, steps)
+    check_limits(path, steps)
     return Scenario(name, about, steps, list(requires), path)
 
 
@@ -384,26 +430,124 @@ def check_names(path: str, steps: list[Step]) -> None:
             uffds.add(s.args["name"])
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate one scenario file."""
+def check_limits(path: str, steps: list[Step]) -> None:
+    """The documented limits: mapped pages, observed pages, and the pages all steps may touch."""
+    mapped = work = 0
+    for s in steps:
+        where = f"step {s.i} ({s.op})"
+        pages = 0
+        if s.op == "mmap":
+            if s.args["pages"] * PAGE <= TASK_SIZE:     # larger: the kernel refuses it (ENOMEM), no work
+                mapped += s.args["pages"]
+            if mapped > MAX_MAPPED_PAGES:
+                raise _fail(path, f"{where}: field 'pages'",
+                            f"the regions of one scenario map at most {MAX_MAPPED_PAGES} pages together (limit); "
+                            f"this one brings them to {mapped}")
+        elif "length" in s.args:
+            pages = -(-s.args["length"] // PAGE) + 1
+            if s.op == "observe" and s.args["length"] > MAX_OBSERVE_PAGES * PAGE:
+                raise _fail(path, f"{where}: field 'pages'",
+                            f"observe looks at most at {MAX_OBSERVE_PAGES} pages per step (limit)")
+            pages = pages if s.op == "observe" else min(pages, mapped)
+        elif s.op in ("fork", "exit", "ksm_merge"):
+            pages = mapped                                # copies, tears down or scans every mapped page
+        work += pages + 1
+        if work > MAX_WORK_PAGES:
+            raise _fail(path, where, f"the steps of one scenario touch at most {MAX_WORK_PAGES} pages together "
+                                     "(limit; each step counts its range, capped at the pages mapped)")
+
+
+def _yaml_message(err: BaseException) -> str:
+    """One line from a YAML parser error: where and what."""
+    if isinstance(err, yaml.YAMLError):
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        problem = getattr(err, "problem", None) or getattr(err, "reason", None) or str(err)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        text = f"{where}not valid YAML ({problem})"
+    elif isinstance(err, RecursionError):
+        text = "not valid YAML (nested too deeply)"
+    else:                                                 # e.g. an integer with too many digits
+        text = f"not valid YAML ({err})"
+    return " ".join(text.split())[:300]
+
+
+class _ScenarioLoader(YamlLoader):  # type: ignore[misc,valid-type]
+    """The safe loader, but a mapping with the same key twice is an error."""
+
+
+def _construct_mapping(loader: Any, node: Any, deep: bool = False) -> Any:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            duplicate = key in seen
+        except TypeError:
+            raise yaml.constructor.ConstructorError(None, None, "a mapping key must be a plain value",
+                                                    key_node.start_mark) from None
+        if duplicate:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {show(key)}", key_node.start_mark)
+        seen.add(key)
+    return yaml.constructor.SafeConstructor.construct_mapping(loader, node, deep)
+
+
+_ScenarioLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
+
+
+def read_text(path: str | Path, limit: int = MAX_FILE_BYTES) -> str:
+    """The text of a file: at most ``limit`` bytes of strict UTF-8 without NUL (ScenarioError otherwise)."""
     p = Path(path)
     try:
-        text = p.read_text()
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as err:
-        raise ScenarioError(f"{p}: cannot read: {err.strerror}") from None
+        raise ScenarioError(f"{p}: cannot read: {err.strerror or err}") from None
     try:
-        data = yaml.load(text, Loader=YamlLoader)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "YAML"
-        raise ScenarioError(f"{p}: {where}: not valid YAML ({getattr(err, 'problem', err)})") from None
-    return parse_scenario(data, str(p))
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as err:
+        raise ScenarioError(f"{p}: cannot read: {err.strerror or err}") from None
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > limit:
+        raise ScenarioError(f"{p}: larger than {limit} bytes (limit for a scenario file)")
+    return decode_text(data, str(p))
+
+
+def decode_text(data: bytes, path: str) -> str:
+    """Strict UTF-8, no NUL byte: a scenario is a text file."""
+    nul = data.find(b"\0")
+    if nul >= 0:
+        raise ScenarioError(f"{path}: byte {nul}: a NUL byte; a scenario is UTF-8 text")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ScenarioError(f"{path}: byte {err.start}: not UTF-8 text ({err.reason}); "
+                            "save the file as UTF-8") from None
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate one scenario file."""
+    return loads_scenario(read_text(path), str(path))
 
 
 def loads_scenario(text: str, path: str = "<string>") -> Scenario:
     """Validate a scenario given as YAML text (handy in notebooks and tests)."""
+    if not isinstance(text, str):
+        raise ScenarioError(f"{path}: expected the scenario as text, got {type(text).__name__}")
+    if len(text) > MAX_FILE_BYTES:
+        raise ScenarioError(f"{path}: larger than {MAX_FILE_BYTES} characters (limit for a scenario)")
+    if "\0" in text:
+        raise ScenarioError(f"{path}: character {text.index(chr(0))}: a NUL character; a scenario is text")
     try:
-        data = yaml.load(text, Loader=YamlLoader)
-    except yaml.YAMLError as err:
-        raise ScenarioError(f"{path}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        data = yaml.load(text, Loader=_ScenarioLoader)
+    except (yaml.YAMLError, RecursionError, ValueError, OverflowError, MemoryError) as err:
+        raise ScenarioError(f"{path}: {_yaml_message(err)}") from None
     return parse_scenario(data, path)

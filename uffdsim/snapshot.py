@@ -235,6 +235,11 @@ def entry_snap(mm: Any, addr: int, label: str) -> tuple[EntrySnap, Folio | None]
                      f.exclusive[pte.idx], uffd_wp=pte.uffd_wp), f
 
 
+#: pages of one VMA a snapshot lists (the first ones): a picture shows far fewer, so that a huge
+#: region costs no more than this to snapshot and draw
+SNAPSHOT_MAX_PAGES = 4096
+
+
 def snapshot(machine: Any, regions: Mapping[str, int | tuple[int, int]] | None = None,
              caption: str = "") -> Snapshot:
     """A plain-data copy of ``machine``'s processes, VMAs, page entries, live folios and swap slots.
@@ -250,7 +255,7 @@ def snapshot(machine: Any, regions: Mapping[str, int | tuple[int, int]] | None =
         vmas = []
         for v in proc.mm.vmas:
             entries = []
-            for addr in range(v.start, v.end, PAGE_SIZE):
+            for addr in range(v.start, min(v.end, v.start + SNAPSHOT_MAX_PAGES * PAGE_SIZE), PAGE_SIZE):
                 e, f = entry_snap(proc.mm, addr, names.entry(addr))
                 entries.append(e)
                 if f is not None:
@@ -396,8 +401,11 @@ class StepList(list):  # type: ignore[type-arg]
         self.regions: dict[str, int] = regions if regions is not None else {}
 
 
-def scenario_steps(scenario: Any, upto: int | None = None, config: Any = None) -> StepList:
+def scenario_steps(scenario: Any, upto: int | None = None, config: Any = None, only_last: bool = False) -> StepList:
     """Run ``scenario`` on the simulator, snapshotting before and after each step (up to step ``upto``).
+
+    ``only_last``: snapshot step ``upto`` alone (the steps before it run without snapshots, so that
+    drawing one step costs one pair of snapshots, whatever the scenario did before).
 
     Stops after a step that hangs, as the simulator backend does.  The result is a list of
     :class:`StepSnapshots` whose ``machine`` attribute is the simulated machine afterwards.
@@ -422,6 +430,11 @@ def scenario_steps(scenario: Any, upto: int | None = None, config: Any = None) -
     for step in scenario.steps:
         if upto is not None and step.i > upto:
             break
+        if only_last and upto is not None and step.i < upto:
+            if run.step(step).get("hung"):
+                out.append(StepSnapshots(step, {"hung": True}, Trail(), Snapshot((), (), ()), Snapshot((), (), ())))
+                break
+            continue
         before = snapshot(run.machine, regions(), caption=f"before {step_title(step)}")
         run.machine.trail = Trail()
         rec = run.step(step)

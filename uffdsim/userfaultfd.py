@@ -10,6 +10,7 @@ from . import lerrno as E  # Linux's numbers, not the host's
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from .argcheck import ArgValueError, flag, names, ulong
 from .errors import UffdError
 from .mm.fault import check_access, handle_mm_fault
 from .mm.folio import PAGE_SIZE
@@ -53,7 +54,8 @@ class UffdMsg:
 
 
 def mode_bits(mode: int | Iterable[str], table: dict[str, int]) -> int:
-    """A mode given as names (``["dontwake"]``) or as the raw integer."""
+    """A mode given as names (``["dontwake"]``, or one name ``"dontwake"``) or as the raw integer."""
+    mode = names(mode, "mode")
     if isinstance(mode, int):
         return mode
     bits = 0
@@ -162,10 +164,14 @@ class UserfaultfdCtx:
         return sum(FEATURES.values()), ["api", "register", "unregister"]
 
     def has_feature(self, name: str) -> bool:
+        """Was the UFFD_FEATURE_* called ``name`` asked for in UFFDIO_API?"""
+        if not isinstance(name, str) or name not in FEATURES:
+            raise ArgValueError(f"name: unknown feature {name!r:.60} (features: {', '.join(FEATURES)})")
         return bool(self.features & FEATURES[name])
 
     def register(self, start: int, length: int, modes: Iterable[str] = ("missing",)) -> list[str]:
         """UFFDIO_REGISTER: attach the VMAs of the range to this userfaultfd in the given modes."""
+        start, length = ulong(start, "start"), ulong(length, "length")
         self._ioctl("UFFDIO_REGISTER")
         bits = mode_bits(modes, {m: 1 << i for i, m in enumerate(REGISTER_MODES)})
         wanted = frozenset(m for i, m in enumerate(REGISTER_MODES) if bits & (1 << i))
@@ -194,6 +200,7 @@ class UserfaultfdCtx:
 
     def unregister(self, start: int, length: int) -> None:
         """UFFDIO_UNREGISTER: detach the VMAs of the range, waking anything blocked there."""
+        start, length = ulong(start, "start"), ulong(length, "length")
         self._ioctl("UFFDIO_UNREGISTER")
         validate_range(start, length)
         end = start + length
@@ -225,6 +232,7 @@ class UserfaultfdCtx:
     def move(self, dst: int, src: int, length: int, mode: int | Iterable[str] = (),
              caller: "Process | None" = None) -> int:
         """UFFDIO_MOVE (userfaultfd_move()): returns the bytes moved; raises UffdError otherwise."""
+        dst, src, length = ulong(dst, "dst"), ulong(src, "src"), ulong(length, "length")
         self._ioctl("UFFDIO_MOVE")
         trail = self.machine.trail
         trail.enter("userfaultfd_move")
@@ -261,6 +269,7 @@ class UserfaultfdCtx:
     def copy(self, dst: int, src: int, length: int, mode: int | Iterable[str] = (),
              caller: "Process | None" = None) -> int:
         """UFFDIO_COPY: copy the caller's bytes at ``src`` into new pages at ``dst`` (in the uffd's mm)."""
+        dst, src, length = ulong(dst, "dst"), ulong(src, "src"), ulong(length, "length")
         self._ioctl("UFFDIO_COPY")
         self.machine.trail.enter("userfaultfd_copy")
         if self.mmap_changing:
@@ -290,6 +299,7 @@ class UserfaultfdCtx:
 
     def zeropage(self, start: int, length: int, mode: int | Iterable[str] = ()) -> int:
         """UFFDIO_ZEROPAGE: map the zero page over an empty range."""
+        start, length = ulong(start, "start"), ulong(length, "length")
         self._ioctl("UFFDIO_ZEROPAGE")
         self.machine.trail.enter("userfaultfd_zeropage")
         if self.mmap_changing:
@@ -309,6 +319,7 @@ class UserfaultfdCtx:
 
     def wake(self, start: int, length: int) -> None:
         """UFFDIO_WAKE: wake the threads blocked in the range (they retry their faults)."""
+        start, length = ulong(start, "start"), ulong(length, "length")
         self._ioctl("UFFDIO_WAKE")
         try:
             validate_range(start, length)
@@ -318,6 +329,8 @@ class UserfaultfdCtx:
 
     def writeprotect(self, start: int, length: int, wp: bool, dontwake: bool = False) -> None:
         """UFFDIO_WRITEPROTECT: set or clear uffd-wp on the range (mwriteprotect_range())."""
+        start, length = ulong(start, "start"), ulong(length, "length")
+        flag(wp, "wp")
         self._ioctl("UFFDIO_WRITEPROTECT")
         try:
             validate_range(start, length)
@@ -329,7 +342,8 @@ class UserfaultfdCtx:
         if not vmas or any("wp" not in v.uffd_modes or v.uffd_ctx is not self for v in vmas):
             self._fail(E.ENOENT, "range not registered for write-protect with this userfaultfd", None)
         pt = self.mm.pt
-        for page in range(start, end, PAGE_SIZE):
+        pages = (p for v in vmas for p in range(max(v.start, start), min(v.end, end), PAGE_SIZE))
+        for page in pages:
             pte = pt.get_pte(page)
             if isinstance(pte, PresentPte):
                 pte.uffd_wp = wp

@@ -11,12 +11,16 @@ import json
 import sys
 from typing import Sequence
 
-from .explorer import AtomicityResult, explore
+from .explorer import MAX_STATES, AtomicityResult, explore
 from .program import MAX_INCREMENTS, MAX_PAGES, Program
 from .scheduler import run_to_end
 from .state import SRC_PAGE_KINDS
 from .strategies import STRATEGIES
 
+#: measured lower bounds (states >= factor * pages * (increments + 1)**2, default source page):
+#: what is certain to pass the explorer's limit is refused before any work
+STATES_FLOOR = {"copy-dontneed": 5, "move-fallback": 5}
+MAX_TRIALS = 100_000   #: kernel race: trials per strategy (each is a few ms)
 HELP = "exhaustive interleavings of a mover and a writer (or the same race on the real kernel)"
 
 
@@ -26,7 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pages", type=int, default=1, metavar="P",
                    help=f"pages moved (1..{MAX_PAGES}, default 1)")
     p.add_argument("--increments", type=int, default=None, metavar="K",
-                   help=f"increments by the writer (explorer: 0..{MAX_INCREMENTS}, default 3)")
+                   help=f"increments by the writer (explorer: 0..{MAX_INCREMENTS}, default 3); the "
+                        f"explorer stops with an error past {MAX_STATES} states in all (every strategy "
+                        "with 4 pages and 8 increments fits)")
     p.add_argument("--src-page", choices=SRC_PAGE_KINDS, default=None,
                    help="the source page (default: exclusive for move and copy-dontneed, "
                         "pinned for the others, so that MOVE fails and the fallback or the "
@@ -40,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernel", action="store_true",
                    help="race a C writer against the real ioctls instead of exploring")
     p.add_argument("--trials", type=int, default=1000, metavar="N",
-                   help="kernel race: trials per strategy (default 1000)")
+                   help=f"kernel race: trials per strategy (1..{MAX_TRIALS}, default 1000)")
     p.add_argument("--seed", type=int, default=0, help="kernel race: seed of the start jitter")
 
 
@@ -116,9 +122,19 @@ def _run_explorer(args: argparse.Namespace) -> int:
     names = _strategies(args, kernel=False)
     k = 3 if args.increments is None else args.increments
     programs = [Program.build(n, args.pages, k, args.src_page) for n in names]
+    floor = sum(STATES_FLOOR.get(n, 0) * args.pages * (k + 1) ** 2 for n in names) if args.src_page is None else 0
+    if floor > MAX_STATES:
+        raise UsageError(f"{', '.join(names)} with {args.pages} page(s) and {k} increment(s) need at least "
+                         f"{floor} states, more than the explorer's limit of {MAX_STATES}; use fewer "
+                         "increments or strategies")
     if args.schedule is not None:
         return _replay(programs, args)
-    results = [explore(p) for p in programs]
+    budget = MAX_STATES                   # shared by the strategies: the whole command stays bounded
+    results = []
+    for p in programs:
+        r = explore(p, budget)
+        budget -= r.states
+        results.append(r)
     if args.json:
         data = [r.to_dict() for r in results]
         print(json.dumps(data[0] if len(data) == 1 else data, indent=2))
@@ -157,8 +173,8 @@ def _run_kernel(args: argparse.Namespace) -> int:
         raise UsageError("--increments, --src-page, --trace and --schedule apply to the explorer; "
                          "the kernel writer increments until the mover is done, on the "
                          "strategy's own page")
-    if args.trials < 1:
-        raise UsageError(f"--trials must be at least 1, not {args.trials}")
+    if not 1 <= args.trials <= MAX_TRIALS:
+        raise UsageError(f"--trials must be from 1 to {MAX_TRIALS}, not {args.trials}")
     if not 1 <= args.pages <= MAX_PAGES:
         raise UsageError(f"--pages must be from 1 to {MAX_PAGES}, not {args.pages}")
     report = kernel_race.race(names, trials=args.trials, pages=args.pages, seed=args.seed)

@@ -76,8 +76,19 @@ class AtomicityResult:
         return json.dumps(self.to_dict(), indent=indent)
 
 
-def build_graph(program: Program) -> tuple[State, dict[State, list[tuple[str, State]]]]:
-    """All reachable states and their labelled successors; RuntimeError on a cycle."""
+#: the explorer's bound: at most this many distinct states per exploration (a few seconds of work)
+MAX_STATES = 20_000
+
+
+class StateSpaceTooLarge(ValueError):
+    """The exploration would pass :data:`MAX_STATES` (one line saying what to lower)."""
+
+
+def build_graph(program: Program, max_states: int | None = None) -> tuple[State, dict[State, list[tuple[str, State]]]]:
+    """All reachable states and their labelled successors; RuntimeError on a cycle.
+
+    Past ``max_states`` (default :data:`MAX_STATES`) it stops with :class:`StateSpaceTooLarge`."""
+    limit = MAX_STATES if max_states is None else max_states
     init = program.initial()
     succ: dict[State, list[tuple[str, State]]] = {}
     on_stack: set[State] = set()
@@ -86,6 +97,11 @@ def build_graph(program: Program) -> tuple[State, dict[State, list[tuple[str, St
     while stack:
         s, i = stack.pop()
         if s not in succ:
+            if len(succ) >= limit:
+                raise StateSpaceTooLarge(
+                    f"strategy {program.strategy.name} with {program.pages} page(s) and {program.increments} "
+                    f"increment(s) needs more states than are left of the explorer's limit ({MAX_STATES} states "
+                    "in all); use fewer pages, increments or strategies")
             succ[s] = [(t, program.step(s, t)[0]) for t in program.enabled(s)]
         edges = succ[s]
         if i < len(edges):
@@ -144,9 +160,9 @@ def shortest_schedule(program: Program, init: State,
     return None
 
 
-def explore(program: Program) -> AtomicityResult:
-    """Enumerate every interleaving of ``program`` and summarise them."""
-    init, succ = build_graph(program)
+def explore(program: Program, max_states: int | None = None) -> AtomicityResult:
+    """Enumerate every interleaving of ``program`` and summarise them (StateSpaceTooLarge past the limit)."""
+    init, succ = build_graph(program, max_states)
     ways: dict[State, int] = {s: 0 for s in succ}
     ways[init] = 1
     for s in topological_order(init, succ):

@@ -66,6 +66,9 @@ class Machine:
     """Everything below user space: memory, swap, and the live processes."""
 
     def __init__(self, config: MachineConfig | None = None) -> None:
+        if config is not None and not isinstance(config, MachineConfig):
+            from ..argcheck import ArgTypeError
+            raise ArgTypeError(f"config: expected a MachineConfig or None, got {type(config).__name__} {config!r:.60}")
         self.config = config or MachineConfig()
         self.phys = PhysicalMemory()
         self.swap = SwapDevice()

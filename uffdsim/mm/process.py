@@ -5,6 +5,7 @@ from .. import lerrno as E  # Linux's numbers, not the host's
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..argcheck import ArgTypeError, ArgValueError, byte, choice, flag, ulong
 from ..errors import UffdError
 from .fault import handle_mm_fault
 from .folio import HPAGE_PMD_SIZE, PAGE_SIZE, Folio
@@ -19,7 +20,7 @@ from .vma import VMA, MappedFile
 if TYPE_CHECKING:
     from .machine import Machine
 
-PROTS = ("", "r", "rw", "rwx", "rx", "w", "x", "wx", "none")
+PROTS = ("rw", "r", "rwx", "none")   #: the protections of the scenario format (and the kernel backend)
 GAP = PAGE_SIZE  #: unmapped gap left between regions so that neighbours never merge
 
 
@@ -48,12 +49,60 @@ def page_range(addr: int, length: int) -> range:
     return range(first, addr + length, PAGE_SIZE)
 
 
-def check_range(addr: int, length: int) -> None:
-    """The argument checks shared by mprotect/madvise/munmap/mlock: aligned start, sane length."""
+TASK_SIZE = 0x7FFF_FFFF_F000      #: x86-64, 4-level page tables
+MMAP_MIN_ADDR = 0x10000           #: vm.mmap_min_addr's default
+ULONG = (1 << 64) - 1
+OBSERVE_MAX_PAGES = 1 << 20       #: observe() returns one PageView per page: a bound on its memory
+
+
+def page_align(length: int) -> int:
+    """PAGE_ALIGN() in unsigned long arithmetic (wraps to 0 near 2**64)."""
+    return (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & ULONG
+
+
+def check_munmap(addr: int, length: int) -> int:
+    """do_vmi_munmap()'s checks (Linux 6.x): aligned start, inside TASK_SIZE, non-zero; returns end."""
+    if addr & (PAGE_SIZE - 1) or addr > TASK_SIZE or length > TASK_SIZE - addr:
+        raise UffdError(E.EINVAL, "munmap range not page aligned or outside TASK_SIZE")
+    end = addr + page_align(length)
+    if end == addr:
+        raise UffdError(E.EINVAL, "munmap of zero bytes")
+    return end
+
+
+def check_mprotect(addr: int, length: int) -> int | None:
+    """do_mprotect_pkey()'s checks: aligned start (EINVAL), 0 bytes is a no-op, wrap-around ENOMEM."""
     if addr & (PAGE_SIZE - 1):
         raise UffdError(E.EINVAL, f"address {addr:#x} is not page aligned")
-    if length < 0 or addr + length > 1 << 47:
-        raise UffdError(E.EINVAL, "range outside the address space")
+    if not length:
+        return None
+    end = addr + page_align(length)
+    if end & ULONG <= addr:
+        raise UffdError(E.ENOMEM, "range wraps around the address space")
+    return end
+
+
+def check_mlock(addr: int, length: int) -> tuple[int, int] | None:
+    """do_mlock()/apply_vma_lock_flags(): start rounded down, wrap-around EINVAL, 0 bytes a no-op."""
+    length = page_align(length + (addr & (PAGE_SIZE - 1)))
+    addr &= ~(PAGE_SIZE - 1)
+    end = addr + length
+    if end > ULONG:
+        raise UffdError(E.EINVAL, "range wraps around the address space")
+    return None if end == addr else (addr, end)
+
+
+def check_madvise(addr: int, length: int) -> int | None:
+    """do_madvise(): aligned start, PAGE_ALIGN not wrapping, no wrap-around (EINVAL); 0 bytes a no-op."""
+    if addr & (PAGE_SIZE - 1):
+        raise UffdError(E.EINVAL, f"address {addr:#x} is not page aligned")
+    aligned = page_align(length)
+    if length and not aligned:
+        raise UffdError(E.EINVAL, "length wraps around when page aligned")
+    end = addr + aligned
+    if end > ULONG:
+        raise UffdError(E.EINVAL, "range wraps around the address space")
+    return None if end == addr else end
 
 
 class Process:
@@ -90,12 +139,24 @@ class Process:
     def mmap(self, pages: int, prot: str = "rw", shared: bool = False, file: str | None = None,
              align: int = PAGE_SIZE) -> int:
         """mmap(): a new mapping below the previous ones, with an unmapped gap around it."""
+        if isinstance(pages, bool) or not isinstance(pages, int):
+            raise ArgTypeError(f"pages: expected an integer, got {type(pages).__name__} {pages!r:.60}")
+        choice(prot, PROTS, "prot")
+        flag(shared, "shared")
+        if file is not None:
+            choice(file, ("none", "private", "shared"), "file")
+        if isinstance(align, bool) or not isinstance(align, int) or align < PAGE_SIZE or align & (align - 1):
+            raise ArgValueError(f"align: expected a power of two of at least {PAGE_SIZE}, got {align!r:.60}")
         self._begin("mmap")
         if pages <= 0:
             raise UffdError(E.EINVAL, "mmap of zero pages")
         prot = "" if prot == "none" else prot
         length = pages * PAGE_SIZE
-        start = (self.mm.mmap_cursor - GAP - length) & ~(max(align, PAGE_SIZE) - 1)
+        if length > TASK_SIZE:
+            raise UffdError(E.ENOMEM, "longer than the user address space (get_unmapped_area)")
+        start = (self.mm.mmap_cursor - GAP - length) & ~(align - 1)
+        if start < MMAP_MIN_ADDR + align:
+            raise UffdError(E.ENOMEM, "no free range of that size below the previous mappings")
         self.mm.mmap_cursor = start
         mapped: MappedFile | None = None
         if file in ("private", "shared"):
@@ -108,9 +169,9 @@ class Process:
 
     def munmap(self, addr: int, length: int) -> None:
         """munmap(): zap and remove the VMAs of the range and free its page tables."""
+        addr, length = ulong(addr, "addr"), ulong(length, "length")
         self._begin("munmap")
-        check_range(addr, length)
-        end = addr + ((length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
+        end = check_munmap(addr, length)
         for vma in self.mm.vmas.isolate(addr, end):
             zap_page_range(self.machine, self.mm, vma, vma.start, vma.end, drop_markers=True)
             self.mm.vmas.remove(vma)
@@ -118,10 +179,14 @@ class Process:
 
     def mprotect(self, addr: int, length: int, prot: str) -> None:
         """mprotect(): change the protection; removing write access write-protects the PTEs."""
+        addr, length = ulong(addr, "addr"), ulong(length, "length")
+        choice(prot, PROTS, "prot")
         self._begin("mprotect")
-        check_range(addr, length)
+        end_or_none = check_mprotect(addr, length)
+        if end_or_none is None:
+            return
+        end = end_or_none
         prot = "" if prot == "none" else prot
-        end = addr + length
         for vma in self._covered(addr, end):
             vma.prot = prot
             if "w" not in prot:
@@ -137,9 +202,13 @@ class Process:
 
         ``onfault`` is mlock2(MLOCK_ONFAULT): the range is locked but not populated.
         """
+        addr, length = ulong(addr, "addr"), ulong(length, "length")
+        flag(onfault, "onfault")
         self._begin("mlock")
-        check_range(addr, length)
-        end = addr + length
+        rng = check_mlock(addr, length)
+        if rng is None:
+            return
+        addr, end = rng
         vmas = self._covered(addr, end)
         for vma in vmas:
             vma.flags = vma.flags | {"locked"}
@@ -155,20 +224,28 @@ class Process:
 
     def munlock(self, addr: int, length: int) -> None:
         """munlock(): clear VM_LOCKED."""
+        addr, length = ulong(addr, "addr"), ulong(length, "length")
         self._begin("munlock")
-        check_range(addr, length)
-        end = addr + length
+        rng = check_mlock(addr, length)
+        if rng is None:
+            return
+        addr, end = rng
         for vma in self._covered(addr, end):
             vma.flags = vma.flags - {"locked"}
         self.mm.vmas.merge_around(addr, end)
 
     def madvise(self, addr: int, length: int, advice: str) -> None:
         """madvise(): apply ``advice`` to each VMA of the range (ENOMEM if part of it is unmapped)."""
+        addr, length = ulong(addr, "addr"), ulong(length, "length")
+        if not isinstance(advice, str):
+            raise ArgTypeError(f"advice: expected a name like 'dontneed', got {advice!r:.60}")
         self._begin(f"madvise({advice})")
-        check_range(addr, length)
         if advice not in ADVICES:
             raise UffdError(E.EINVAL, f"unknown advice {advice!r}")
-        end = addr + ((length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1))
+        end_or_none = check_madvise(addr, length)
+        if end_or_none is None:
+            return
+        end = end_or_none
         if self.remove_event_ctxs(addr, end, advice):
             self.machine.trail.enter("userfaultfd_remove")
             raise FaultBlocked(addr, False)
@@ -195,6 +272,7 @@ class Process:
 
     def madvise_async(self, thread: str, addr: int, length: int, advice: str) -> Thread:
         """madvise() from a new thread: it waits while a monitor has a REMOVE event to read."""
+        addr, length = ulong(addr, "addr"), ulong(length, "length")
         self._begin(f"madvise({advice})")
         if thread in self.threads:
             raise UffdError(E.EINVAL, f"thread {thread!r} exists already")
@@ -243,12 +321,14 @@ class Process:
 
     def write(self, addr: int, length: int, value: int) -> None:
         """Store ``value`` in every byte of each page of the range (faulting pages in for writing)."""
+        addr, length, value = ulong(addr, "addr"), ulong(length, "length"), byte(value)
         self._begin("write")
         for page in page_range(addr, length):
             self.touch(page, True, value)
 
     def read(self, addr: int, length: int) -> list[int]:
         """Load each page of the range (read faults: the zero page where nothing was written)."""
+        addr, length = ulong(addr, "addr"), ulong(length, "length")
         self._begin("read")
         values = []
         for page in page_range(addr, length):
@@ -288,6 +368,7 @@ class Process:
     # -- pins and KSM ----------------------------------------------------------------------
     def pin(self, addr: int, length: int, name: str) -> None:
         """pin_user_pages(FOLL_WRITE | FOLL_LONGTERM), as io_uring's fixed buffers do."""
+        addr, length = ulong(addr, "addr"), ulong(length, "length")
         self._begin("pin")
         if name in self.pins:
             raise UffdError(E.EBUSY, f"pin {name!r} exists already")
@@ -318,6 +399,9 @@ class Process:
     # -- observation -----------------------------------------------------------------------
     def observe(self, addr: int, length: int) -> list[PageView]:
         """pagemap_read(): what each page is, without faulting anything in."""
+        addr, length = ulong(addr, "addr"), ulong(length, "length")
+        if length > OBSERVE_MAX_PAGES * PAGE_SIZE:
+            raise ArgValueError(f"length: observe looks at most at {OBSERVE_MAX_PAGES} pages at a time, got {length} bytes")
         views = []
         for page in page_range(addr, length):
             views.append(self._view(page))
@@ -361,6 +445,8 @@ class Process:
     # -- threads ---------------------------------------------------------------------------
     def fault_async(self, thread: str, addr: int, write: bool, value: int = 0) -> Thread:
         """A new thread touches ``addr``; it stays blocked while the fault waits for user space."""
+        addr, value = ulong(addr, "addr"), byte(value)
+        flag(write, "write")
         self._begin("fault_async")
         if thread in self.threads:
             raise UffdError(E.EINVAL, f"thread {thread!r} exists already")

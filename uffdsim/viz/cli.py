@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-HELP = "draw the before/after diagram (or decision path) of one scenario step as a PNG"
+HELP = ("draw the before/after diagram (or decision path) of one scenario step as a PNG; the scenario "
+        "limits of 'run' apply, and a drawing lists at most 4096 pages per VMA")
 
 
 def register(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ import errno as E
 from dataclasses import dataclass
 
 from ...errors import UffdError
+from . import owned
 from . import sys as k
 from .procstate import ProcState
 
@@ -49,7 +50,7 @@ def check_access(state: ProcState, pages: list[int], write: bool) -> list[UffdEr
     out: list[UffdError | None] = []
     for page in pages:
         m = next((m for m in maps if m.start <= page < m.end), None)
-        if m is None:
+        if m is None or not owned.covered(page, page + PAGE):
             out.append(segv(page, "SIGSEGV: no mapping"))
         elif write and "w" not in m.perms:
             out.append(segv(page, "SIGSEGV: write to a mapping without PROT_WRITE"))
@@ -66,6 +67,10 @@ def check_access(state: ProcState, pages: list[int], write: bool) -> list[UffdEr
 
 
 def page_range(addr: int, length: int) -> list[int]:
-    return list(range(addr & ~(PAGE - 1), addr + length, PAGE))
+    """The pages an access of [addr, addr+length) touches, up to the first one outside the scenario's
+    memory (the access stops there with a fault): bounded by the region, whatever the length."""
+    first = addr & ~(PAGE - 1)
+    stop = min(addr + length, max(owned.owned_end(first), first) + PAGE)
+    return list(range(first, stop, PAGE))
 
 

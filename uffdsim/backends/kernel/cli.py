@@ -83,12 +83,49 @@ CONFORM_HELP = ("run the scenario corpus on the simulator and on the running ker
                 "1 on any divergence, 2 with a one-line reason when no scenario could run at all")
 
 
+def check_record(path: str | None) -> str | None:
+    """Why ``--record PATH`` cannot be written (checked before the long work starts), or None."""
+    if path is None:
+        return None
+    import os
+    p = os.path.abspath(path)
+    if os.path.isdir(p):
+        return f"--record {path}: is a directory (give a file name)"
+    folder = os.path.dirname(p)
+    if not os.path.isdir(folder):
+        return f"--record {path}: the folder {folder} does not exist"
+    if not os.access(folder, os.W_OK) or (os.path.exists(p) and not os.access(p, os.W_OK)):
+        return f"--record {path}: not writable"
+    return None
+
+
+def write_record(path: str, text: str) -> int:
+    """Write a record; one error line and status 1 when that fails after all."""
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as err:
+        print(f"error: cannot write {path}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    print(f"recorded to {path}", file=sys.stderr)
+    return 0
+
+
 def cmd_conform(args: argparse.Namespace) -> int:
     from ... import conform as C
+    why = check_record(args.record)
+    if why:
+        print(f"error: {why}", file=sys.stderr)
+        return 2
+    files = C.scenario_files(args.paths)
+    if not files:
+        print(f"error: no scenario files (*.yaml) in {', '.join(args.paths)}", file=sys.stderr)
+        return 2
     progress = None if args.quiet else sys.stderr
     report = C.conform(args.paths, progress=progress)
+    recorded = 0
     if args.record:
-        C.record(report, args.record)
+        recorded = write_record(args.record, json.dumps(report.to_json(), indent=1) + "\n")
     if args.json:
         print(json.dumps(report.to_json(), indent=1))
     else:
@@ -97,50 +134,55 @@ def cmd_conform(args: argparse.Namespace) -> int:
             for d in e.divergences:
                 print(f"  {e.name}: step {d['i']} ({d['op']}) {d['field']}: "
                       f"sim={d.get('sim')!r} kernel={d.get('kernel')!r}")
-    if args.record:
-        print(f"recorded to {args.record}", file=sys.stderr)
     nothing = report.nothing_ran()
     if nothing:
         print(f"error: {nothing}", file=sys.stderr)
         return 2
-    return 0 if report.ok else 1
+    return 0 if report.ok and not recorded else 1
 
 
 # -- bench ----------------------------------------------------------------------------------------
 
+MAX_SIZE_MIB = 1024      #: bench kernel: the largest size (it maps twice that, plus a copy)
+MAX_SIZES = 8
+MAX_RUNS = 100
+
+
 def sizes_mib(text: str) -> tuple[int, ...]:
-    """``1,16,256`` -> (1, 16, 256): positive whole MiB."""
+    """``1,16,256`` -> (1, 16, 256): positive whole MiB, at most MAX_SIZE_MIB each."""
     try:
-        sizes = tuple(int(x) for x in text.split(","))
+        sizes = tuple(int(x) for x in text.split(",")) if len(text) < 200 else ()
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole MiB like 1,16,256, got {text!r}") from None
-    if not sizes or min(sizes) <= 0:
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got {text!r}")
+        sizes = ()
+    if not sizes:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole MiB like 1,16,256, got {text[:60]!r}") from None
+    if min(sizes) <= 0 or max(sizes) > MAX_SIZE_MIB or len(sizes) > MAX_SIZES:
+        raise argparse.ArgumentTypeError(f"sizes must be 1..{MAX_SIZE_MIB} MiB, at most {MAX_SIZES} of them, got {text[:60]!r}")
     return sizes
 
 
 def positive_int(text: str) -> int:
     try:
-        value = int(text)
+        value = int(text) if len(text) < 20 else 0
     except ValueError:
         value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    if not 0 < value <= MAX_RUNS:
+        raise argparse.ArgumentTypeError(f"expected a whole number 1..{MAX_RUNS}, got {text[:40]!r}")
     return value
 
 
 def bench_kernel(args: argparse.Namespace) -> int:
     from .bench import format_table, run_bench
+    why = check_record(args.record)
+    if why:
+        print(f"error: {why}", file=sys.stderr)
+        return 2
     sizes = args.sizes or (1, 16, 256)
     progress = None if args.quiet else (lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True))
     doc = run_bench(sizes, args.runs, progress=progress)
-    if args.record:
-        with open(args.record, "w") as f:
-            json.dump(doc, f, indent=1)
-            f.write("\n")
-        print(f"recorded to {args.record}", file=sys.stderr)
+    recorded = write_record(args.record, json.dumps(doc, indent=1) + "\n") if args.record else 0
     print(json.dumps(doc, indent=1) if args.json else format_table(doc))
-    return 2 if "skipped" in doc else 0
+    return 2 if "skipped" in doc else recorded
 
 
 #: bench target -> function(args) -> exit status
@@ -163,7 +205,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     con = subparsers.add_parser("conform", help=CONFORM_HELP, description=CONFORM_HELP)
     con.add_argument("paths", nargs="*", help="scenario files or directories (default: the scenarios/ corpus)")
     con.add_argument("--json", action="store_true", help="print a JSON document (per-scenario entries and totals)")
-    con.add_argument("--record", metavar="FILE", help="also write the JSON document to FILE (e.g. data/conformance.json)")
+    con.add_argument("--record", metavar="FILE", help="also write the JSON document to FILE (e.g. data/conformance.json); "
+                     "its folder must exist (checked before the run)")
     con.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     con.set_defaults(func=cmd_conform)
 
@@ -171,9 +214,10 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     ben.add_argument("target", choices=BENCH_TARGETS, help="what to benchmark")
     ben.add_argument("--json", action="store_true", help="print the JSON document")
     ben.add_argument("--record", metavar="FILE", help="also write the JSON document to FILE (e.g. data/kernel_bench.json)")
-    ben.add_argument("--sizes", type=sizes_mib, help="comma-separated sizes in MiB (default 1,16,256)")
+    ben.add_argument("--sizes", type=sizes_mib,
+                     help=f"comma-separated sizes in MiB, 1..{MAX_SIZE_MIB}, at most {MAX_SIZES} (default 1,16,256)")
     ben.add_argument("--runs", type=positive_int, default=5, metavar="N",
-                     help="runs per measurement; the median is reported (default 5)")
+                     help=f"runs per measurement, 1..{MAX_RUNS}; the median is reported (default 5)")
     ben.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     for flags, kwargs in BENCH_OPTIONS:
         ben.add_argument(*flags, **kwargs)

@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from ...errors import UffdError
 from . import sys as k
+from . import owned
 from .access import Mapping, check_access, mappings, page_range
 from .observe import observe
 from .procstate import THREAD_MAX, THREAD_SETTLE, AsyncThread, ProcState, wait_blocked_or_done
@@ -61,6 +62,8 @@ def op_mmap(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
     else:
         flags = (k.MAP_SHARED if a.get("shared") else k.MAP_PRIVATE) | k.MAP_ANONYMOUS
     cursor = a["cursor"]
+    if length > owned.TASK_SIZE:
+        raise UffdError(E.ENOMEM, "longer than the user address space (get_unmapped_area)")
     try:
         for _ in range(64):
             start = (cursor - GAP - length) & ~(align - 1)
@@ -73,6 +76,7 @@ def op_mmap(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
                 else:
                     if got == start:
                         rec["addr"] = start
+                        owned.own(start, start + length)
                         return
                     k.munmap(got, length)
             cursor = start - (1 << 30)
@@ -146,7 +150,16 @@ def op_register(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> Non
     mode = names if isinstance(names, int) else 0
     for n in [] if isinstance(names, int) else names:
         mode |= REGISTER_MODES[n]
-    state.ctx(a).register(a["at"], a["length"], mode)
+    u = state.ctx(a)
+    if mode and not mode & ~7 and _checked((a["at"], a["length"])) and _foreign(a["at"], a["length"]):
+        # never register this Python process's own memory: only the scenario's parts of the range
+        parts = owned.pieces(a["at"], a["at"] + a["length"])
+        if not parts:
+            raise UffdError(E.ENOMEM, "no VMA of the scenario in the range")
+        for start, end in parts:
+            u.register(start, end - start, mode)
+        return
+    u.register(a["at"], a["length"], mode)
 
 
 def start_async(state: ProcState, name: str, body: Callable[[], None], rec: dict[str, Any]) -> None:
@@ -193,7 +206,7 @@ def op_fault_async(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> 
 def op_madvise(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
     """madvise(); with ``thread``, from a new thread (it waits while a REMOVE event is unread)."""
     def advise() -> None:
-        k.madvise(a["at"], a["length"], ADVICES[a["advice"]])
+        owned.madvise(a["at"], a["length"], lambda s, n: k.madvise(s, n, ADVICES[a["advice"]]))
 
     if "thread" in a:
         start_async(state, a["thread"], advise, rec)
@@ -264,13 +277,40 @@ def op_ksm_merge(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> No
                                           alive=(lambda: os.path.exists(f"/proc/{runner}")) if runner else None)
 
 
+def _foreign(start: int, length: int) -> bool:
+    """Would the range reach memory of this Python process that the scenario did not map?"""
+    return owned.foreign(start, start + length, [(m.start, m.end) for m in mappings()])
+
+
+def _checked(*ranges: tuple[int, int]) -> bool:
+    """Do the ranges pass validate_range()?  If not, the kernel refuses before looking at memory."""
+    from ...userfaultfd import validate_range
+    try:
+        for start, length in ranges:
+            validate_range(start, length)
+    except UffdError:
+        return False
+    return True
+
+
+def op_move(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> Any:
+    """UFFDIO_MOVE; a source outside the scenario's memory is a hole there (never this process's own pages)."""
+    u = state.ctx(a)
+    mode = _modes("move", a.get("mode", []))
+    if _checked((a["dst"], a["length"]), (a["src"], a["length"])) and not mode & ~3 \
+            and _foreign(a["src"], a["length"]):
+        # move_pages() finds no source VMA in the simulator's address space: ENOENT, written to .move
+        raise UffdError(E.ENOENT, "the source is not the scenario's memory (a hole for the simulator)", out=-E.ENOENT)
+    return u.move(a["dst"], a["src"], a["length"], mode)
+
+
 Op = Callable[[ProcState, dict[str, Any], dict[str, Any]], Any]
 OPS: dict[str, Op] = {
     "mmap": op_mmap,
-    "munmap": lambda s, a, r: k.munmap(a["at"], a["length"]),
-    "mprotect": lambda s, a, r: k.mprotect(a["at"], a["length"], PROTS[a["prot"]]),
-    "mlock": lambda s, a, r: k.mlock(a["at"], a["length"], onfault=a.get("onfault", False)),
-    "munlock": lambda s, a, r: k.munlock(a["at"], a["length"]),
+    "munmap": lambda s, a, r: owned.munmap(a["at"], a["length"], k.munmap),
+    "mprotect": lambda s, a, r: owned.mprotect(a["at"], a["length"], lambda x, n: k.mprotect(x, n, PROTS[a["prot"]])),
+    "mlock": lambda s, a, r: owned.mlock(a["at"], a["length"], lambda x, n: k.mlock(x, n, onfault=a.get("onfault", False))),
+    "munlock": lambda s, a, r: owned.mlock(a["at"], a["length"], k.munlock),
     "madvise": op_madvise,
     "write": op_write,
     "read": op_read,
@@ -281,7 +321,7 @@ OPS: dict[str, Op] = {
     "unregister": lambda s, a, r: s.ctx(a).unregister(a["at"], a["length"]),
     "copy": lambda s, a, r: s.ctx(a).copy(a["dst"], a["src"], a["length"], _modes("copy", a.get("mode", []))),
     "zeropage": lambda s, a, r: s.ctx(a).zeropage(a["at"], a["length"], _modes("zeropage", a.get("mode", []))),
-    "move": lambda s, a, r: s.ctx(a).move(a["dst"], a["src"], a["length"], _modes("move", a.get("mode", []))),
+    "move": op_move,
     "wake": lambda s, a, r: s.ctx(a).wake(a["at"], a["length"]),
     "writeprotect": lambda s, a, r: s.ctx(a).writeprotect(a["at"], a["length"], a["wp"]),
     "ksm_merge": op_ksm_merge,
