@@ -11,25 +11,12 @@ expressions (``dst+2``), and checks every ``expect``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
+from .results import Backend, BackendRun
 from .scenario import OUT_FIELDS, PAGE, Scenario
 
-
-class Backend(Protocol):
-    name: str
-
-    def run(self, scenario: Scenario) -> "BackendRun": ...
-
-
-@dataclass
-class BackendRun:
-    """What a backend hands back: raw step records, or the reason it could not run the scenario."""
-
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    skipped: str | None = None
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
