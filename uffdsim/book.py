@@ -38,7 +38,8 @@ from .scenario import Scenario
 
 __all__ = ["repo_root", "corpus_dir", "data_file", "Table", "html_table", "Markdown", "kernel_status",
            "run_on_kernel", "field_text", "outcome", "step_outcome", "step_decision", "ioctl_summary",
-           "show_pages", "Demo", "api_reference", "signature", "first_paragraph"]
+           "show_pages", "Demo", "api_reference", "signature", "first_paragraph", "Html", "claim_table",
+           "scenario_catalogue"]
 
 #: the range ioctls whose output field a scenario step records
 IOCTL_OPS = ("move", "copy", "zeropage")
@@ -348,3 +349,113 @@ def api_reference(module_name: str) -> Markdown:
     if others:
         lines.append("- Constants and type aliases: " + ", ".join(f"`{c}`" for c in others))
     return Markdown("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------
+# claims: the scenario appendix and claim tables (the citations are read by uffdsim.claims)
+
+
+@dataclass(frozen=True)
+class Html:
+    """HTML that Jupyter and the book render as is (like ``IPython.display.HTML``)."""
+
+    text: str
+
+    def _repr_html_(self) -> str:
+        """The HTML itself."""
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"<HTML: {len(self.text)} characters>"
+
+
+def _page_matches(page: str, wanted: str) -> bool:
+    stem = Path(page).stem
+    return wanted in (page, stem, Path(wanted).stem) or Path(wanted).stem == stem
+
+
+def claim_table(page: str | None = None, root: Path | None = None) -> Table:
+    """The claims a page makes (``"07-documentation"``; None: every page), one row per citation.
+
+    Columns: the citing sentence, the scenario, its result on the simulator (run now) and in the
+    kernel conformance record.  Generated from the same ``{claim}`` roles the checker reads.
+    """
+    from .claims import check, scan
+    cites = [c for c in scan(root) if page is None or _page_matches(c.page, page)]
+    rows = []
+    for c in check(cites):
+        cite = c.citation
+        kernel = "not recorded" if c.kernel is None else c.kernel
+        rows.append(([f"{Path(cite.page).stem}, {cite.where}"] if page is None else []) +
+                    [cite.sentence, f"`{cite.scenario}`", c.sim or "missing", kernel])
+    head = (["page"] if page is None else []) + ["claim", "scenario", "simulator", "kernel (recorded)"]
+    return html_table(head, rows)
+
+
+def _family(name: str) -> str:
+    return name.split("-", 1)[0]
+
+
+def _plain_table(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
+    """A compact HTML table (no per-cell styles: the catalogue has a couple of thousand rows)."""
+    head = "".join(f"<th>{_cell_html(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_cell_html(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table class=\"table\"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def scenario_catalogue(root: Path | None = None) -> Html:
+    """Every corpus scenario: what it shows, its steps run on the simulator, its recorded kernel result.
+
+    Each entry has the HTML id ``scenario-<name>`` that the ``{claim}`` badges link to, and lists
+    the pages citing it.
+    """
+    from .claims import scan
+    from .report import fmt_args, fmt_result
+    from .scenario import ScenarioError, load_scenario
+    from .resources import corpus_files
+    import json
+    record = json.loads(data_file("conformance.json").read_text())
+    recorded = {e["name"]: e for e in record.get("scenarios", [])}
+    cited: dict[str, list[str]] = {}
+    for c in scan(root):
+        where = f"{Path(c.page).stem} ({c.where})"
+        if where not in cited.setdefault(c.scenario, []):
+            cited[c.scenario].append(where)
+    entries, families = [], {}
+    for path in corpus_files():
+        try:
+            scenario = load_scenario(path)
+        except ScenarioError as err:
+            entries.append(f"<p>{escape(str(err))}</p>")
+            continue
+        name = scenario.name
+        families.setdefault(_family(name), []).append(name)
+        result = run_scenario(scenario, "sim")
+        rows = []
+        for step, rec in zip(scenario.steps, result.steps):
+            expect = "" if "expect" not in rec else ("met" if rec["expect"] == "met" else rec["expect"])
+            rows.append((rec["i"], step.op, fmt_args(step.raw, step.op), fmt_result(rec), expect))
+        kernel = recorded.get(name)
+        if kernel is None:
+            kernel_text = "not in the conformance record"
+        else:
+            kernel_text = f"{kernel['kernel']}; with the simulator: {kernel['status']}"
+            if kernel.get("reason"):
+                kernel_text += f" ({kernel['reason']})"
+        by = cited.get(name)
+        entries.append(
+            f"<div class=\"scenario-entry\" id=\"scenario-{escape(name)}\">"
+            f"<h3><code>{escape(name)}</code></h3><p>{escape(scenario.about)}</p>"
+            f"<p><b>Simulator</b> (run for this page): {escape(result.status)}. "
+            f"<b>Kernel</b> (recorded): {escape(kernel_text)}. "
+            f"<b>Cited by</b>: {escape(', '.join(by)) if by else 'no page'}. "
+            f"<b>File</b>: <code>{escape(Path(path).name)}</code>.</p>"
+            + _plain_table(["#", "op", "arguments", "simulator result", "expectation"], rows) + "</div>")
+    index = "".join(f"<p><b>{escape(fam)}</b>: " + ", ".join(
+        f"<a href=\"#scenario-{escape(n)}\">{escape(n)}</a>" for n in names) + "</p>"
+        for fam, names in sorted(families.items()))
+    head = (f"<p>{len(entries)} scenarios. Kernel record: Linux {escape(str(record.get('kernel')))} "
+            f"({escape(str(record.get('machine')))}), {escape(str(record.get('date')))}; "
+            f"{record['totals']['agree']} agree, {record['totals']['divergences']} diverge, "
+            f"{record['totals']['skipped']} skipped.</p>")
+    return Html(head + index + "".join(entries))
