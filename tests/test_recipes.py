@@ -450,3 +450,28 @@ def test_a_fallback_may_name_its_own_kind() -> None:
     busy_middle_page(w, 1)
     r = w.run(fallback=lambda uf, d, s, n, dw: (copy_then_dontneed(uf, d, s, n, dw), "rescued")[1])
     assert r.pages("rescued") == [1] and r.counts()["rescued"] == 1 and r.counts()["copied"] == 0
+
+
+@pytest.mark.kernel
+def test_an_unhandled_errno_falls_back_on_the_running_kernel() -> None:
+    """A read-only source tail: MOVE fails with EINVAL there; those pages are copied, not aborted."""
+    k = kernel_or_skip()
+    kp = k.PAGE_SIZE
+    n = 4
+    src, dst = k.mmap(n * kp), k.mmap(n * kp)
+    uffd = k.Userfaultfd.open()
+    try:
+        uffd.api(k.UFFD_FEATURE_MOVE)
+        for i in range(n):
+            k.fill(src + i * kp, kp, 0x60 + i)
+        k.mprotect(src + 2 * kp, 2 * kp, k.PROT_READ)           # a second VMA, not writable
+        uffd.register(dst, n * kp)
+        r = move_range(uffd, dst, src, n * kp, page_size=kp)
+        assert r.pages("moved") == [0, 1] and r.pages("copied") == [2, 3]
+        assert r.fallback_reasons() == {2: "EINVAL", 3: "EINVAL"}
+        assert [k.peek(dst + i * kp, 1) for i in range(n)] == [bytes([0x60 + i]) for i in range(n)]
+        assert not any(e.present for e in k.pagemap(src, n))
+    finally:
+        uffd.close()
+        k.munmap(src, n * kp)
+        k.munmap(dst, n * kp)
