@@ -62,3 +62,10 @@ def test_a_woken_thread_that_faults_again_shows_it_in_its_own_trail() -> None:
     assert sub.path[:1] == ["handle_mm_fault"] and "handle_mm_fault" not in m.trail.path
     assert str(m.trail).endswith("|| then, in its own trail, thread writer retries its fault: " + str(sub))
     assert t.done and p.peek(dst) == 0x77
+
+
+def test_a_steps_decision_leaves_out_the_woken_threads() -> None:
+    from uffdsim.book import step_decision
+    rec = {"trail": "userfaultfd_ioctl > userfaultfd_move > move_pages: moved 1 page(s)"
+                    " || then, in its own trail, thread t0 retries its fault: no fault"}
+    assert step_decision(rec) == "moved 1 page(s)"

@@ -174,7 +174,7 @@ def step_outcome(rec: Mapping[str, Any]) -> str:
 
 def step_decision(rec: Mapping[str, Any]) -> str:
     """The simulator's decision for a step: its explanation trail after the chain of functions."""
-    trail = rec.get("trail") or ""
+    trail = (rec.get("trail") or "").split(" || ", 1)[0]     # not what woken threads did afterwards
     return trail.split(": ", 1)[1] if ": " in trail else rec.get("why", "")
 
 
