@@ -135,7 +135,7 @@ def test_claim_table_comes_from_the_citations(book: Path) -> None:
 
 
 def test_catalogue_has_an_anchor_per_scenario() -> None:
-    html = scenario_catalogue(ROOT).text
+    html = scenario_catalogue().text
     for path in sorted(corpus_dir().glob("*.yaml"))[:20]:
         assert f'id="scenario-{path.stem}"' in html
     assert "0x" not in html.split("<div", 1)[0]

@@ -403,24 +403,19 @@ def _plain_table(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
     return f"<table class=\"table\"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def scenario_catalogue(root: Path | None = None) -> Html:
+def scenario_catalogue() -> Html:
     """Every corpus scenario: what it shows, its steps run on the simulator, its recorded kernel result.
 
-    Each entry has the HTML id ``scenario-<name>`` that the ``{claim}`` badges link to, and lists
-    the pages citing it.
+    Each entry has the HTML id ``scenario-<name>`` that the ``{claim}`` badges link to.  The page
+    depends on the corpus and the conformance record only (not on which pages cite what: that is
+    ``python -m uffdsim claims``), so editing a chapter's prose does not change it.
     """
-    from .claims import scan
     from .report import fmt_args, fmt_result
     from .scenario import ScenarioError, load_scenario
     from .resources import corpus_files
     import json
     record = json.loads(data_file("conformance.json").read_text())
     recorded = {e["name"]: e for e in record.get("scenarios", [])}
-    cited: dict[str, list[str]] = {}
-    for c in scan(root):
-        where = f"{Path(c.page).stem} ({c.where})"
-        if where not in cited.setdefault(c.scenario, []):
-            cited[c.scenario].append(where)
     entries, families = [], {}
     for path in corpus_files():
         try:
@@ -442,13 +437,11 @@ def scenario_catalogue(root: Path | None = None) -> Html:
             kernel_text = f"{kernel['kernel']}; with the simulator: {kernel['status']}"
             if kernel.get("reason"):
                 kernel_text += f" ({kernel['reason']})"
-        by = cited.get(name)
         entries.append(
             f"<div class=\"scenario-entry\" id=\"scenario-{escape(name)}\">"
             f"<h3><code>{escape(name)}</code></h3><p>{escape(scenario.about)}</p>"
             f"<p><b>Simulator</b> (run for this page): {escape(result.status)}. "
             f"<b>Kernel</b> (recorded): {escape(kernel_text)}. "
-            f"<b>Cited by</b>: {escape(', '.join(by)) if by else 'no page'}. "
             f"<b>File</b>: <code>{escape(Path(path).name)}</code>.</p>"
             + _plain_table(["#", "op", "arguments", "simulator result", "expectation"], rows) + "</div>")
     index = "".join(f"<p><b>{escape(fam)}</b>: " + ", ".join(
