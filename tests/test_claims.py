@@ -127,6 +127,15 @@ def test_cli_rejects_a_root_without_pages(tmp_path: Path) -> None:
     assert run.returncode == 2 and run.stderr.startswith("error: no book pages") and "Traceback" not in run.stderr
 
 
+def test_cli_rejects_a_broken_notebook_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "x.ipynb"
+    bad.write_text("{not json")
+    run = subprocess.run([sys.executable, "-m", "uffdsim", "claims", str(bad)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and run.stderr.startswith(f"error: {bad}: not a notebook")
+    assert "Traceback" not in run.stderr
+
+
 def test_claim_table_comes_from_the_citations(book: Path) -> None:
     table = claim_table("01-x", root=book)
     assert table.header == ("claim", "scenario", "simulator", "kernel (recorded)")

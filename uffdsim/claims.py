@@ -110,7 +110,10 @@ def citations_in_file(path: Path, root: Path) -> list[Citation]:
     except ValueError:
         page = str(path)
     if path.suffix == ".ipynb":
-        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+        try:
+            cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+        except (ValueError, AttributeError) as err:
+            raise ValueError(f"{path}: not a notebook ({err})") from None
         out: list[Citation] = []
         for n, cell in enumerate(cells):
             if cell.get("cell_type") == "markdown":
@@ -229,7 +232,11 @@ def cmd_claims(args: argparse.Namespace) -> int:
         if not Path(f).is_file():
             print(f"error: {f}: no such file", file=sys.stderr)
             return 2
-    checks = check(scan(root, [Path(f) for f in args.files]))
+    try:
+        checks = check(scan(root, [Path(f) for f in args.files]))
+    except (ValueError, UnicodeDecodeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps({"citations": [dict(page=c.citation.page, where=c.citation.where,
                                              scenario=c.citation.scenario, sim=c.sim, kernel=c.kernel,
