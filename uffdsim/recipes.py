@@ -83,7 +83,7 @@ class MoveReport:
     pieces: list[Piece] = field(default_factory=list)
     log: list[str] = field(default_factory=list)       #: one line per call, in order
     ioctls: int = 0                                     #: MOVE and WAKE ioctls move_range issued
-    fallbacks: int = 0                                  #: calls of the EBUSY fallback
+    fallbacks: int = 0                                  #: calls of the fallback (EBUSY or another errno)
     events: list[Any] = field(default_factory=list)     #: uffd messages read on the way
 
     def add(self, kind: str, offset: int, length: int, why: str = "") -> None:
