@@ -220,23 +220,38 @@ def test_a_custom_event_reader_is_called() -> None:
 
 
 @pytest.mark.parametrize("setup, errno, out", [
-    ("unregistered", E.EINVAL, -E.EINVAL),
+    ("unregistered", E.ENOENT, -E.ENOENT),     # MOVE: EINVAL; the COPY fallback: ENOENT (no uffd VMA)
     ("unaligned", E.EINVAL, None),
-    ("readonly-src", E.EINVAL, -E.EINVAL),
 ])
-def test_errors_a_retry_cannot_fix_are_raised(setup: str, errno: int, out: int | None) -> None:
+def test_errors_the_fallback_cannot_fix_either_are_raised(setup: str, errno: int, out: int | None) -> None:
     w = World()
     dst, src = w.dst, w.src
     if setup == "unregistered":
         w.uffd.unregister(w.dst, w.pages * P)
-    elif setup == "unaligned":
-        src += 1
     else:
-        w.p.mprotect(w.src, w.pages * P, "r")
+        src += 1
     with pytest.raises(MoveRangeError) as info:
         move_range(w.uffd, dst, src, w.pages * P)
     assert (info.value.errno, info.value.out) == (errno, out)
-    assert info.value.report.done == 0
+    assert info.value.report.done == 0 and info.value.report.fallbacks == 1
+
+
+def test_an_errno_not_handled_specifically_falls_back_instead_of_aborting() -> None:
+    """A read-only source VMA: MOVE says EINVAL; the recipe narrows to one page, then copies (issue 11)."""
+    w = World()
+    w.p.mprotect(w.src, w.pages * P, "r")
+    r = move_range(w.uffd, w.dst, w.src, w.pages * P)
+    assert r.pages("copied") == list(range(w.pages)) and r.fallback_reasons() == dict.fromkeys(range(w.pages), "EINVAL")
+    assert "  pages 0-5    copied (MOVE failed: EINVAL)" in str(r).splitlines()
+
+
+def test_narrowing_keeps_the_pages_before_a_vma_boundary_zero_copy() -> None:
+    """EINVAL for the range (src crosses into a read-only VMA): page by page, the first pages move."""
+    w = World()
+    w.p.mprotect(w.src + 4 * P, 2 * P, "r")
+    r = move_range(w.uffd, w.dst, w.src, w.pages * P)
+    assert r.pages("moved") == [0, 1, 2, 3] and r.pages("copied") == [4, 5]
+    assert r.fallback_reasons() == {4: "EINVAL", 5: "EINVAL"}
 
 
 def test_bad_holes_argument_is_a_value_error() -> None:
@@ -296,12 +311,17 @@ def test_copy_fallback_losing_a_race_is_reported_as_existing() -> None:
     assert r.pages("skipped-exists") == [0] and r.pages("moved") == [1]
 
 
-def test_unexpected_errnos_are_raised() -> None:
-    for errno in (E.EINTR, E.ENOMEM, E.EFAULT, E.ESRCH):
-        u = Scripted([(errno, -errno)])
-        with pytest.raises(MoveRangeError) as info:
-            move_range(u, 0x10000, 0x20000, P)
-        assert info.value.errno == errno
+def test_unexpected_errnos_fall_back_with_their_reason() -> None:
+    for errno in (E.EINTR, E.ENOMEM, E.EFAULT, E.ESRCH, E.EINVAL, E.EPERM):
+        u = Scripted([(errno, -errno)], copies=[P])
+        r = move_range(u, 0x10000, 0x20000, 2 * P,
+                       fallback=lambda uf, d, s, n, w: (uf.copy(d, s, n), "copied")[1])
+        assert r.pages("copied") == [0, 1] and r.fallback_reasons() == {0: E.errorcode[errno], 1: E.errorcode[errno]}
+        assert [c[0] for c in u.calls] == ["move", "move", "copy", "move", "copy"]   # narrowed first
+    u = Scripted([(E.EFAULT, -E.EFAULT)])
+    with pytest.raises(MoveRangeError) as info:                 # no fallback: raised as before
+        move_range(u, 0x10000, 0x20000, P, fallback=None)
+    assert info.value.errno == E.EFAULT
 
 
 def test_report_text_lists_runs() -> None:
@@ -430,3 +450,28 @@ def test_a_fallback_may_name_its_own_kind() -> None:
     busy_middle_page(w, 1)
     r = w.run(fallback=lambda uf, d, s, n, dw: (copy_then_dontneed(uf, d, s, n, dw), "rescued")[1])
     assert r.pages("rescued") == [1] and r.counts()["rescued"] == 1 and r.counts()["copied"] == 0
+
+
+@pytest.mark.kernel
+def test_an_unhandled_errno_falls_back_on_the_running_kernel() -> None:
+    """A read-only source tail: MOVE fails with EINVAL there; those pages are copied, not aborted."""
+    k = kernel_or_skip()
+    kp = k.PAGE_SIZE
+    n = 4
+    src, dst = k.mmap(n * kp), k.mmap(n * kp)
+    uffd = k.Userfaultfd.open()
+    try:
+        uffd.api(k.UFFD_FEATURE_MOVE)
+        for i in range(n):
+            k.fill(src + i * kp, kp, 0x60 + i)
+        k.mprotect(src + 2 * kp, 2 * kp, k.PROT_READ)           # a second VMA, not writable
+        uffd.register(dst, n * kp)
+        r = move_range(uffd, dst, src, n * kp, page_size=kp)
+        assert r.pages("moved") == [0, 1] and r.pages("copied") == [2, 3]
+        assert r.fallback_reasons() == {2: "EINVAL", 3: "EINVAL"}
+        assert [k.peek(dst + i * kp, 1) for i in range(n)] == [bytes([0x60 + i]) for i in range(n)]
+        assert not any(e.present for e in k.pagemap(src, n))
+    finally:
+        uffd.close()
+        k.munmap(src, n * kp)
+        k.munmap(dst, n * kp)

@@ -39,7 +39,7 @@ from .scenario import Scenario
 __all__ = ["repo_root", "corpus_dir", "data_file", "Table", "html_table", "Markdown", "kernel_status",
            "run_on_kernel", "field_text", "outcome", "step_outcome", "step_decision", "ioctl_summary",
            "show_pages", "Demo", "api_reference", "signature", "first_paragraph", "scenario_regions",
-           "named_addresses", "book_claims", "api_table"]
+           "named_addresses", "book_claims", "api_table", "Html", "claim_table", "scenario_catalogue"]
 
 #: the range ioctls whose output field a scenario step records
 IOCTL_OPS = ("move", "copy", "zeropage")
@@ -174,7 +174,7 @@ def step_outcome(rec: Mapping[str, Any]) -> str:
 
 def step_decision(rec: Mapping[str, Any]) -> str:
     """The simulator's decision for a step: its explanation trail after the chain of functions."""
-    trail = rec.get("trail") or ""
+    trail = (rec.get("trail") or "").split(" || ", 1)[0]     # not what woken threads did afterwards
     return trail.split(": ", 1)[1] if ": " in trail else rec.get("why", "")
 
 
@@ -191,38 +191,16 @@ def named_addresses(text: str, regions: Mapping[str, tuple[int, int]]) -> str:
     return re.sub(r"0x[0-9a-f]{6,}", lambda m: describe_addr(int(m.group(0), 16), dict(regions)), text)
 
 
-_CLAIM_RE = re.compile(r"\{claim\}`([^`]+)`")
-
-
 def book_claims(notebooks: Iterable[Path] | None = None) -> list[tuple[str, str, str]]:
     """Every ``{claim}`scenario``` citation in the notebooks' Markdown cells.
 
-    Returns (notebook stem, scenario name, the sentence that cites it) in notebook order; the
-    sentence is the text from the previous full stop (or line start) up to the role, cleaned of
-    Markdown.  Chapter 7 builds its claim table from this list.
+    Returns (notebook stem, scenario name, the sentence that cites it) in notebook order, as read
+    by :func:`uffdsim.claims.scan` (the book's claims checker), so a chapter's claim table and the
+    checker can never disagree about what the text cites.
     """
-    import json
-    paths = sorted((repo_root() / "notebooks").glob("*.ipynb")) if notebooks is None else list(notebooks)
-    out: list[tuple[str, str, str]] = []
-    for path in paths:
-        for cell in json.loads(Path(path).read_text()).get("cells", []):
-            if cell.get("cell_type") != "markdown":
-                continue
-            text = "".join(cell.get("source", []))
-            blocks = []
-            for para in re.split(r"\n\s*\n", text):
-                rows = para.split("\n")
-                blocks += rows if rows[0].lstrip().startswith("|") else [" ".join(para.split())]
-            for block in blocks:
-                last, previous = 0, ""
-                for m in _CLAIM_RE.finditer(block):
-                    before = block[last:m.start()]
-                    cut = max((b.end() for b in re.finditer(r"\.\s|\|\s*|;\s|:\s|\(|, and ", before)), default=0)
-                    snippet = " ".join(before[cut:].replace("**", "").replace("`", "").split()).lstrip("- ").strip(" ,;*")
-                    snippet = snippet or previous
-                    out.append((Path(path).stem, m.group(1).strip(), snippet[:160]))
-                    last, previous = m.end(), snippet
-    return out
+    from .claims import scan
+    files = sorted((repo_root() / "notebooks").glob("*.ipynb")) if notebooks is None else list(notebooks)
+    return [(Path(c.page).stem, c.scenario, c.sentence) for c in scan(repo_root(), files)]
 
 
 def ioctl_summary(result: ScenarioResult, ops: Sequence[str] = IOCTL_OPS) -> str:
@@ -420,3 +398,106 @@ def api_reference(module_name: str) -> Markdown:
     if others:
         lines.append("- Constants and type aliases: " + ", ".join(f"`{c}`" for c in others))
     return Markdown("\n".join(lines))
+
+
+# ---------------------------------------------------------------------------------------------
+# claims: the scenario appendix and claim tables (the citations are read by uffdsim.claims)
+
+
+@dataclass(frozen=True)
+class Html:
+    """HTML that Jupyter and the book render as is (like ``IPython.display.HTML``)."""
+
+    text: str
+
+    def _repr_html_(self) -> str:
+        """The HTML itself."""
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"<HTML: {len(self.text)} characters>"
+
+
+def _page_matches(page: str, wanted: str) -> bool:
+    stem = Path(page).stem
+    return wanted in (page, stem, Path(wanted).stem) or Path(wanted).stem == stem
+
+
+def claim_table(page: str | None = None, root: Path | None = None) -> Table:
+    """The claims a page makes (``"07-documentation"``; None: every page), one row per citation.
+
+    Columns: the citing sentence, the scenario, its result on the simulator (run now) and in the
+    kernel conformance record.  Generated from the same ``{claim}`` roles the checker reads.
+    """
+    from .claims import check, scan
+    cites = [c for c in scan(root) if page is None or _page_matches(c.page, page)]
+    rows = []
+    for c in check(cites):
+        cite = c.citation
+        kernel = "not recorded" if c.kernel is None else c.kernel
+        rows.append(([f"{Path(cite.page).stem}, {cite.where}"] if page is None else []) +
+                    [cite.sentence, f"`{cite.scenario}`", c.sim or "missing", kernel])
+    head = (["page"] if page is None else []) + ["claim", "scenario", "simulator", "kernel (recorded)"]
+    return html_table(head, rows)
+
+
+def _family(name: str) -> str:
+    return name.split("-", 1)[0]
+
+
+def _plain_table(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
+    """A compact HTML table (no per-cell styles: the catalogue has a couple of thousand rows)."""
+    head = "".join(f"<th>{_cell_html(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_cell_html(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table class=\"table\"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def scenario_catalogue() -> Html:
+    """Every corpus scenario: what it shows, its steps run on the simulator, its recorded kernel result.
+
+    Each entry has the HTML id ``scenario-<name>`` that the ``{claim}`` badges link to.  The page
+    depends on the corpus and the conformance record only (not on which pages cite what: that is
+    ``python -m uffdsim claims``), so editing a chapter's prose does not change it.
+    """
+    from .report import fmt_args, fmt_result
+    from .scenario import ScenarioError, load_scenario
+    from .resources import corpus_files
+    import json
+    record = json.loads(data_file("conformance.json").read_text())
+    recorded = {e["name"]: e for e in record.get("scenarios", [])}
+    entries, families = [], {}
+    for path in corpus_files():
+        try:
+            scenario = load_scenario(path)
+        except ScenarioError as err:
+            entries.append(f"<p>{escape(str(err))}</p>")
+            continue
+        name = scenario.name
+        families.setdefault(_family(name), []).append(name)
+        result = run_scenario(scenario, "sim")
+        rows = []
+        for step, rec in zip(scenario.steps, result.steps):
+            expect = "" if "expect" not in rec else ("met" if rec["expect"] == "met" else rec["expect"])
+            rows.append((rec["i"], step.op, fmt_args(step.raw, step.op), fmt_result(rec), expect))
+        kernel = recorded.get(name)
+        if kernel is None:
+            kernel_text = "not in the conformance record"
+        else:
+            kernel_text = f"{kernel['kernel']}; with the simulator: {kernel['status']}"
+            if kernel.get("reason"):
+                kernel_text += f" ({kernel['reason']})"
+        entries.append(
+            f"<div class=\"scenario-entry\" id=\"scenario-{escape(name)}\">"
+            f"<h3><code>{escape(name)}</code></h3><p>{escape(scenario.about)}</p>"
+            f"<p><b>Simulator</b> (run for this page): {escape(result.status)}. "
+            f"<b>Kernel</b> (recorded): {escape(kernel_text)}. "
+            f"<b>File</b>: <code>{escape(Path(path).name)}</code>.</p>"
+            + _plain_table(["#", "op", "arguments", "simulator result", "expectation"], rows) + "</div>")
+    index = "".join(f"<p><b>{escape(fam)}</b>: " + ", ".join(
+        f"<a href=\"#scenario-{escape(n)}\">{escape(n)}</a>" for n in names) + "</p>"
+        for fam, names in sorted(families.items()))
+    head = (f"<p>{len(entries)} scenarios. Kernel record: Linux {escape(str(record.get('kernel')))} "
+            f"({escape(str(record.get('machine')))}), {escape(str(record.get('date')))}; "
+            f"{record['totals']['agree']} agree, {record['totals']['divergences']} diverge, "
+            f"{record['totals']['skipped']} skipped.</p>")
+    return Html(head + index + "".join(entries))

@@ -17,10 +17,17 @@ ENOENT (a source hole)                 ``holes="allow"``: retry that page with
 EEXIST (destination already mapped)    someone else resolved that page: skip it, wake it
                                        (unless ``dontwake``), report ``skipped-exists``
 EBUSY (page not exclusive, or pinned)  ``fallback`` for that one page (default:
-                                       :func:`copy_then_dontneed`), report ``copied``;
-                                       then continue with MOVE
-EINVAL, ENOMEM, EFAULT, anything else  raise :class:`MoveRangeError` (with the report)
+                                       :func:`copy_then_dontneed`), report ``copied``
+                                       with the reason; then continue with MOVE
+any other errno (EINVAL, EFAULT,       the reasons MOVE may fail can change between kernel
+ENOMEM, ESRCH, ...)                    versions, so none aborts: MOVE is narrowed to the
+                                       first page, and if that page fails too it takes the
+                                       ``fallback`` like EBUSY, its errno kept as the reason;
+                                       only a fallback that fails as well raises
+                                       :class:`MoveRangeError` (with the report)
 =====================================  ===================================================
+
+``report.fallback_reasons()`` says which pages fell back and after which errno.
 
 It works on anything with the tiny :class:`MoveIoctls` protocol: the simulator's
 ``uffdsim.userfaultfd.UserfaultfdCtx`` and the kernel's
@@ -63,6 +70,7 @@ class Piece:
     kind: str
     offset: int
     length: int
+    why: str = ""           #: for a fallback: the errno MOVE failed with (``EBUSY``, ``EINVAL``...)
 
 
 @dataclass
@@ -76,16 +84,21 @@ class MoveReport:
     pieces: list[Piece] = field(default_factory=list)
     log: list[str] = field(default_factory=list)       #: one line per call, in order
     ioctls: int = 0                                     #: MOVE and WAKE ioctls move_range issued
-    fallbacks: int = 0                                  #: calls of the EBUSY fallback
+    fallbacks: int = 0                                  #: calls of the fallback (EBUSY or another errno)
     events: list[Any] = field(default_factory=list)     #: uffd messages read on the way
 
-    def add(self, kind: str, offset: int, length: int) -> None:
+    def add(self, kind: str, offset: int, length: int, why: str = "") -> None:
         """Record ``length`` bytes at ``offset`` as ``kind`` (merged with the previous run)."""
         last = self.pieces[-1] if self.pieces else None
-        if last and last.kind == kind and last.offset + last.length == offset:
+        if last and last.kind == kind and last.why == why and last.offset + last.length == offset:
             last.length += length
         else:
-            self.pieces.append(Piece(kind, offset, length))
+            self.pieces.append(Piece(kind, offset, length, why))
+
+    def fallback_reasons(self) -> dict[int, str]:
+        """Page index -> the errno after which that page took the fallback."""
+        return {i: p.why for p in self.pieces if p.why
+                for i in range(p.offset // self.page_size, (p.offset + p.length) // self.page_size)}
 
     def counts(self) -> dict[str, int]:
         """Pages per kind, every kind of :data:`KINDS` listed (0 when none), then any other."""
@@ -112,7 +125,7 @@ class MoveReport:
         for p in self.pieces:
             first, n = p.offset // self.page_size, p.length // self.page_size
             where = f"page  {first}" if n == 1 else f"pages {first}-{first + n - 1}"
-            lines.append(f"  {where:<12} {p.kind}")
+            lines.append(f"  {where:<12} {p.kind}" + (f" (MOVE failed: {p.why})" if p.why else ""))
         return "\n".join(lines)
 
 
@@ -176,6 +189,7 @@ def move_range(uffd: MoveIoctls, dst: int, src: int, length: int, *,
     off = 0
     stalls = 0              # consecutive rounds without progress (events, retries)
     retried_at = -1         # where a fallback last asked for a retry
+    narrow_at = -1          # where MOVE is asked for one page only (after an unexpected errno)
 
     def fail(err: UffdError) -> MoveRangeError:
         report.log.append(f"give up at +{off // page_size}: {err.name}")
@@ -202,14 +216,38 @@ def move_range(uffd: MoveIoctls, dst: int, src: int, length: int, *,
         if isinstance(msgs, list):
             report.events.extend(msgs)
 
-    def advance(kind: str, nbytes: int) -> None:
+    def advance(kind: str, nbytes: int, reason: str = "") -> None:
         nonlocal off, stalls
-        report.add(kind, off, nbytes)
+        report.add(kind, off, nbytes, reason)
         off += nbytes
         stalls = 0
 
+    def fall_back(why: UffdError) -> None:
+        """The page at ``off`` cannot be moved (``why``): hand it to the fallback."""
+        nonlocal retried_at
+        if retried_at == off:                           # the fallback's fix did not help
+            raise fail(why)
+        report.fallbacks += 1
+        try:
+            kind = fallback(uffd, dst + off, src + off, page_size, dontwake)
+        except UffdError as ferr:
+            report.log.append(f"fallback at +{off // page_size}: {ferr.name}, out={ferr.out}")
+            if ferr.errno == E.EEXIST:                  # someone resolved dst meanwhile
+                advance("skipped-exists", page_size)
+            elif ferr.errno == E.EAGAIN and (ferr.out is None or ferr.out < 0):
+                settle(ferr)
+            else:
+                raise fail(ferr) from None
+            return
+        report.log.append(f"fallback at +{off // page_size}: {kind} (MOVE failed: {why.name})")
+        if kind == "retry":
+            retried_at = off
+        else:
+            advance(kind, page_size, why.name)
+
     while off < length:
-        d, s, n = dst + off, src + off, length - off
+        d, s = dst + off, src + off
+        n = page_size if narrow_at == off else length - off
         try:
             advance("moved", call(f"MOVE {n // page_size}p", uffd.move, d, s, n, base))
             continue
@@ -236,27 +274,14 @@ def move_range(uffd: MoveIoctls, dst: int, src: int, length: int, *,
                 call("WAKE", uffd.wake, d, page_size)
             advance("skipped-exists", page_size)
         elif why.errno == E.EBUSY and fallback is not None:
-            if retried_at == off:                       # the fallback's fix did not help
-                raise fail(why)
-            report.fallbacks += 1
-            try:
-                kind = fallback(uffd, d, s, page_size, dontwake)
-            except UffdError as ferr:
-                report.log.append(f"fallback at +{off // page_size}: {ferr.name}, out={ferr.out}")
-                if ferr.errno == E.EEXIST:              # someone resolved dst meanwhile
-                    advance("skipped-exists", page_size)
-                elif ferr.errno == E.EAGAIN and (ferr.out is None or ferr.out < 0):
-                    settle(ferr)
-                else:
-                    raise fail(ferr) from None
-                continue
-            report.log.append(f"fallback at +{off // page_size}: {kind}")
-            if kind == "retry":
-                retried_at = off
-            else:
-                advance(kind, page_size)
-        else:
+            fall_back(why)
+        elif fallback is None or (why.errno == E.ENOENT and holes == "raise"):
             raise fail(why)
+        elif n > page_size:                             # it may concern a later page or the
+            narrow_at = off                             # range (e.g. a VMA boundary): ask for
+            report.log.append(f"narrow to one page after {why.name}")   # the first page alone
+        else:                                           # any other errno: never abort, because
+            fall_back(why)                              # why MOVE fails may change (issue 11)
     return report
 
 

@@ -16,27 +16,14 @@ root: PFNs are hidden, so ``frame``); the runner sets them to :data:`NOT_OBSERVA
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
+from .results import Backend, BackendRun
 from .scenario import OUT_FIELDS, PAGE, Scenario
 
 #: the value of a page field the backend could not observe (never compared, never checked)
 NOT_OBSERVABLE = "not observable"
 
-
-class Backend(Protocol):
-    name: str
-
-    def run(self, scenario: Scenario) -> "BackendRun": ...
-
-
-@dataclass
-class BackendRun:
-    """What a backend hands back: raw step records, or the reason it could not run the scenario."""
-
-    steps: list[dict[str, Any]] = field(default_factory=list)
-    skipped: str | None = None
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -17,6 +17,9 @@ class Trail:
     counts: list[int] = field(default_factory=list)
     decision: str = ""
     notes: list[str] = field(default_factory=list)
+    #: what threads woken by this operation did afterwards, each its own trail (never part of
+    #: this one's path: that work ran in another thread, after the wake-up)
+    woken: list["Trail"] = field(default_factory=list)
 
     def enter(self, func: str) -> None:
         """Record that ``func`` ran: functions keep the order they first ran in, repeats are counted."""
@@ -45,8 +48,13 @@ class Trail:
 
     def __str__(self) -> str:
         tail = f": {self.decision}" if self.decision else ""
-        return f"{self.chain()}{tail}"
+        after = "".join(f" || then, in its own trail, {w.op}: {w if w.path or w.decision else 'no fault'}"
+                        for w in self.woken)
+        return f"{self.chain()}{tail}{after}"
 
     def to_dict(self) -> dict[str, object]:
-        return {"op": self.op, "path": [[f, n] for f, n in zip(self.path, self.counts)],
-                "decision": self.decision, "notes": list(self.notes)}
+        out: dict[str, object] = {"op": self.op, "path": [[f, n] for f, n in zip(self.path, self.counts)],
+                                  "decision": self.decision, "notes": list(self.notes)}
+        if self.woken:
+            out["woken"] = [t.to_dict() for t in self.woken]
+        return out

@@ -123,8 +123,8 @@ class UserfaultfdCtx:
         """read(2) on the userfaultfd: every pending message; reading an event completes it."""
         msgs, self.msgs = self.msgs, []
         for msg in msgs:
-            if msg.on_read is not None:
-                msg.on_read()
+            if msg.on_read is not None:        # the waiting thread resumes: its own trail
+                self.machine.in_own_trail(f"{msg.type} event read: the waiting thread resumes", msg.on_read)
         return msgs
 
     def userfaultfd_remove(self, start: int, end: int, resume: Callable[[], None]) -> None:
@@ -145,7 +145,8 @@ class UserfaultfdCtx:
             for t in proc.threads.values():
                 if t.blocked and proc.mm is self.mm and start <= t.addr < start + length:
                     woken += 1
-                    proc.retry_thread(t)
+                    t.trail = self.machine.in_own_trail(
+                        f"thread {t.name} retries its fault", lambda: proc.retry_thread(t))
         if woken:
             self.machine.trail.note(f"woke {woken} blocked thread(s)")
         return woken

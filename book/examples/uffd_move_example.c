@@ -12,6 +12,11 @@
  *                          and MADV_DONTNEED of the source page),
  *       ENOENT            (the first source page is a hole: give the destination the zero page
  *                          with UFFDIO_ZEROPAGE, so a reader there does not fault forever),
+ *       EEXIST            (the destination page is already there: someone resolved it; skip it),
+ *       any other errno   (EINVAL, EFAULT, ENOMEM, ...: why a move fails may change between
+ *                          kernels, so never abort on it: ask again for the first page alone, and
+ *                          if that fails too, fall back to UFFDIO_COPY + MADV_DONTNEED like EBUSY;
+ *                          the summary names every page that fell back and the errno why),
  *   - check that the destination holds the data, that the source is empty, and (where
  *     /proc/self/pagemap shows frame numbers, i.e. as root) that moved pages kept their frame.
  *
@@ -19,6 +24,8 @@
  * before fork() and stays COW-shared with a child that waits on a pipe, so it is EBUSY.
  *
  * Build and run:  cc -O2 -Wall -o uffd_move_example uffd_move_example.c && ./uffd_move_example
+ * With --readonly-page, source page 6 is made read-only first: MOVE then fails with EINVAL
+ * (a source VMA must be writable, Linux 6.8-6.18), an errno the loop has no case for.
  * Exit status: 0 success ("RESULT: SUCCESS"), 1 failure, 77 skipped (no usable userfaultfd or
  * no UFFDIO_MOVE on this kernel; the reason is printed on a "SKIP:" line).
  *
@@ -67,6 +74,7 @@ struct uffdio_move {
 #define EXIT_SKIP 77
 #define NPAGES 8
 #define SHARED_PAGE 5			/* COW-shared with the child: EBUSY */
+#define READONLY_PAGE 6			/* with --readonly-page: not writable, MOVE says EINVAL */
 #define MAX_EVENT_RETRIES 1000		/* bound on EAGAIN retries that moved nothing */
 
 static long page_size;
@@ -101,6 +109,8 @@ struct stats {
 	int copied;		/* pages copied after EBUSY */
 	int holes;		/* holes answered with UFFDIO_ZEROPAGE */
 	int retries;		/* EAGAIN with nothing moved */
+	int skipped;		/* EEXIST: dst page already there */
+	int fell_back[NPAGES];	/* per page: the errno after which it was copied (0: not copied) */
 	int moved_page[NPAGES];	/* which pages arrived by a move */
 };
 
@@ -190,18 +200,19 @@ static int zero_instead(int uffd, char *dst)
 /* Move [src, src + len) to [dst, dst + len). Returns 0 when every page of dst is filled. */
 static int move_range(int uffd, char *dst, char *src, size_t len, struct stats *st)
 {
-	size_t done = 0;
+	size_t done = 0, narrow_at = (size_t)-1;
 	int again = 0;
 
 	while (done < len) {
 		struct uffdio_move mv = {
 			.dst = (uintptr_t)(dst + done),
 			.src = (uintptr_t)(src + done),
-			.len = len - done,
+			.len = done == narrow_at ? (__u64)page_size : len - done,
 			.mode = 0,	/* wake threads waiting on dst; holes are errors (ENOENT) */
 			.move = 0,
 		};
 		size_t first = done / (size_t)page_size;
+		int last = done == narrow_at ? (int)first : NPAGES - 1;
 		int rc = ioctl(uffd, UFFDIO_MOVE, &mv);
 		int err = errno;
 
@@ -216,19 +227,19 @@ static int move_range(int uffd, char *dst, char *src, size_t len, struct stats *
 			done += (size_t)mv.move;
 			again = 0;
 			if (rc == 0) {
-				printf("  move pages %zu..%d: ok, move = %lld\n", first, NPAGES - 1,
+				printf("  move pages %zu..%d: ok, move = %lld\n", first, last,
 				       (long long)mv.move);
 			} else {
 				st->partial++;
 				printf("  move pages %zu..%d: %s, move = %lld (partial: continue at page %zu)\n",
-				       first, NPAGES - 1, errname(err),
+				       first, last, errname(err),
 				       (long long)mv.move, done / (size_t)page_size);
 			}
 			continue;
 		}
 		/* Nothing moved. Errors found after argument validation are also in .move as -errno;
 		 * argument errors (EINVAL for alignment, length, mode) leave .move untouched. */
-		printf("  move pages %zu..%d: %s, move = %lld", first, NPAGES - 1,
+		printf("  move pages %zu..%d: %s, move = %lld", first, last,
 		       errname(err), (long long)mv.move);
 		switch (err) {
 		case EAGAIN:
@@ -246,6 +257,7 @@ static int move_range(int uffd, char *dst, char *src, size_t len, struct stats *
 			if (copy_instead(uffd, dst + done, src + done))
 				return -1;
 			st->copied++;
+			st->fell_back[first] = EBUSY;
 			break;
 		case ENOENT:
 			/* Here both VMAs exist, so ENOENT means a hole in the source (it would also be
@@ -255,12 +267,28 @@ static int move_range(int uffd, char *dst, char *src, size_t len, struct stats *
 				return -1;
 			st->holes++;
 			break;
+		case EEXIST:
+			/* dst already populated: a concurrent resolver got there first (UFFDIO_MOVE
+			 * woke nobody for it: wake the range if threads may wait there). */
+			printf(" -> page %zu is already there: skip it\n", first);
+			st->skipped++;
+			break;
 		default:
-			/* EEXIST: dst already populated (a concurrent resolver, or a bug); EINVAL:
-			 * bad arguments, unregistered dst, non-anonymous or mismatched VMAs; EFAULT:
-			 * a guard/poison/uffd-wp marker in the source; ENOMEM; ESRCH. */
-			printf(" -> not handled here\n");
-			return -1;
+			/* EINVAL (unregistered dst, non-anonymous, mismatched or read-only VMAs, a range
+			 * crossing a VMA), EFAULT (a guard/poison/uffd-wp marker in the source), ENOMEM,
+			 * ESRCH, or something a later kernel adds. The error may concern the range, not
+			 * the first page: ask for that page alone first. If it fails too, copy it. */
+			if (mv.len > (__u64)page_size) {
+				narrow_at = done;
+				printf(" -> ask again for page %zu alone\n", first);
+				continue;
+			}
+			printf(" -> page %zu: UFFDIO_COPY + MADV_DONTNEED instead\n", first);
+			if (copy_instead(uffd, dst + done, src + done))
+				return -1;	/* the fallback failed as well: give up, say so */
+			st->copied++;
+			st->fell_back[first] = err;
+			break;
 		}
 		done += (size_t)page_size;
 		again = 0;
@@ -268,9 +296,10 @@ static int move_range(int uffd, char *dst, char *src, size_t len, struct stats *
 	return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	char why[256];
+	int readonly_page = argc > 1 && strcmp(argv[1], "--readonly-page") == 0;
 	int uffd, pipefd[2], failures = 0;
 	struct stats st = { 0 };
 	uint64_t frame_before[NPAGES] = { 0 };
@@ -330,6 +359,12 @@ int main(void)
 	for (int i = 0; i < NPAGES; i++) {
 		long long f = pagemap_entry(src + (size_t)i * (size_t)page_size, NULL);
 		frame_before[i] = f > 0 ? (uint64_t)f : 0;
+	}
+
+	if (readonly_page && mprotect(src + (size_t)READONLY_PAGE * (size_t)page_size,
+				      (size_t)page_size, PROT_READ) != 0) {
+		perror("mprotect");
+		return 1;
 	}
 
 	struct uffdio_register reg = {
@@ -402,8 +437,13 @@ int main(void)
 	}
 
 	printf("calls: %d UFFDIO_MOVE (%d partial, %d EAGAIN retries); pages: %d moved, "
-	       "%d copied after EBUSY, %d holes zero-filled\n",
-	       st.calls, st.partial, st.retries, st.moved, st.copied, st.holes);
+	       "%d copied after a failed move, %d holes zero-filled, %d already there\n",
+	       st.calls, st.partial, st.retries, st.moved, st.copied, st.holes, st.skipped);
+	printf("fell back to UFFDIO_COPY + MADV_DONTNEED:");
+	for (int i = 0; i < NPAGES; i++)
+		if (st.fell_back[i])
+			printf(" page %d (%s)", i, errname(st.fell_back[i]));
+	printf("%s\n", st.copied ? "" : " none");
 	printf("data check: %s\n", bad_data ? "FAILED" : "dst holds the source data, holes read as zeros");
 	printf("source check: %s\n", !pagemap_ok ? "skipped (/proc/self/pagemap unreadable)" :
 	       left ? "FAILED" : "every source page is empty");

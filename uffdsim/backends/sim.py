@@ -6,7 +6,7 @@ from typing import Any, Callable
 from ..errors import UffdError, errno_name
 from ..mm.machine import FaultBlocked, Machine, MachineConfig
 from ..mm.process import Process
-from ..runner import BackendRun
+from ..results import BackendRun
 from ..scenario import Addr, Scenario, Step
 from ..userfaultfd import UNMODELLED_FEATURES, UserfaultfdCtx
 

@@ -12,7 +12,7 @@ import sys
 from typing import Sequence
 
 from .explorer import MAX_STATES, AtomicityResult, explore
-from .program import MAX_INCREMENTS, MAX_PAGES, Program
+from .program import MAX_INCREMENTS, MAX_PAGES, PIN_CAVEAT, Program
 from .scheduler import run_to_end
 from .state import SRC_PAGE_KINDS
 from .strategies import STRATEGIES
@@ -97,6 +97,9 @@ def format_result(r: AtomicityResult, trace: bool = True) -> list[str]:
         f"  promised in every interleaving: atomicity {_yes(r.atomic)}, zero copy "
         f"{_yes(r.zero_copy)}, empty source {_yes(r.src_empty)}",
     ]
+    if r.caveat:
+        lines.append(f"  but atomicity holds for CPU threads only ({r.detached_pin} interleavings): "
+                     f"{r.caveat}")
     if trace and r.counterexample:
         lines.append(f"  shortest counterexample ({len(r.counterexample_schedule)} steps, schedule "
                      f"{r.counterexample_schedule}):")
@@ -110,11 +113,14 @@ def format_table(results: Sequence[AtomicityResult]) -> list[str]:
     rows = [head, "-" * len(head)]
     for r in results:
         name = r.strategy + (" *" if r.hypothetical else "")
+        atomic = _yes(r.atomic) + ("+" if r.caveat else "")
         rows.append(f"{name:<22} {r.src_page:<10} {r.interleavings:>13} {r.lost:>8} "
-                    f"{r.src_nonempty:>10} {r.leaked:>6}  {_yes(r.atomic):<6} "
+                    f"{r.src_nonempty:>10} {r.leaked:>6}  {atomic:<6} "
                     f"{_yes(r.zero_copy):<9} {_yes(r.src_empty)}")
     if any(r.hypothetical for r in results):
         rows.append("* hypothetical: debated on linux-mm in 2023, not Linux")
+    if any(r.caveat for r in results):
+        rows.append("+ " + PIN_CAVEAT)
     return rows
 
 

@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
-from .program import Outcome, Program
+from .program import PIN_CAVEAT, Outcome, Program
 from .scheduler import run
 from .state import State
 
@@ -43,6 +43,8 @@ class AtomicityResult:
     copied: int
     ebusy: int
     deadlocks: int
+    #: interleavings that end with a pinned frame detached (see :data:`.program.PIN_CAVEAT`)
+    detached_pin: int = 0
     #: {increments lost: interleavings}
     lost_histogram: dict[int, int] = field(default_factory=dict)
     counterexample: list[str] = field(default_factory=list)
@@ -51,6 +53,18 @@ class AtomicityResult:
     @property
     def atomic(self) -> bool:
         return self.lost == 0
+
+    @property
+    def caveat(self) -> str:
+        """What ``atomic`` does not promise here ("" when nothing): a pinned page copied away."""
+        return PIN_CAVEAT if self.detached_pin else ""
+
+    def atomic_text(self) -> str:
+        """``yes``, ``NO``, or ``yes, CPU threads only (pinned page copied)``: atomicity, qualified."""
+        if not self.atomic:
+            return "NO"
+        return "yes, for CPU threads only (pinned page copied: device writes go to the old frame)" \
+            if self.detached_pin else "yes"
 
     @property
     def zero_copy(self) -> bool:
@@ -70,6 +84,7 @@ class AtomicityResult:
         d["lost_histogram"] = {str(k): v for k, v in sorted(self.lost_histogram.items())}
         d["zero_copy"] = self.zero_copy
         d["promises"] = self.promises()
+        d["caveat"] = self.caveat
         return d
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -168,7 +183,7 @@ def explore(program: Program, max_states: int | None = None) -> AtomicityResult:
     for s in topological_order(init, succ):
         for _, nxt in succ[s]:
             ways[nxt] += ways[s]
-    total = lost = nonempty = leaked = copied = ebusy = deadlocks = 0
+    total = lost = nonempty = leaked = copied = ebusy = deadlocks = detached = 0
     hist: dict[int, int] = {}
     for s, edges in succ.items():
         if edges:
@@ -185,6 +200,7 @@ def explore(program: Program, max_states: int | None = None) -> AtomicityResult:
         leaked += w * o.leaked
         copied += w * o.copied
         ebusy += w * o.ebusy
+        detached += w * o.detached_pin
     schedule = shortest_schedule(program, init, succ, lambda o: o.lost) if lost else None
     trace = run(program, schedule).report() if schedule else []
     st = program.strategy
@@ -192,7 +208,7 @@ def explore(program: Program, max_states: int | None = None) -> AtomicityResult:
         strategy=st.name, pages=program.pages, increments=program.increments,
         src_page=program.src_page, hypothetical=st.hypothetical, label=st.label,
         interleavings=total, states=len(succ), lost=lost, src_nonempty=nonempty,
-        leaked=leaked, copied=copied, ebusy=ebusy, deadlocks=deadlocks,
+        leaked=leaked, copied=copied, ebusy=ebusy, deadlocks=deadlocks, detached_pin=detached,
         lost_histogram=hist, counterexample=trace, counterexample_schedule=schedule or "",
     )
 

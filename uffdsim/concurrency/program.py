@@ -47,6 +47,9 @@ from .state import SRC_PAGE_KINDS, State, initial_state
 from .strategies import Strategy, get_strategy, mover_step
 
 THREADS: tuple[str, ...] = ("A", "B")
+#: what "no increment lost" does not cover when a pinned page was copied away from its pin
+PIN_CAVEAT = ("atomic for CPU threads only: the page was pinned and its contents copied, so a device "
+              "writing through the pin writes into the detached old frame, which no mapping reads")
 MAX_PAGES, MAX_INCREMENTS = 8, 64
 
 
@@ -59,6 +62,9 @@ class Outcome:
     leaked: bool
     copied: bool
     ebusy: bool
+    #: a pinned frame ended up mapped nowhere (the kernel or user space copied it away): a device
+    #: writing through the pin writes into that detached frame, and no thread will see it
+    detached_pin: bool = False
 
     @property
     def lost(self) -> bool:
@@ -149,7 +155,14 @@ class Program:
             leaked=unreachable or believed_gone_but_mapped,
             copied=s.a.copies > 0,
             ebusy="EBUSY" in s.a.errors,
+            detached_pin=self.detached_pin(s),
         )
+
+    @staticmethod
+    def detached_pin(s: State) -> bool:
+        """Whether a pinned frame is alive but mapped by neither range (its contents were copied)."""
+        mapped = {e.frame for t in (s.src, s.dst) for e in t if e is not None}
+        return any(f.pinned and not f.freed and i not in mapped for i, f in enumerate(s.frames))
 
     def summary(self, s: State) -> str:
         """The closing line of a trace."""
@@ -161,4 +174,6 @@ class Program:
         o = self.outcome(s)
         verdict = (f"LOST {o.lost_increments} increment(s)" if o.lost else "no increment lost")
         extra = "; source still maps a page" if o.src_nonempty else ""
+        if o.detached_pin:
+            extra += f"; {PIN_CAVEAT}"
         return "; ".join(parts) + f" -> {verdict}{extra}"

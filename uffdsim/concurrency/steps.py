@@ -131,7 +131,9 @@ def move_present_pte(s: State, p: int, allow_copy: bool = False) -> tuple[State,
     s = replace(s, a=replace(a, copies=a.copies + 1))
     return s, (head + f"[HYPOTHETICAL ALLOW_COPY] f{pte.frame} {why}: under both PTLs src[{p}] "
                f"cleared and flushed, value {frame.value} copied into new f{fid}, dst[{p}] -> "
-               f"f{fid}; old frame {_fate(s, pte.frame)}")
+               f"f{fid}; old frame {_fate(s, pte.frame)}"
+               + (": a device writing through the pin now writes into it, and nothing maps it"
+                  if frame.pinned else ""))
 
 
 def publish_flip(s: State) -> tuple[State, str]:

@@ -18,7 +18,9 @@ Two more were debated on linux-mm in October 2023 and never merged.  They are HY
 ``move-allow-copy``
     A ``UFFDIO_MOVE_MODE_ALLOW_COPY`` flag (Suren Baghdasaryan's proposal): when the folio cannot
     be moved the kernel copies it *inside the same critical section*, clearing the source as a
-    move would (David Hildenbrand's "copy+delete", "the src_vma would always be empty").
+    move would (David Hildenbrand's "copy+delete", "the src_vma would always be empty").  On a
+    pinned page that is atomic for CPU threads only: the pin keeps the old frame, and a device
+    writing through it writes into a frame nothing maps any more (``Outcome.detached_pin``).
 ``move-zero-copy-only``
     David Hildenbrand's alternative: a ``ZERO_COPY_ONLY`` flag that every caller must pass from
     the start ("we would fail if the latter is not specified"), so that a copying default could
@@ -62,7 +64,8 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
              "pinned", label="Linux: UFFDIO_MOVE with a user-space fallback"),
     Strategy("move-allow-copy",
              "MOVE with an ALLOW_COPY flag: the kernel copies under its locks instead of EBUSY, "
-             "clearing the source", "pinned", hypothetical=True,
+             "clearing the source (on a pinned page atomic for CPU threads only: a device writing "
+             "through the pin writes into the detached old frame)", "pinned", hypothetical=True,
              label=_NOT_LINUX + " (UFFDIO_MOVE_MODE_ALLOW_COPY)"),
     Strategy("move-zero-copy-only",
              "MOVE with a mandatory ZERO_COPY_ONLY flag: never copies, fails with EBUSY instead",

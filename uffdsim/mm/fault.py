@@ -49,9 +49,24 @@ def check_access(vma: VMA | None, addr: int, write: bool) -> VMA:
     return vma
 
 
+def needs_fault(mm: "MM", addr: int, write: bool) -> bool:
+    """Whether the access faults: no present entry, or a write through a read-only one."""
+    pmd = mm.pt.pmd(addr)
+    if isinstance(pmd, HugePmd):
+        return write and not pmd.write
+    pte = mm.pt.get_pte(addr)
+    return not isinstance(pte, PresentPte) or (write and not pte.write)
+
+
 def handle_mm_fault(machine: "Machine", mm: "MM", addr: int, write: bool) -> None:
-    """handle_mm_fault(): make ``addr`` accessible for a read or write, as the hardware needs."""
+    """handle_mm_fault(): make ``addr`` accessible for a read or write, as the hardware needs.
+
+    An access the present mapping already allows does not fault: nothing happens and nothing is
+    recorded in the trail (the MMU, or GUP's follow_page(), finds the page without the kernel).
+    """
     vma = check_access(mm.vmas.find(addr), addr, write)
+    if not needs_fault(mm, addr, write):
+        return
     machine.trail.enter("handle_mm_fault")
     pmd = mm.pt.pmd(addr)
     if pmd is None and vma.is_anonymous() and thp_vma_allowable(machine, vma, addr):

@@ -35,6 +35,8 @@ class Thread:
     blocked: bool = False
     done: bool = False
     wp: bool = False
+    #: the trail of the thread's last retry after a wake-up (its own, not the waker's)
+    trail: Trail | None = None
 
 
 class FaultBlocked(Exception):
@@ -82,6 +84,20 @@ class Machine:
         """Start the explanation trail of a new operation."""
         self.trail = Trail(op=op)
         return self.trail
+
+    def in_own_trail(self, op: str, work: Any) -> Trail:
+        """Run ``work()`` (another thread's, after a wake-up) in a trail of its own.
+
+        The current operation's trail gets it in ``woken``, never in its own path.
+        """
+        waker, sub = self.trail, Trail(op=op)
+        self.trail = sub
+        try:
+            work()
+        finally:
+            self.trail = waker
+            waker.woken.append(sub)
+        return sub
 
     def release_folio(self, folio: Folio) -> None:
         """folio_put() after a mapping went away: free it when nothing else holds it."""

@@ -16,7 +16,8 @@ from typing import Any
 import ipywidgets as widgets
 
 from ..errors import ERRNO_VALUES
-from ..runner import BackendRun, ScenarioResult, finish
+from ..results import BackendRun
+from ..runner import ScenarioResult, finish
 from ..resources import corpus_dir
 from ..scenario import Scenario, ScenarioError, load_scenario
 from ..snapshot import StepSnapshots, scenario_steps
@@ -112,7 +113,7 @@ class ErrnoRun:
         """The run as ``python -m uffdsim run`` prints it."""
         import io
 
-        from ..cli import print_table
+        from ..report import print_table
         buf = io.StringIO()
         print_table(self.result, self.scenario, buf)
         return buf.getvalue()

@@ -19,7 +19,7 @@ from contextlib import ExitStack
 from typing import Any
 
 from ...errors import UffdError, errno_name
-from ...runner import BackendRun
+from ...results import BackendRun
 from ...scenario import Addr, Scenario, Step
 from . import signals
 from .caps import capabilities

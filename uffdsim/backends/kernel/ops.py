@@ -102,24 +102,6 @@ def op_read(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
         k.peek(page, 1)
 
 
-def op_fork(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
-    """fork(): the child becomes a command server on a new socket pair (see :mod:`.server`)."""
-    from .server import serve
-    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            mine.close()
-            state.sock.close()
-            state.after_fork(a["child"], theirs)
-            serve(state)
-        finally:
-            os._exit(0)
-    theirs.close()
-    rec["pid"] = pid
-    rec["_fds"] = [mine.detach()]
-
-
 def op_uffd(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
     u = k.Userfaultfd.open(user_mode_only=a.get("user_mode_only", False))
     state.uffds.append(u)
@@ -314,7 +296,6 @@ OPS: dict[str, Op] = {
     "madvise": op_madvise,
     "write": op_write,
     "read": op_read,
-    "fork": op_fork,
     "uffd": op_uffd,
     "api": lambda s, a, r: _api(s, s.ctx(a), a.get("features", [])),
     "register": op_register,

@@ -19,16 +19,38 @@ from __future__ import annotations
 
 import errno as E
 import os
+import socket
 import threading
 import time
 from typing import Any
 
 from ...errors import UffdError, errno_name
 from . import wire
-from .ops import OPS, OUT_FIELD_OPS
+from .ops import OPS as _OPS, OUT_FIELD_OPS
 from .procstate import HANG_SETTLE, POLL, ProcState, wait_blocked_or_done
 
 __all__ = ["ProcState", "execute", "serve"]
+
+
+def op_fork(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
+    """fork(): the child becomes a command server on a new socket pair (see :func:`serve`)."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            mine.close()
+            state.sock.close()
+            state.after_fork(a["child"], theirs)
+            serve(state)
+        finally:
+            os._exit(0)
+    theirs.close()
+    rec["pid"] = pid
+    rec["_fds"] = [mine.detach()]
+
+
+#: every op: those of :mod:`.ops`, and ``fork``, which needs :func:`serve` (kept here: no import cycle)
+OPS = {**_OPS, "fork": op_fork}
 
 
 def execute(state: ProcState, cmd: dict[str, Any]) -> dict[str, Any]:
