@@ -5,8 +5,10 @@ import argparse
 import importlib
 import json
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
+from .resources import corpus_files, find_scenario
 from .runner import ScenarioResult, compare, finish, get_backend
 from .scenario import Scenario, ScenarioError, load_scenario
 
@@ -55,10 +57,41 @@ def print_table(result: ScenarioResult, scenario: Scenario, out: Any = sys.stdou
         print(f"  {rec['i']:>3} {step.op:<12} {fmt_args(step.raw, step.op)[:60]:<60} {fmt_result(rec)}{mark}", file=out)
 
 
+def scenario_path(arg: str) -> str:
+    """A scenario argument as a file: an existing path wins, else a bundled scenario's name."""
+    if Path(arg).exists():
+        return arg
+    bundled = find_scenario(arg)
+    return str(bundled) if bundled else arg
+
+
+def list_corpus(out: Any = sys.stdout) -> int:
+    """``run --list``: the bundled corpus, one ``name  about`` line per scenario."""
+    files = corpus_files()
+    for path in files:
+        try:
+            about = " ".join(str(load_scenario(path).about or "").split())
+        except ScenarioError as err:
+            about = f"(does not load: {err})"
+        print(f"{path.stem:<48} {about[:100]}", file=out)
+    print(f"{len(files)} bundled scenarios in {files[0].parent if files else 'uffdsim/scenarios'}", file=out)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run scenario files; exit 1 if any fails (or, with --backend both, if the backends differ)."""
+    if args.list:
+        return list_corpus()
+    if not args.files:
+        print("error: run: name a scenario file or a bundled scenario (see `run --list`)", file=sys.stderr)
+        return 2
     bad = 0
-    for path in args.files:
+    for path in map(scenario_path, args.files):
+        if not Path(path).exists():
+            print(f"error: {path}: no such file, and no bundled scenario of that name (see `run --list`)",
+                  file=sys.stderr)
+            bad = 1
+            continue
         try:
             scenario = load_scenario(path)
         except ScenarioError as err:
@@ -93,12 +126,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     return bad
 
 
+def version() -> str:
+    """The installed package's version (``unknown`` when it runs from a tree that is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+    try:
+        return dist_version("uffdsim")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m uffdsim",
+    prog = "uffdsim" if Path(sys.argv[0]).name == "uffdsim" else "python -m uffdsim"
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="Simulate (and check on the kernel) what UFFDIO_MOVE does.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run scenario files")
-    run.add_argument("files", nargs="+", help="scenario YAML files")
+    run = sub.add_parser("run", help="run scenario files or bundled scenarios")
+    run.add_argument("files", nargs="*", metavar="SCENARIO",
+                     help="a scenario YAML file, or the name of a bundled scenario (a file that exists wins)")
+    run.add_argument("--list", action="store_true", help="list the bundled scenario corpus")
     run.add_argument("--backend", choices=("sim", "kernel", "both"), default="sim")
     run.add_argument("--json", action="store_true", help="one JSON object per scenario")
     run.set_defaults(func=cmd_run)
