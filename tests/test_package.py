@@ -113,3 +113,24 @@ def test_doctor_and_conform_work_from_anywhere(installed: dict[str, Path],
         print(f"\ninstalled wheel: {summary}")
     assert conform.returncode == 0, conform.stdout[-3000:] + conform.stderr[-1000:]
     assert re.fullmatch(rf"conform: {len(SCENARIOS)} scenarios, 0 divergences, \d+ skipped", summary)
+
+
+# -- bundled scenario names on the command line (in-process, fast) -------------------------------
+
+def test_run_takes_a_bundled_name_and_an_existing_file_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from uffdsim.cli import main, scenario_path
+    from uffdsim.resources import corpus_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert scenario_path("move-after-fork") == str(corpus_dir() / "move-after-fork.yaml")
+    assert scenario_path("move-after-fork.yaml") == str(corpus_dir() / "move-after-fork.yaml")
+    assert scenario_path("../move-after-fork") == "../move-after-fork"       # names only, no paths
+    (tmp_path / "move-after-fork").write_text("name: local-file\nabout: a file in the folder\nsteps:\n"
+                                              "  - mmap: {name: a, pages: 1}\n")
+    assert scenario_path("move-after-fork") == "move-after-fork"
+    assert main(["run", "move-after-fork"]) == 0
+    assert capsys.readouterr().out.startswith("local-file [sim]: passed")
+    assert main(["run", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(SCENARIOS) + 1 and lines[0].split()[0] == SCENARIOS[0][:-5]
