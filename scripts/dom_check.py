@@ -67,7 +67,7 @@ LOADED_ATTRS = {"script": ("src",), "img": ("src", "srcset"), "source": ("src", 
                 "iframe": ("src",), "embed": ("src",), "video": ("src", "poster"), "audio": ("src",),
                 "track": ("src",), "object": ("data",), "input": ("src",)}
 LOADED_LINK_RELS = {"stylesheet", "preload", "modulepreload", "prefetch", "icon", "shortcut",
-                    "apple-touch-icon", "manifest", "font"}
+                    "apple-touch-icon", "manifest", "font", "preconnect", "dns-prefetch"}
 CSS_URL = re.compile(r"""url\(\s*['"]?([^'")\s]+)""")
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"

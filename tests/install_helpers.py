@@ -51,10 +51,25 @@ def system_python(for_others: bool = False) -> str | None:
     return None
 
 
+def scratch_parent() -> str | None:
+    """Where scratch venvs go: /dev/shm when it is a tmpfs that allows exec and has room (a venv
+    of ~20000 files is removed in a second there, versus ~30 s on a disk mounted with `discard`),
+    else the default temp dir (None)."""
+    try:
+        with open("/proc/self/mounts") as f:
+            mounts = [line.split() for line in f]
+        shm = next(m for m in mounts if m[1] == "/dev/shm")
+        st = os.statvfs("/dev/shm")
+    except (OSError, StopIteration):
+        return None
+    roomy = st.f_bavail * st.f_frsize > 3 << 30
+    return "/dev/shm" if shm[2] == "tmpfs" and "noexec" not in shm[3].split(",") and roomy else None
+
+
 @contextmanager
 def scratch_root(prefix: str) -> Iterator[Path]:
-    """A new folder under the temp dir, readable (not writable) by every user; removed on exit."""
-    path = Path(tempfile.mkdtemp(prefix=prefix))
+    """A new folder for scratch files, readable (not writable) by every user; removed on exit."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=scratch_parent()))
     try:
         path.chmod(0o755)
         yield path
