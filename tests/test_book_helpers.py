@@ -130,9 +130,10 @@ def test_corpus_and_data_are_found_from_the_notebooks_folder(monkeypatch: pytest
     root = book.repo_root()
     assert book.corpus_dir().is_dir() and any(book.corpus_dir().glob("*.yaml"))
     load_scenario(next(book.corpus_dir().glob("*.yaml")))                # a scenario file loads
-    assert book.data_file("kernel_bench.json").parent == root / "data"
+    assert book.data_file("kernel_bench.json").parent == root / "uffdsim" / "data"
+    assert book.example_file("uffd_move_example.c").is_file()
     monkeypatch.chdir(root / "notebooks")
-    assert book.corpus_dir() == root / "scenarios"
+    assert book.corpus_dir() == root / "uffdsim" / "scenarios"
 
 
 def test_api_reference_lists_functions_without_addresses() -> None:
