@@ -4,7 +4,8 @@ from any folder in a clean venv, and extras that match what each use needs.
 The wheel is built from a copy of the checkout (``pip wheel .``), installed into a fresh venv
 from the system Python with its core dependency only (no extras), and the ``uffdsim`` command
 is run from an empty folder: ``--version``, ``run --list``, ``run <bundled scenario>``, ``doctor``
-and ``conform`` (which runs the corpus on the kernel too where that is allowed, else skips it).
+and ``conform`` (which runs the corpus on the kernel too where that is allowed, else skips it;
+whether the kernel agrees with the simulator is tests/test_conform.py's concern).
 """
 from __future__ import annotations
 
@@ -111,8 +112,13 @@ def test_doctor_and_conform_work_from_anywhere(installed: dict[str, Path],
     summary = conform.stdout.strip().splitlines()[-1]
     with capsys.disabled():
         print(f"\ninstalled wheel: {summary}")
-    assert conform.returncode == 0, conform.stdout[-3000:] + conform.stderr[-1000:]
-    assert re.fullmatch(rf"conform: {len(SCENARIOS)} scenarios, 0 divergences, \d+ skipped", summary)
+    # Whether the kernel agrees is tests/test_conform.py's question (and the kernel is shared with
+    # whatever else runs on the machine); here: the whole bundled corpus runs, and a divergence
+    # is the only reason to exit 1.
+    match = re.fullmatch(rf"conform: {len(SCENARIOS)} scenarios, (\d+) divergences, \d+ skipped", summary)
+    assert match, conform.stdout[-3000:] + conform.stderr[-1000:]
+    assert conform.returncode == (1 if int(match.group(1)) else 0), conform.stderr[-1000:]
+    assert "Traceback" not in conform.stderr
 
 
 # -- bundled scenario names on the command line (in-process, fast) -------------------------------
