@@ -46,8 +46,9 @@ def page_text(p: dict[str, Any]) -> str:
     return p["state"]
 
 
-def print_table(result: ScenarioResult, scenario: Scenario, out: Any = sys.stdout) -> None:
+def print_table(result: ScenarioResult, scenario: Scenario, out: Any = None) -> None:
     """One row per step: index, op, arguments, outcome, expectation."""
+    out = out or sys.stdout             # looked up now: sys.stdout may be redirected after import
     head = f"{result.name} [{result.backend}]: {result.status}"
     if result.reason:
         head += f" ({result.reason})"
@@ -65,8 +66,9 @@ def scenario_path(arg: str) -> str:
     return str(bundled) if bundled else arg
 
 
-def list_corpus(out: Any = sys.stdout) -> int:
+def list_corpus(out: Any = None) -> int:
     """``run --list``: the bundled corpus, one ``name  about`` line per scenario."""
+    out = out or sys.stdout
     files = corpus_files()
     for path in files:
         try:
