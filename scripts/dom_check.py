@@ -13,17 +13,29 @@ For each page listed in ``_toc.yml`` (after ``make book`` has written ``_build/h
 * errors: no output area shows an error or stderr (``Traceback``, an ``error``/``traceback``
   or ``stderr`` output block), except in cells tagged ``raises-exception``.
 
+* stands alone: the pages are served by a plain static server on 127.0.0.1 and Chromium
+  resolves no other host (``--host-resolver-rules``); every request a page makes (read from
+  Chromium's net log) must succeed: no name that does not resolve, no HTTP 4xx/5xx.  And no
+  page names an outside host in the ``src``/``href`` of a script, style sheet, image, font or
+  frame (links a reader clicks are fine), nor does a style sheet in ``url(...)``.
+
 The DOM is taken after the page's scripts ran (``--dump-dom`` with a virtual time budget),
 with the flags of the toolchain notes (no network, fresh profile).  Prints one line per page,
-then ``pages=N figures=F widgets=W`` (F and W: images and widget views rendered, over all
-pages); ``--json`` prints the details as JSON instead.  Exit status 0 when every page passes,
-1 when one fails, 2 when the book or Chromium is missing.
+then ``pages=N figures=F widgets=W failed_requests=R`` (F and W: images and widget views
+rendered, R: failed requests, over all pages); ``--json`` prints the details as JSON instead.
+Exit status 0 when every page passes, 1 when one fails, 2 when the book or Chromium is missing.
+
+:func:`serve` (a static server on 127.0.0.1) and :func:`launch` (one headless Chromium run with
+outside hosts blocked, returning the DOM and the failed requests) are meant for other browser
+checks too.
 
 Usage: python scripts/dom_check.py [--root DIR] [--chromium PATH] [--jobs N] [--json]
 """
 from __future__ import annotations
 
 import argparse
+import functools
+import http.server
 import json
 import os
 import re
@@ -31,16 +43,32 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Sequence
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-features=AutofillServerCommunication,OptimizationHints,Translate,MediaRouter",
          "--virtual-time-budget=15000", "--dump-dom"]
+#: Chromium resolves no host but the local server's: any request elsewhere fails (and is counted)
+BLOCK_OTHER_HOSTS = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+#: Chromium's cache-only probe before a real fetch (the font loader does it): not a failed request
+ERR_CACHE_MISS = -400
+#: elements whose src/href the browser loads by itself (an <a href> is only a link)
+LOADED_ATTRS = {"script": ("src",), "img": ("src", "srcset"), "source": ("src", "srcset"),
+                "iframe": ("src",), "embed": ("src",), "video": ("src", "poster"), "audio": ("src",),
+                "track": ("src",), "object": ("data",), "input": ("src",)}
+LOADED_LINK_RELS = {"stylesheet", "preload", "modulepreload", "prefetch", "icon", "shortcut",
+                    "apple-touch-icon", "manifest", "font", "preconnect", "dns-prefetch"}
+CSS_URL = re.compile(r"""url\(\s*['"]?([^'")\s]+)""")
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 SKIP_OUTPUT_TAGS = {"remove-output", "remove-cell"}
@@ -122,6 +150,17 @@ class PageDom(HTMLParser):
         self.widget_elements = 0            #: elements with a widget-* class
         self.widget_roots = 0               #: outermost jupyter-widgets elements
         self.problems: list[str] = []
+        self.outside: list[str] = []        #: resources loaded from another host
+
+    def _note_outside(self, tag: str, a: dict[str, str | None]) -> None:
+        attrs = LOADED_ATTRS.get(tag, ())
+        if tag == "link" and set((a.get("rel") or "").lower().split()) & LOADED_LINK_RELS:
+            attrs = ("href",)
+        for name in attrs:
+            for url in re.split(r",\s*", a.get(name) or ""):
+                url = url.strip().split(" ")[0]
+                if is_outside(url):
+                    self.outside.append(f"<{tag} {name}={url}>")
 
     def _inside(self, cls: str) -> bool:
         return any(cls in classes for _, classes in self.stack)
@@ -133,6 +172,7 @@ class PageDom(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
         classes = set((a.get("class") or "").split())
+        self._note_outside(tag, a)
         if tag == "img":
             src = a.get("src") or ""
             if "_images/" in src and src.split("?")[0].endswith(".png"):
@@ -163,6 +203,97 @@ class PageDom(HTMLParser):
             self._flag("an output shows a Python traceback")
 
 
+def is_outside(url: str) -> bool:
+    """Whether a URL the page loads points at a host other than the local server."""
+    parts = urlsplit(url.strip())
+    if parts.scheme in ("", "data", "blob", "about", "javascript") and not url.strip().startswith("//"):
+        return False
+    return parts.scheme not in ("http", "https", "") or (parts.hostname or "") not in LOCAL_HOSTS
+
+
+def outside_in_css(html_dir: Path) -> list[str]:
+    """``url(...)`` references to other hosts in the built style sheets (fonts, images)."""
+    found = []
+    for css in sorted(html_dir.rglob("*.css")):
+        for url in CSS_URL.findall(css.read_text(errors="replace")):
+            if is_outside(url):
+                found.append(f"{css.relative_to(html_dir)}: url({url})")
+    return found
+
+
+# -- the local server and the browser ----------------------------------------------------------
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files without logging each request to stderr."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def serve(directory: Path) -> Iterator[str]:
+    """A plain static file server for ``directory`` on 127.0.0.1 (a free port); yields its base URL.
+
+    (Failed requests are counted from the browser's net log, which also sees other hosts.)"""
+    handler = functools.partial(_QuietHandler, directory=str(directory))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, name="dom-check-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def failed_requests(netlog: Path, site: str) -> list[str]:
+    """Requests made for a page of ``site`` (its network isolation key) that failed: a network
+    error (``-105`` is a name that did not resolve, i.e. another host) or HTTP status >= 400."""
+    text = netlog.read_text(errors="replace").rstrip().rstrip(",")
+    try:
+        log = json.loads(text)
+    except json.JSONDecodeError:                       # Chromium killed before it closed the log
+        log = json.loads(text + "]}")
+    types = {v: k for k, v in log["constants"]["logEventTypes"].items()}
+    sources = {v: k for k, v in log["constants"]["logSourceType"].items()}
+    urls: dict[int, str] = {}
+    ours: set[int] = set()
+    bad: dict[int, str] = {}
+    for ev in log.get("events", []):
+        if sources.get(ev["source"]["type"]) != "URL_REQUEST":
+            continue
+        sid, params = ev["source"]["id"], ev.get("params") or {}
+        if "url" in params:
+            urls.setdefault(sid, params["url"])
+        if site in str(params.get("network_isolation_key", "")):
+            ours.add(sid)
+        error = params.get("net_error", 0) if types.get(ev["type"]) == "REQUEST_ALIVE" else 0
+        if error < 0 and error != ERR_CACHE_MISS:         # how the request ended
+            bad[sid] = f"net error {error}"
+        if types.get(ev["type"]) == "HTTP_TRANSACTION_READ_RESPONSE_HEADERS":
+            status = re.match(r"HTTP/\S+ (\d+)", (params.get("headers") or [""])[0])
+            if status and int(status.group(1)) >= 400:
+                bad[sid] = f"HTTP {status.group(1)}"
+    return sorted(f"{urls.get(sid, '?')} ({why})" for sid, why in bad.items() if sid in ours)
+
+
+def launch(chromium: str, url: str, flags: Sequence[str] = (), timeout: float = 120.0) -> tuple[str, list[str]]:
+    """One headless Chromium run on ``url`` with every host but 127.0.0.1 blocked and a fresh
+    profile: returns the DOM after the page's scripts ran, and the page's failed requests."""
+    site = "{0.scheme}://{0.hostname}".format(urlsplit(url))
+    with tempfile.TemporaryDirectory(prefix="dom-check-") as tmp:
+        netlog = Path(tmp) / "netlog.json"
+        proc = subprocess.run([chromium, *FLAGS, BLOCK_OTHER_HOSTS, f"--user-data-dir={tmp}/profile",
+                               f"--log-net-log={netlog}", *flags, url],
+                              capture_output=True, text=True, timeout=timeout)
+        if proc.returncode != 0 or "<html" not in proc.stdout.lower():
+            tail = proc.stderr.strip().splitlines()[-3:]
+            raise RuntimeError(f"chromium exited {proc.returncode}: {' | '.join(tail)}")
+        failed = failed_requests(netlog, site) if netlog.is_file() else ["(Chromium wrote no net log)"]
+    return proc.stdout, failed
+
+
 @dataclass
 class PageResult:
     entry: str
@@ -171,6 +302,8 @@ class PageResult:
     figures: int = 0
     widget_roots: int = 0
     widget_elements: int = 0
+    failed_requests: list[str] = field(default_factory=list)
+    outside: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -180,23 +313,13 @@ class PageResult:
     def line(self) -> str:
         status = "ok  " if self.ok else "FAIL"
         text = (f"{status} {self.entry}: figures {self.figures}/{self.expected.figures}, "
-                f"widgets {self.widget_roots} rendered for {self.expected.widget_views} view(s)")
+                f"widgets {self.widget_roots} rendered for {self.expected.widget_views} view(s), "
+                f"{len(self.failed_requests)} failed request(s)")
         return text + "".join(f"\n       - {p}" for p in self.problems)
 
 
-def dump_dom(chromium: str, page: Path, timeout: float = 120.0) -> str:
-    """The page's DOM after its scripts ran, from a fresh Chromium profile."""
-    with tempfile.TemporaryDirectory(prefix="dom-check-") as profile:
-        proc = subprocess.run([chromium, *FLAGS, f"--user-data-dir={profile}", page.as_uri()],
-                              capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0 or "<html" not in proc.stdout.lower():
-        tail = proc.stderr.strip().splitlines()[-3:]
-        raise RuntimeError(f"chromium exited {proc.returncode}: {' | '.join(tail)}")
-    return proc.stdout
-
-
-def check_page(root: Path, html_dir: Path, entry: str, chromium: str) -> PageResult:
-    """Render one page and compare it with its source."""
+def check_page(root: Path, html_dir: Path, entry: str, chromium: str, base_url: str) -> PageResult:
+    """Render one page (served from ``base_url``) and compare it with its source."""
     page = html_dir / f"{entry}.html"
     res = PageResult(entry, str(page.relative_to(root)) if page.is_relative_to(root) else str(page),
                      expected_for(root, entry))
@@ -204,16 +327,24 @@ def check_page(root: Path, html_dir: Path, entry: str, chromium: str) -> PageRes
         res.problems.append(f"{res.html} was not built")
         return res
     try:
-        dom = dump_dom(chromium, page)
+        dom, res.failed_requests = launch(chromium, base_url + f"{entry}.html")
     except (RuntimeError, subprocess.TimeoutExpired, OSError) as err:
         res.problems.append(f"could not render: {err}")
         return res
+    static = PageDom()
+    static.feed(page.read_text(errors="replace"))
+    static.close()
     parser = PageDom()
     parser.feed(dom)
     parser.close()
     res.figures = len(parser.images)
     res.widget_roots, res.widget_elements = parser.widget_roots, parser.widget_elements
     res.problems += sorted(set(parser.problems))
+    res.outside = sorted(set(static.outside + parser.outside))
+    if res.failed_requests:
+        res.problems.append(f"{len(res.failed_requests)} failed request(s), e.g. {res.failed_requests[0]}")
+    if res.outside:
+        res.problems.append(f"loads from another host: {', '.join(res.outside[:3])}")
     missing = [s for s in parser.images if not (page.parent / s.split("?")[0]).resolve().is_file()]
     if missing:
         res.problems.append(f"{len(missing)} image file(s) missing, e.g. {missing[0]}")
@@ -230,15 +361,21 @@ def check_page(root: Path, html_dir: Path, entry: str, chromium: str) -> PageRes
 def summary(results: list[PageResult]) -> str:
     figures = sum(r.figures for r in results)
     widgets = sum(r.widget_roots for r in results)
-    return f"pages={len(results)} figures={figures} widgets={widgets}"
+    failed = sum(len(r.failed_requests) for r in results)
+    return f"pages={len(results)} figures={figures} widgets={widgets} failed_requests={failed}"
 
 
 def run(root: Path, chromium: str, jobs: int = 2) -> list[PageResult]:
-    """Check every page of the table of contents (``jobs`` browsers at a time), in TOC order."""
+    """Check every page of the table of contents (``jobs`` browsers at a time), in TOC order,
+    served from a static server on 127.0.0.1 with every other host blocked."""
     html_dir = root / "_build" / "html"
     entries = toc_entries(root)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(lambda e: check_page(root, html_dir, e, chromium), entries))
+    with serve(html_dir) as base_url, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        results = list(pool.map(lambda e: check_page(root, html_dir, e, chromium, base_url), entries))
+    css = outside_in_css(html_dir)
+    if css and results:
+        results[0].problems.append(f"style sheets load from another host: {', '.join(css[:3])}")
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -131,6 +131,7 @@ def test_corpus_and_data_are_found_from_the_notebooks_folder(monkeypatch: pytest
     assert book.corpus_dir().is_dir() and any(book.corpus_dir().glob("*.yaml"))
     load_scenario(next(book.corpus_dir().glob("*.yaml")))                # a scenario file loads
     assert book.data_file("kernel_bench.json").parent == root / "uffdsim" / "data"
+    assert book.example_file("uffd_move_example.c").is_file()
     monkeypatch.chdir(root / "notebooks")          # the working directory does not matter
     assert book.corpus_dir() == root / "uffdsim" / "scenarios"
     assert book.data_file("kernel_bench.json").is_file()

@@ -1,10 +1,13 @@
-"""The built book in a real browser: every page renders its figures and widgets, and no errors.
+"""The built book in a real browser: every page renders its figures and widgets, and no errors,
+served from 127.0.0.1 with every other host blocked, without a single failed request.
 
 The browser test needs ``_build/html`` (``make book``) and headless Chromium; it skips with the
 reason when either is missing.  With ``CI=true`` or ``UFFD_BOOK_INSTALL_CHROMIUM=1`` it installs
 Debian's ``chromium`` with apt-get first (root only).  It prints the summary line
-``pages=N figures=F widgets=W`` and writes the per-page report to ``_build/dom_check.txt``.
-The other tests check the page reader of ``scripts/dom_check.py`` on small pieces of HTML.
+``pages=N figures=F widgets=W failed_requests=R`` and writes the per-page report to
+``_build/dom_check.txt``.  The other tests check the page reader and the net-log reader of
+``scripts/dom_check.py`` on small inputs, and that the blocked browser does count a page's
+requests to another host and its 404s.
 """
 from __future__ import annotations
 
@@ -84,6 +87,44 @@ def test_expected_figures_follow_the_mime_priority(tmp_path: Path) -> None:
     assert (exp.figures, exp.widget_views) == (2, 1)
 
 
+def test_reader_flags_resources_loaded_from_other_hosts() -> None:
+    page = _parse('<script src="https://cdn.jsdelivr.net/npm/x.js"></script>'
+                  '<link rel="stylesheet" href="//fonts.example.org/a.css">'
+                  '<link rel="canonical" href="https://example.org/page.html">'
+                  '<img src="http://127.0.0.1:8000/_images/a.png"><img src="../_images/b.png">'
+                  '<a href="https://github.com/x/y">a link is not a load</a>')
+    assert page.outside == ["<script src=https://cdn.jsdelivr.net/npm/x.js>",
+                            "<link href=//fonts.example.org/a.css>"]
+
+
+def _netlog(events: list[dict]) -> dict:
+    return {"constants": {"logEventTypes": {"REQUEST_ALIVE": 1, "URL_REQUEST_START_JOB": 2,
+                                            "HTTP_TRANSACTION_READ_RESPONSE_HEADERS": 3},
+                          "logSourceType": {"URL_REQUEST": 1, "SOCKET": 2}},
+            "events": events}
+
+
+def _request(sid: int, url: str, site: str, end: dict, status: str = "HTTP/1.1 200 OK") -> list[dict]:
+    src = {"id": sid, "type": 1}
+    return [{"source": src, "type": 1, "phase": 1, "params": {"url": url}},
+            {"source": src, "type": 2, "phase": 1, "params": {"url": url, "network_isolation_key": f"{site} {site}"}},
+            {"source": src, "type": 3, "phase": 0, "params": {"headers": [status]}},
+            {"source": src, "type": 1, "phase": 2, "params": end}]
+
+
+def test_net_log_reader_counts_the_pages_failed_requests(tmp_path: Path) -> None:
+    page = "http://127.0.0.1"
+    log = _netlog(_request(1, "http://127.0.0.1:9/ok.js", page, {})
+                  + _request(2, "https://cdn.example.org/x.js", page, {"net_error": -105})
+                  + _request(3, "http://127.0.0.1:9/gone.png", page, {}, "HTTP/1.0 404 File not found")
+                  + _request(4, "http://127.0.0.1:9/font.woff2", page, {"net_error": -400})   # cache probe
+                  + _request(5, "https://update.example.org/", "null", {"net_error": -105}))  # the browser's own
+    path = tmp_path / "netlog.json"
+    path.write_text(json.dumps(log)[:-2])                 # as Chromium leaves it when killed
+    assert dom_check.failed_requests(path, page) == [
+        "http://127.0.0.1:9/gone.png (HTTP 404)", "https://cdn.example.org/x.js (net error -105)"]
+
+
 def test_toc_entries_are_read_in_order() -> None:
     entries = dom_check.toc_entries(ROOT)
     assert entries[0] == "book/intro"
@@ -108,6 +149,19 @@ def _chromium() -> str:
     found = dom_check.find_chromium()
     assert found, "apt-get installed chromium but no chromium binary is on PATH"
     return found
+
+
+def test_the_blocked_browser_counts_other_hosts_and_404s(tmp_path: Path) -> None:
+    """The check can fail: a page that loads a CDN script and a missing image shows both."""
+    (tmp_path / "page.html").write_text(
+        '<html><head><link rel="icon" href="data:,"><script src="https://cdn.jsdelivr.net/npm/x.js"></script>'
+        '</head><body><img src="missing.png"><p id="done">hello</p></body></html>')
+    chromium = _chromium()
+    with dom_check.serve(tmp_path) as base:
+        dom, failed = dom_check.launch(chromium, base + "page.html")
+    assert 'id="done"' in dom
+    assert [f.split(" (")[0].rsplit("/", 1)[-1] for f in failed] == ["missing.png", "x.js"], failed
+    assert failed[0].endswith("(HTTP 404)") and failed[1].endswith("(net error -105)"), failed
 
 
 def test_every_page_renders_in_chromium(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,7 +6,7 @@ same way in Jupyter and in the static book, running a scenario on the kernel whe
 possible (and saying why not elsewhere), and printing the outcome of an ioctl or the state of
 a page in one line.  Nothing here changes what the simulator computes.
 
-* paths: :func:`repo_root`, :func:`corpus_dir`, :func:`data_file`
+* paths: :func:`repo_root`, :func:`corpus_dir`, :func:`data_file`, :func:`example_file`
 * output: :func:`html_table` (a :class:`Table`), :func:`show_pages`, :func:`api_reference`
 * the kernel: :func:`kernel_status` (probed once), :func:`run_on_kernel`
 * ioctl outcomes: :func:`outcome` (a call), :func:`step_outcome` / :func:`step_decision`
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from .resources import corpus_dir as _corpus_dir, data_file as _data_file, package_dir
+from .resources import corpus_dir as _corpus_dir, data_file as _data_file, example_file as _example_file, package_dir
 
 from .errors import UffdError
 from .mm.folio import PAGE_SIZE
@@ -36,7 +36,7 @@ from .mm.machine import Machine
 from .runner import FrameLabeller, ScenarioResult, describe_addr, run_scenario
 from .scenario import Scenario
 
-__all__ = ["repo_root", "corpus_dir", "data_file", "Table", "html_table", "Markdown", "kernel_status",
+__all__ = ["repo_root", "corpus_dir", "data_file", "example_file", "Table", "html_table", "Markdown", "kernel_status",
            "run_on_kernel", "field_text", "outcome", "step_outcome", "step_decision", "ioctl_summary",
            "show_pages", "Demo", "api_reference", "signature", "first_paragraph", "scenario_regions",
            "named_addresses", "book_claims", "api_table", "Html", "claim_table", "scenario_catalogue"]
@@ -61,6 +61,11 @@ def corpus_dir() -> Path:
 def data_file(name: str) -> Path:
     """A recorded result shipped in the package (``uffdsim/data``: ``kernel_bench.json``, ...)."""
     return _data_file(name)
+
+
+def example_file(name: str) -> Path:
+    """An example program shipped in the package (``uffdsim/examples``: ``uffd_move_example.c``)."""
+    return _example_file(name)
 
 
 # ---------------------------------------------------------------------------------------------

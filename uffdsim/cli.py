@@ -5,9 +5,11 @@ import argparse
 import importlib
 import json
 import sys
+from pathlib import Path
 from typing import Any, Sequence
 
 from .report import fmt_args, fmt_result, page_text, print_table  # noqa: F401 (the CLI's table; kept importable from here)
+from .resources import corpus_files, find_scenario
 from .runner import compare, finish, get_backend
 from .scenario import (MAX_FILE_BYTES, MAX_MAPPED_PAGES, MAX_OBSERVE_PAGES, MAX_STEPS, MAX_WORK_PAGES,
                        ScenarioError, load_scenario)
@@ -16,11 +18,44 @@ from .scenario import (MAX_FILE_BYTES, MAX_MAPPED_PAGES, MAX_OBSERVE_PAGES, MAX_
 PLUGINS = ("uffdsim.backends.kernel.cli", "uffdsim.concurrency.cli", "uffdsim.viz.cli", "uffdsim.claims")
 
 
+def scenario_path(arg: str) -> str:
+    """A scenario argument as a file: an existing path wins, else a bundled scenario's name."""
+    if Path(arg).exists():
+        return arg
+    bundled = find_scenario(arg)
+    return str(bundled) if bundled else arg
+
+
+def list_corpus(out: Any = None) -> int:
+    """``run --list``: the bundled corpus, one ``name  about`` line per scenario."""
+    out = out or sys.stdout
+    files = corpus_files()
+    for path in files:
+        try:
+            about = " ".join(str(load_scenario(path).about or "").split())
+        except ScenarioError as err:
+            about = f"(does not load: {err})"
+        print(f"{path.stem:<48} {about[:100]}", file=out)
+    print(f"{len(files)} bundled scenarios in {files[0].parent if files else 'uffdsim/scenarios'}", file=out)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run scenario files; exit 1 if any fails (or, with --backend both, if the backends differ)."""
+    if args.list:
+        return list_corpus()
+    if not args.files:
+        print("error: run: name a scenario file or a bundled scenario (see `run --list`)", file=sys.stderr)
+        return 2
     bad = 0
-    kernel_ran, kernel_skips = 0, []
-    for path in args.files:
+from .report import fmt_args, fmt_result, page_text, print_table  # noqa: F401 (the CLI's table; kept importable from here)
+from .resources import corpus_files, find_scenario
+from .runner import compare, finish, get_backend
+from .scenario import (MAX_FILE_BYTES, MAX_MAPPED_PAGES, MAX_OBSERVE_PAGES, MAX_STEPS, MAX_WORK_PAGES,
+                       ScenarioError, load_scenario)
+
+#: modules that add subcommands through ``register(subparsers)`` (each optional)
+PLUGINS = ("uffdsim.backends.kernel.cli", "uffdsim.concurrency.cli", "uffdsim.viz.cli", "uffdsim.claims")
         try:
             scenario = load_scenario(path)
         except ScenarioError as err:
@@ -63,18 +98,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     return bad
 
 
-LIMITS = (f"Limits: a file is at most {MAX_FILE_BYTES // 1024} KiB of UTF-8 text without duplicate keys and "
-          f"at most {MAX_STEPS} steps; numbers are unsigned 64-bit; regions map at most {MAX_MAPPED_PAGES} pages in "
-          f"all; observe shows at most {MAX_OBSERVE_PAGES} pages per step; all steps together touch at most "
-          f"{MAX_WORK_PAGES} pages. A file past them is one error line and exit status 1.")
+from .report import fmt_args, fmt_result, page_text, print_table  # noqa: F401 (the CLI's table; kept importable from here)
+from .resources import corpus_files, find_scenario
+from .runner import compare, finish, get_backend
+from .scenario import (MAX_FILE_BYTES, MAX_MAPPED_PAGES, MAX_OBSERVE_PAGES, MAX_STEPS, MAX_WORK_PAGES,
+                       ScenarioError, load_scenario)
+
+#: modules that add subcommands through ``register(subparsers)`` (each optional)
+PLUGINS = ("uffdsim.backends.kernel.cli", "uffdsim.concurrency.cli", "uffdsim.viz.cli", "uffdsim.claims")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m uffdsim",
+    prog = "uffdsim" if Path(sys.argv[0]).name == "uffdsim" else "python -m uffdsim"
+    parser = argparse.ArgumentParser(prog=prog,
                                      description="Simulate (and check on the kernel) what UFFDIO_MOVE does.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run scenario files", description="Run scenario files. " + LIMITS)
-    run.add_argument("files", nargs="+", help="scenario YAML files")
+from .report import fmt_args, fmt_result, page_text, print_table  # noqa: F401 (the CLI's table; kept importable from here)
+from .resources import corpus_files, find_scenario
+from .runner import compare, finish, get_backend
+from .scenario import (MAX_FILE_BYTES, MAX_MAPPED_PAGES, MAX_OBSERVE_PAGES, MAX_STEPS, MAX_WORK_PAGES,
+                       ScenarioError, load_scenario)
+
+#: modules that add subcommands through ``register(subparsers)`` (each optional)
+PLUGINS = ("uffdsim.backends.kernel.cli", "uffdsim.concurrency.cli", "uffdsim.viz.cli", "uffdsim.claims")
     run.add_argument("--backend", choices=("sim", "kernel", "both"), default="sim")
     run.add_argument("--json", action="store_true", help="one JSON object per scenario")
     run.set_defaults(func=cmd_run)

@@ -1,8 +1,8 @@
-"""Files shipped inside the package: the scenario corpus and the recorded runs.
+"""Files shipped inside the package: the scenario corpus, the recorded runs, the C example.
 
-They live in ``uffdsim/scenarios/`` and ``uffdsim/data/`` (a source checkout also has
-``scenarios`` and ``data`` links at its root), so a wheel, a Binder image and an editable
-checkout find the same files through :mod:`importlib.resources`.
+They live in ``uffdsim/scenarios/``, ``uffdsim/data/`` and ``uffdsim/examples/`` (a source
+checkout also has ``scenarios``, ``data`` and ``book/examples`` links to them), so a wheel, a
+Binder image and an editable checkout find the same files through :mod:`importlib.resources`.
 """
 from __future__ import annotations
 
@@ -28,3 +28,17 @@ def corpus_files() -> list[Path]:
 def data_file(name: str) -> Path:
     """A recorded run shipped with the package (``kernel_bench.json``, ``conformance.json``, ...)."""
     return package_dir() / "data" / name
+
+
+def example_file(name: str) -> Path:
+    """An example program shipped with the package (``uffd_move_example.c``)."""
+    return package_dir() / "examples" / name
+
+
+def find_scenario(name: str) -> Path | None:
+    """A bundled scenario by name (``move-after-fork`` or ``move-after-fork.yaml``), or None."""
+    stem = name[:-5] if name.endswith(".yaml") else name
+    if not stem or "/" in stem or stem.startswith("."):
+        return None
+    path = corpus_dir() / f"{stem}.yaml"
+    return path if path.is_file() else None
