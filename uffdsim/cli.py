@@ -48,14 +48,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("error: run: name a scenario file or a bundled scenario (see `run --list`)", file=sys.stderr)
         return 2
     bad = 0
-from .report import fmt_args, fmt_result, page_text, print_table  # noqa: F401 (the CLI's table; kept importable from here)
-from .resources import corpus_files, find_scenario
-from .runner import compare, finish, get_backend
-from .scenario import (MAX_FILE_BYTES, MAX_MAPPED_PAGES, MAX_OBSERVE_PAGES, MAX_STEPS, MAX_WORK_PAGES,
-                       ScenarioError, load_scenario)
-
-#: modules that add subcommands through ``register(subparsers)`` (each optional)
-PLUGINS = ("uffdsim.backends.kernel.cli", "uffdsim.concurrency.cli", "uffdsim.viz.cli", "uffdsim.claims")
+    kernel_ran, kernel_skips = 0, []
+    for path in map(scenario_path, args.files):     # a path, or a bundled scenario's name
         try:
             scenario = load_scenario(path)
         except ScenarioError as err:
@@ -98,14 +92,19 @@ PLUGINS = ("uffdsim.backends.kernel.cli", "uffdsim.concurrency.cli", "uffdsim.vi
     return bad
 
 
-from .report import fmt_args, fmt_result, page_text, print_table  # noqa: F401 (the CLI's table; kept importable from here)
-from .resources import corpus_files, find_scenario
-from .runner import compare, finish, get_backend
-from .scenario import (MAX_FILE_BYTES, MAX_MAPPED_PAGES, MAX_OBSERVE_PAGES, MAX_STEPS, MAX_WORK_PAGES,
-                       ScenarioError, load_scenario)
+LIMITS = (f"Limits: a file is at most {MAX_FILE_BYTES // 1024} KiB of UTF-8 text without duplicate keys and "
+          f"at most {MAX_STEPS} steps; numbers are unsigned 64-bit; regions map at most {MAX_MAPPED_PAGES} pages in "
+          f"all; observe shows at most {MAX_OBSERVE_PAGES} pages per step; all steps together touch at most "
+          f"{MAX_WORK_PAGES} pages. A file past them is one error line and exit status 1.")
 
-#: modules that add subcommands through ``register(subparsers)`` (each optional)
-PLUGINS = ("uffdsim.backends.kernel.cli", "uffdsim.concurrency.cli", "uffdsim.viz.cli", "uffdsim.claims")
+
+def version() -> str:
+    """The installed package's version (``unknown`` when it runs from a tree that is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version as dist_version
+    try:
+        return dist_version("uffdsim")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,14 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Simulate (and check on the kernel) what UFFDIO_MOVE does.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-from .report import fmt_args, fmt_result, page_text, print_table  # noqa: F401 (the CLI's table; kept importable from here)
-from .resources import corpus_files, find_scenario
-from .runner import compare, finish, get_backend
-from .scenario import (MAX_FILE_BYTES, MAX_MAPPED_PAGES, MAX_OBSERVE_PAGES, MAX_STEPS, MAX_WORK_PAGES,
-                       ScenarioError, load_scenario)
-
-#: modules that add subcommands through ``register(subparsers)`` (each optional)
-PLUGINS = ("uffdsim.backends.kernel.cli", "uffdsim.concurrency.cli", "uffdsim.viz.cli", "uffdsim.claims")
+    run = sub.add_parser("run", help="run scenario files or bundled scenarios",
+                         description="Run scenario files or bundled scenarios. " + LIMITS)
+    run.add_argument("files", nargs="*", metavar="SCENARIO",
+                     help="a scenario YAML file, or the name of a bundled scenario (a file that exists wins)")
+    run.add_argument("--list", action="store_true", help="list the bundled scenario corpus")
     run.add_argument("--backend", choices=("sim", "kernel", "both"), default="sim")
     run.add_argument("--json", action="store_true", help="one JSON object per scenario")
     run.set_defaults(func=cmd_run)
