@@ -17,6 +17,7 @@ import pytest
 from uffdsim.backends.kernel import sys as k
 from uffdsim.backends.kernel.caps import CAP_SYS_ADMIN, CAP_SYS_PTRACE, has_cap
 from uffdsim.backends.kernel.ksm import ksm_guard
+from uffdsim.backends.kernel.swap import ZramSwap
 from uffdsim.errors import UffdError
 
 from kernel_helpers import live_child
@@ -307,7 +308,7 @@ def test_swapped_page_moves_as_a_swap_entry(uffd: k.Userfaultfd) -> None:
     if k.swaps_active():
         pytest.skip("a swap device is already active; not touching it")
     try:
-        swap = k.ZramSwap(size_mb=16).__enter__()
+        swap = ZramSwap(size_mb=16).__enter__()
     except UffdError as e:
         pytest.skip(str(e))
     try:

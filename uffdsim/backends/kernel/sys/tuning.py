@@ -1,17 +1,13 @@
 """Machine-wide facilities a scenario may switch on: KSM (/sys/kernel/mm/ksm) and a zram swap device."""
 from __future__ import annotations
 
-import ctypes
 import errno as _errno
 import os
-import struct
 import time
-from typing import Any, Callable
+from typing import Callable
 
 from uffdsim.errors import UffdError
 
-from .abi import PAGE_SIZE
-from .libc import syscall, syscall_nr
 from .pagemap import _read_choice
 
 KSM_DIR = "/sys/kernel/mm/ksm"
@@ -100,81 +96,3 @@ def swaps_active() -> list[str]:
     with open("/proc/swaps") as f:
         return [line.split()[0] for line in f.readlines()[1:] if line.strip()]
 
-
-class ZramSwap:
-    """A small swap device on /dev/zram0 for the duration of a ``with`` block.
-
-    Writes the swap header itself (like mkswap) and calls swapon(2)/swapoff(2); on exit the swap
-    is switched off and the zram device reset.  Raises UffdError with the reason if impossible.
-    Holds the machine-wide ``swap`` lock throughout, with a journal (kind ``zram-reset``) that the
-    next run or ``doctor --repair`` replays if this process dies (:mod:`..guard`); set-up and
-    undo run with SIGINT/SIGTERM/SIGHUP held back (:mod:`..signals`)."""
-
-    def __init__(self, size_mb: int = 64, dev: str = "zram0") -> None:
-        self.size_mb, self.dev, self.path, self.on = size_mb, dev, f"/dev/{dev}", False
-        self._lock: Any = None
-        self._journal = ""
-
-    def __enter__(self) -> "ZramSwap":
-        from ..guard import machine_lock, write_journal
-        from ..signals import protected
-        from ..swap import replay_swap
-        with protected():
-            lock = machine_lock("swap")
-            self._journal = lock.__enter__()
-            self._lock = lock
-            try:
-                replay_swap()
-                self._setup(write_journal)
-            except BaseException:
-                self._lock, lock = None, self._lock
-                lock.__exit__(None, None, None)
-                raise
-        return self
-
-    def _setup(self, write_journal: Any) -> None:
-        sysdir = f"/sys/block/{self.dev}"
-        if not os.path.isdir(sysdir) or not os.path.exists(self.path):
-            raise UffdError(_errno.ENODEV, f"no {self.path} (zram not built in / module not loaded)")
-        if open(f"{sysdir}/disksize").read().strip() != "0" or self.path in swaps_active():
-            raise UffdError(_errno.EBUSY, f"{self.path} already in use")
-        write_journal(self._journal, {"kind": "zram-reset", "dev": self.dev.removeprefix("zram"),
-                                      "path": self.path})
-        try:
-            with open(f"{sysdir}/disksize", "w") as f:
-                f.write(f"{self.size_mb}M")
-            npages = self.size_mb * 1024 * 1024 // PAGE_SIZE
-            header = bytearray(PAGE_SIZE)
-            struct.pack_into("=III", header, 1024, 1, npages - 1, 0)   # version, last_page, bad
-            header[PAGE_SIZE - 10:] = b"SWAPSPACE2"
-            fd = os.open(self.path, os.O_WRONLY)
-            try:
-                os.pwrite(fd, bytes(header), 0)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            path = ctypes.create_string_buffer(self.path.encode())
-            syscall(syscall_nr("swapon"), ctypes.addressof(path), 0)
-            self.on = True
-        except (OSError, UffdError) as e:
-            self._undo()
-            code = e.errno if isinstance(e.errno, int) else _errno.EIO
-            raise UffdError(code, f"cannot set up swap on {self.path}: {e}") from None
-
-    def _undo(self) -> None:
-        from ..guard import read_journal, remove_journal
-        from ..swap import undo_swap
-        if undo_swap(read_journal(self._journal) or {}):
-            remove_journal(self._journal)
-        self.on = False
-
-    def __exit__(self, *exc: object) -> None:
-        from ..signals import protected
-        if self._lock is None:
-            return
-        with protected():
-            try:
-                self._undo()
-            finally:
-                self._lock, lock = None, self._lock
-                lock.__exit__(None, None, None)
