@@ -50,6 +50,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     bad = 0
     kernel_ran, kernel_skips = 0, []
     for path in map(scenario_path, args.files):     # a path, or a bundled scenario's name
+        if not Path(path).is_symlink() and not Path(path).exists():
+            print(f"error: {path}: no such file, and no bundled scenario of that name (see `run --list`)",
+                  file=sys.stderr)
+            bad = 1
+            continue
         try:
             scenario = load_scenario(path)
         except ScenarioError as err:
