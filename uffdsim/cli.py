@@ -11,7 +11,8 @@ from .runner import ScenarioResult, compare, finish, get_backend
 from .scenario import Scenario, ScenarioError, load_scenario
 
 #: modules that add subcommands through ``register(subparsers)`` (each optional)
-PLUGINS = ("uffdsim.backends.kernel.cli", "uffdsim.concurrency.cli", "uffdsim.viz.cli")
+PLUGINS = ("uffdsim.backends.kernel.cli", "uffdsim.concurrency.cli", "uffdsim.viz.cli",
+           "uffdsim.lab.cli")
 
 
 def fmt_args(raw: dict[str, Any], op: str) -> str:

@@ -67,8 +67,9 @@ class Report:
         return f"conform: {t['scenarios']} scenarios, {t['divergences']} divergences, {t['skipped']} skipped"
 
     def to_json(self) -> dict[str, Any]:
+        lab = getattr(self, "lab", None)            # set by uffdsim.lab.conform for a lab VM run
         return {"kernel": self.kernel, "machine": platform.machine(), "date": self.date,
-                "totals": self.totals,
+                **({"lab": lab} if lab else {}), "totals": self.totals,
                 "scenarios": [dict(asdict(e), status=e.status) for e in self.entries]}
 
     @property

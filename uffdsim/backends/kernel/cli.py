@@ -61,7 +61,13 @@ CONFORM_HELP = ("run the scenario corpus on the simulator and on the running ker
 def cmd_conform(args: argparse.Namespace) -> int:
     from ... import conform as C
     progress = None if args.quiet else sys.stderr
-    report = C.conform(args.paths, progress=progress)
+    if args.kernel:
+        from ...lab.conform import conform_in_lab
+        report = conform_in_lab(args.kernel, args.paths, progress=progress)
+        if report is None:
+            return 2
+    else:
+        report = C.conform(args.paths, progress=progress)
     if args.record:
         C.record(report, args.record)
     if args.json:
@@ -134,6 +140,8 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     con.add_argument("--json", action="store_true", help="print a JSON document (per-scenario entries and totals)")
     con.add_argument("--record", metavar="FILE", help="also write the JSON document to FILE (e.g. data/conformance.json)")
     con.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    con.add_argument("--kernel", metavar="SERIES", choices=("6.12", "6.1"),
+                     help="run the kernel side in a lab VM booting Debian's SERIES kernel (see 'lab fetch')")
     con.set_defaults(func=cmd_conform)
 
     ben = subparsers.add_parser("bench", help="benchmarks: 'kernel' measures MOVE, COPY+DONTNEED and memcpy on this kernel")
