@@ -68,7 +68,7 @@ def lab_unavailable(series: str = "6.12") -> str | None:
 
 def qemu_command(kdir: Path, share: Path, thp: str) -> list[str]:
     append = f"console=ttyS0 panic=-1 rdinit=/init transparent_hugepage={thp} loglevel=4"
-    return ["qemu-system-x86_64", "-accel", "tcg,tb-size=256", "-cpu", "max", "-smp", "1",
+    return ["qemu-system-x86_64", "-accel", "tcg,tb-size=256", "-cpu", "max,la57=off", "-smp", "1",
             "-m", str(MEMORY_MIB), "-nodefaults", "-display", "none", "-no-reboot",
             "-serial", f"file:{share / 'serial.log'}",
             "-kernel", str(kdir / "vmlinuz"), "-initrd", str(kdir / "initramfs.cpio.gz"), "-append", append,
