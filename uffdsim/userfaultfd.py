@@ -153,13 +153,15 @@ class UserfaultfdCtx:
         """UFFDIO_API: returns (every feature the kernel offers, the ioctls of the fd)."""
         self.machine.begin("UFFDIO_API")
         bits = mode_bits(features, FEATURES)
-        if bits & ~sum(FEATURES.values()):
-            raise UffdError(E.EINVAL, "unknown feature bits")
+        offered = self.machine.kernel.features
+        if bits & ~offered:
+            raise UffdError(E.EINVAL, "unknown feature bits" + ("" if self.machine.kernel.has("move") else
+                                                                 " (this kernel has no UFFD_FEATURE_MOVE: 6.8+)"))
         if self.initialized:
             raise UffdError(E.EINVAL, "UFFDIO_API already done")
         self.features = bits
         self.initialized = True
-        return sum(FEATURES.values()), ["api", "register", "unregister"]
+        return offered, ["api", "register", "unregister"]
 
     def has_feature(self, name: str) -> bool:
         return bool(self.features & FEATURES[name])
@@ -188,7 +190,8 @@ class UserfaultfdCtx:
             vma.uffd_ctx = self
             vma.uffd_modes = wanted
         self.mm.vmas.merge_around(start, end)
-        ioctls = [i for i in RANGE_IOCTLS if not (i == "writeprotect" and "wp" not in wanted)
+        ioctls = [i for i in RANGE_IOCTLS if not (i == "move" and not self.machine.kernel.has("move"))
+                  if not (i == "writeprotect" and "wp" not in wanted)
                   and not (i == "continue" and "minor" not in wanted)]
         return ioctls
 
@@ -222,14 +225,20 @@ class UserfaultfdCtx:
                 pt.set_pte(addr, None)
 
     # -- the range ioctls --------------------------------------------------------------------
+    def _early_eagain_out(self) -> int | None:
+        """The output field on the entry EAGAIN: -EAGAIN since 95567729173e (6.15, in 6.12.y), else unwritten."""
+        return -E.EAGAIN if self.machine.kernel.has("eagain_out") else None
+
     def move(self, dst: int, src: int, length: int, mode: int | Iterable[str] = (),
              caller: "Process | None" = None) -> int:
         """UFFDIO_MOVE (userfaultfd_move()): returns the bytes moved; raises UffdError otherwise."""
         self._ioctl("UFFDIO_MOVE")
         trail = self.machine.trail
+        if not self.machine.kernel.has("move"):
+            self._fail(E.EINVAL, "no UFFDIO_MOVE before Linux 6.8: unknown ioctl", None)
         trail.enter("userfaultfd_move")
         if self.mmap_changing:
-            self._fail(E.EAGAIN, "mmap_changing on entry", -E.EAGAIN)
+            self._fail(E.EAGAIN, "mmap_changing on entry", self._early_eagain_out())
         caller = caller or self.owner
         if caller.mm is not self.mm:
             self._fail(E.EINVAL, "the caller's mm is not the userfaultfd's (no cross-mm moves)", None)
@@ -264,7 +273,7 @@ class UserfaultfdCtx:
         self._ioctl("UFFDIO_COPY")
         self.machine.trail.enter("userfaultfd_copy")
         if self.mmap_changing:
-            self._fail(E.EAGAIN, "mmap_changing on entry", -E.EAGAIN)
+            self._fail(E.EAGAIN, "mmap_changing on entry", self._early_eagain_out())
         try:
             validate_unaligned_range(src, length)
             validate_range(dst, length)
@@ -293,7 +302,7 @@ class UserfaultfdCtx:
         self._ioctl("UFFDIO_ZEROPAGE")
         self.machine.trail.enter("userfaultfd_zeropage")
         if self.mmap_changing:
-            self._fail(E.EAGAIN, "mmap_changing on entry", -E.EAGAIN)
+            self._fail(E.EAGAIN, "mmap_changing on entry", self._early_eagain_out())
         try:
             validate_range(start, length)
             bits = mode_bits(mode, ZEROPAGE_MODES)

@@ -41,7 +41,5 @@ def sim_for_guest(guest: dict[str, Any]) -> Any:
         from ..kernels import profile_for_release
     except ImportError:
         return SimBackend()
-    profile = profile_for_release(guest["guest"], config=guest.get("config"))
-    backend = SimBackend(kernel=profile.name) if "kernel" in SimBackend.__init__.__code__.co_varnames else SimBackend()
-    backend.profile_name = profile.name
-    return backend
+    profile = profile_for_release(guest["guest"], config=guest.get("config"), move=guest.get("move"))
+    return SimBackend(kernel=profile)

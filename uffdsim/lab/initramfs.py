@@ -32,6 +32,7 @@ mount -t devpts devpts /host/dev/pts
 mount -t tmpfs shm /host/dev/shm
 mount -t tmpfs tmp /host/tmp
 mount -t tmpfs run /host/run
+mount -t tmpfs vartmp /host/var/tmp
 mkdir -p /host/tmp/lab-out
 mount -t 9p -o $O out /host/tmp/lab-out || { echo "lab: no results share"; poweroff -f; }
 echo "lab: $(uname -r) up"
@@ -53,8 +54,8 @@ def _cpio_entry(out: io.BufferedIOBase, name: str, mode: int, data: bytes = b"",
     out.write(b"\0" * ((4 - len(data) % 4) % 4))
 
 
-def build_initramfs(kdir: Path) -> Path:
-    """Write ``kdir/initramfs.cpio.gz`` from busybox, ``kdir/modules`` and :data:`INIT`."""
+def build_initramfs(kdir: Path, out: Path | None = None) -> Path:
+    """Write ``initramfs.cpio.gz`` (in ``out``, default ``kdir``) from busybox, ``kdir/modules`` and :data:`INIT`."""
     if not Path(BUSYBOX).exists() or shutil.which("busybox") is None:
         raise FileNotFoundError("busybox (Debian busybox-static) is not installed")
     buf = io.BytesIO()
@@ -70,7 +71,7 @@ def build_initramfs(kdir: Path) -> Path:
         _cpio_entry(buf, f"lib/modules/{f.name}", 0o100644, f.read_bytes(), ino)
         ino += 1
     _cpio_entry(buf, "TRAILER!!!", 0, ino=0)
-    path = kdir / "initramfs.cpio.gz"
+    path = (out or kdir) / "initramfs.cpio.gz"
     path.write_bytes(gzip.compress(buf.getvalue(), mtime=0))
     os.chmod(path, 0o644)
     return path

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterator
 from ..runner import BackendRun
 from ..scenario import Scenario
 from .fetch import KERNELS, cache_dir, manifest
+from .initramfs import build_initramfs
 
 MEMORY_MIB = 1024
 #: seconds for the boot (to the guest's first line) and per scenario on top of it
@@ -67,11 +68,11 @@ def lab_unavailable(series: str = "6.12") -> str | None:
 
 
 def qemu_command(kdir: Path, share: Path, thp: str) -> list[str]:
-    append = f"console=ttyS0 panic=-1 rdinit=/init transparent_hugepage={thp} loglevel=4"
+    append = f"console=ttyS0 panic=-1 no_timer_check rdinit=/init transparent_hugepage={thp} loglevel=4"
     return ["qemu-system-x86_64", "-accel", "tcg,tb-size=256", "-cpu", "max,la57=off", "-smp", "1",
             "-m", str(MEMORY_MIB), "-nodefaults", "-display", "none", "-no-reboot",
             "-serial", f"file:{share / 'serial.log'}",
-            "-kernel", str(kdir / "vmlinuz"), "-initrd", str(kdir / "initramfs.cpio.gz"), "-append", append,
+            "-kernel", str(kdir / "vmlinuz"), "-initrd", str(share / "initramfs.cpio.gz"), "-append", append,
             "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
             "-virtfs", f"local,path={share},mount_tag=out,security_model=none,multidevs=remap"]
 
@@ -144,6 +145,7 @@ def run_batch(series: str, files: list[str | Path], timeout: float | None = None
             f"exec {shlex.quote(sys.executable)} -m uffdsim.lab.guest /tmp/lab-out/results.jsonl "
             f"$(cat /tmp/lab-out/files)\n")
         start = time.monotonic()
+        build_initramfs(kdir, share)        # fresh, so /init always matches this code
         cmd = qemu_command(kdir, share, host_thp())
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=open(share / "qemu.err", "w"), start_new_session=True)
@@ -214,4 +216,12 @@ class LabBackend:
             return BackendRun(skipped=f"not run in the {self.series} lab VM (the batch ended early)")
         if "error" in rec:
             return BackendRun(skipped=f"lab guest error: {rec['error']}")
-        return BackendRun(rec.get("steps") or [], rec.get("skipped"), rec.get("info") or {})
+        return BackendRun(rec.get("steps") or [], rec.get("skipped"),
+                          dict(rec.get("info") or {}, profile=self.profile()))
+
+    def profile(self) -> Any:
+        """The kernel profile of the booted guest (version, config, MOVE offered or not)."""
+        from ..kernels import profile_for_release
+        assert self.batch is not None
+        g = self.batch.guest
+        return profile_for_release(g["guest"], config=g.get("config"), move=g.get("move"))

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UffdError
+from ..kernels import KernelProfile, get_profile
 from ..trail import Trail
 from .folio import Folio, PhysicalMemory, SwapDevice
 from .pagetable import PageTables
@@ -65,8 +66,10 @@ class MachineConfig:
 class Machine:
     """Everything below user space: memory, swap, and the live processes."""
 
-    def __init__(self, config: MachineConfig | None = None) -> None:
+    def __init__(self, config: MachineConfig | None = None, kernel: "str | KernelProfile | None" = None) -> None:
         self.config = config or MachineConfig()
+        #: which kernel the model answers as (:mod:`uffdsim.kernels`; default 6.18)
+        self.kernel: KernelProfile = get_profile(kernel)
         self.phys = PhysicalMemory()
         self.swap = SwapDevice()
         self.processes: dict[str, Any] = {}
