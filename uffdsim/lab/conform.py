@@ -24,6 +24,7 @@ def conform_in_lab(series: str, paths: Iterable[str | Path] = (), progress: Text
         sim = sim_for_guest(batch.guest)
     report = C.conform(files, progress=None, sim=sim, kernel=lab)
     report.kernel = batch.guest["guest"]
+    report.profile = sim.profile_name
     report.lab = {"series": series, "package": batch.guest.get("package"), "seconds": batch.seconds,
                   "move": batch.guest["move"], "features": batch.guest.get("features"),
                   "profile": getattr(sim, "profile_name", None)}
