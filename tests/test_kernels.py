@@ -149,3 +149,15 @@ def test_scenario_kernel_field_skips_other_kernels() -> None:
 def test_bad_kernel_specs_are_one_line_errors(doc: dict, field: str) -> None:
     with pytest.raises(ScenarioError, match=field.replace(".", r"\.").replace("<", "<")):
         parse_scenario(doc)
+
+
+def test_doctor_tells_a_61_user_that_move_needs_68() -> None:
+    from uffdsim.backends.kernel.caps import Capabilities, Facility
+    from uffdsim.backends.kernel.cli import doctor_text
+    no = Facility(False, "not probed")
+    caps = Capabilities("6.1.0-57-amd64", "x86_64", 0, 1, Facility(True, "usable via syscall", {}),
+                        Facility(False, "kernel 6.1.0-57-amd64 does not offer UFFD_FEATURE_MOVE"),
+                        no, no, no, no, no, no, no, no)
+    text = doctor_text(caps)
+    assert "has no UFFDIO_MOVE: it needs Linux 6.8 or later" in text
+    assert "lab run --kernel 6.12" in text

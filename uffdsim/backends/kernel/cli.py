@@ -35,6 +35,11 @@ def doctor_text(caps: Capabilities) -> str:
             line("swap", caps.swap), line("pins", caps.pin), line("guard regions", caps.guard),
             line("pagemap", caps.pagemap), line("compiler", caps.compiler)]
     why = caps.missing([])
+    if caps.userfaultfd.ok and not caps.move.ok:
+        out.append(f"  this kernel ({caps.kernel}) has no UFFDIO_MOVE: it needs Linux 6.8 or later "
+                   "(6.12 LTS to match the book). Scenarios that move are skipped here; the simulator "
+                   "answers as your kernel does with Machine(kernel=\"6.1\"), and `python -m uffdsim lab run "
+                   "--kernel 6.12 FILE` runs scenarios on a real 6.12 in qemu.")
     out.append("kernel backend: " + ("usable" if why is None else f"unavailable: {why}"))
     return "\n".join(out)
 
