@@ -161,3 +161,9 @@ def test_doctor_tells_a_61_user_that_move_needs_68() -> None:
     text = doctor_text(caps)
     assert "has no UFFDIO_MOVE: it needs Linux 6.8 or later" in text
     assert "lab run --kernel 6.12" in text
+
+
+def test_guard_advice_is_einval_before_613() -> None:
+    r612, r618 = run("guard-install-zaps-page", "6.12"), run("guard-install-zaps-page", "6.18")
+    assert r618.status == "passed"
+    assert any(s["op"] == "madvise" and s["errno"] == "EINVAL" for s in r612.steps)

@@ -28,6 +28,8 @@ class SimBackend:
             unmodelled = [f for f in step.args.get("features", []) if f in UNMODELLED_FEATURES]
             if unmodelled:
                 return BackendRun(skipped=f"the simulator does not model {', '.join(unmodelled)}")
+        if "guard" in scenario.requires and not self.kernel.has("guard_install"):
+            return BackendRun(skipped=f"guard: MADV_GUARD_INSTALL needs Linux 6.13+ (profile {self.kernel.name})")
         run = SimRun(Machine(self.config, kernel=self.kernel))
         self.machine = run.machine
         records: list[dict[str, Any]] = []

@@ -84,6 +84,8 @@ def madvise_vma(machine: "Machine", proc: object, vma: VMA, start: int, end: int
         madvise_pageout(machine, mm, vma, start, end)
     elif advice == "collapse":
         madvise_collapse(machine, mm, vma, start, end)
+    elif advice in ("guard_install", "guard_remove") and not machine.kernel.has("guard_install"):
+        raise UffdError(E.EINVAL, f"MADV_{advice.upper()} is unknown before Linux 6.13")
     elif advice == "guard_install":
         if vma.has("locked"):
             raise UffdError(E.EINVAL, "MADV_GUARD_INSTALL on an mlocked VMA")
