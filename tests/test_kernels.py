@@ -172,3 +172,21 @@ def test_guard_advice_is_einval_before_613() -> None:
                                                {"madvise": {"at": "a", "pages": 1, "advice": "guard_install"}}]})
     assert finish(s, "sim", SimBackend(kernel="6.12").run(s)).steps[1]["errno"] == "EINVAL"
     assert finish(s, "sim", SimBackend(kernel="6.18").run(s)).steps[1]["errno"] is None
+
+
+def test_split_remaps_zero_subpages_from_612() -> None:
+    new, old = run("thp-split-zero-subpages-become-zero-page", "6.12"), run("thp-split-zero-subpages-become-zero-page", "6.9")
+    assert new.status == old.status == "passed"
+    assert new.steps[8]["pages"][1]["state"] == "zero" and old.steps[8]["pages"][1]["state"] == "present"
+
+
+def test_hugepage_advice_on_part_of_a_hugepage_vma_splits_nothing() -> None:
+    """Found by the THP fuzzer: madvise_update_vma() is a no-op when the flags are already set."""
+    from uffdsim.scenario import parse_scenario
+    s = parse_scenario({"name": "h", "requires": ["thp"], "steps": [
+        {"mmap": {"name": "a", "pages": 512, "align": "2M"}},
+        {"madvise": {"at": "a", "pages": 512, "advice": "hugepage"}},
+        {"read": {"at": "a", "pages": 1}},
+        {"madvise": {"at": "a", "pages": 1, "advice": "hugepage"}},
+        {"observe": {"at": "a", "pages": 2}, "expect": {"pages": [{"state": "zero", "thp": True}] * 2}}]})
+    assert finish(s, "sim", SimBackend().run(s)).status == "passed"

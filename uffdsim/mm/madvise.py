@@ -54,6 +54,13 @@ def reclaim_pt(machine: "Machine", mm: "MM", start: int, end: int) -> None:
             machine.trail.note(f"CONFIG_PT_RECLAIM: empty page table at {base:#x} freed")
 
 
+def flags_unchanged(vmas: list[VMA], advice: str) -> bool:
+    """Would a flag advice leave every one of these VMAs' flags as they are (madvise_update_vma() no-op)?"""
+    set_flag, clear_flag = FLAG_ADVICE[advice]
+    return bool(vmas) and all((set_flag is None or vma.has(set_flag)) and (clear_flag is None or not vma.has(clear_flag))
+                              for vma in vmas)
+
+
 def madvise_vma(machine: "Machine", proc: object, vma: VMA, start: int, end: int, advice: str) -> None:
     """madvise_vma_behavior(): apply one advice to the part ``[start, end)`` of one VMA."""
     mm: "MM" = proc.mm  # type: ignore[attr-defined]

@@ -204,7 +204,7 @@ def move_pages_ptes(machine: "Machine", mm: "MM", dst_vma: VMA, src_vma: VMA, ds
             if folio.large:
                 trail.enter("split_folio")
                 trail.note("PTE-mapped large folio: split_folio() before moving")
-                if split_large_folio(machine, [p.mm for p in machine.live_processes()], folio) is None:
+                if split_large_folio(machine, [p.mm for p in machine.live_processes()], folio, remap_zero=True) is None:
                     trail.end("large folio cannot be split (pinned) -> EBUSY")
                     return -E.EBUSY
                 continue
