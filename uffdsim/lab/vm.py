@@ -139,7 +139,13 @@ def run_batch(series: str, files: list[str | Path], timeout: float | None = None
     with _one_vm(), tempfile.TemporaryDirectory(prefix="uffdsim-lab-run-") as tmp:
         share = Path(tmp)
         os.chmod(share, 0o777)
-        (share / "files").write_text("\n".join(files) + "\n")
+        # the guest sees the host's root, but not its /tmp (a fresh tmpfs there): copy the files in
+        (share / "scen").mkdir()
+        inside = {}
+        for n, f in enumerate(files):
+            shutil.copyfile(f, share / "scen" / f"{n:05d}.yaml")
+            inside[f"/tmp/lab-out/scen/{n:05d}.yaml"] = f
+        (share / "files").write_text("\n".join(inside) + "\n")
         (share / "job.sh").write_text(
             f"cd {shlex.quote(str(root))}\nexport PYTHONDONTWRITEBYTECODE=1 HOME=/tmp\n"
             f"exec {shlex.quote(sys.executable)} -m uffdsim.lab.guest /tmp/lab-out/results.jsonl "
@@ -188,7 +194,7 @@ def run_batch(series: str, files: list[str | Path], timeout: float | None = None
             raise LabError(f"{problem}; logs kept: {', '.join(kept) or 'none'}")
         result = BatchResult(series, lines[0], seconds={"boot": round(boot or 0.0, 1), "total": round(total, 1)})
         for rec in lines[1:]:
-            result.runs[rec["path"]] = rec
+            result.runs[inside.get(rec["path"], rec["path"])] = rec
         result.guest["package"] = manifest().get("kernels", {}).get(series, {}).get("version")
         return result
 
