@@ -93,3 +93,25 @@ def test_sigterm_leaves_no_qemu_behind() -> None:
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) != 0
     assert not Path(f"/proc/{qemu}").exists(), f"qemu {qemu} survived SIGTERM of its parent"
+
+
+def test_fetch_falls_back_to_the_newest_612_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from uffdsim.lab import fetch as F
+    listing = ("linux-image-6.12.9+deb12-amd64 - Linux 6.12\nlinux-image-6.12.120+deb12-amd64 - Linux 6.12\n"
+               "linux-image-6.12.120+deb12-rt-amd64 - Linux 6.12 rt\n")
+    monkeypatch.setattr(F.subprocess, "run",
+                        lambda *a, **k: subprocess.CompletedProcess(a[0], 0, stdout=listing, stderr=""))
+    package, note = F.choose_package(F.KERNELS["6.12"])
+    assert package == "linux-image-6.12.120+deb12-amd64"
+    assert note and "no longer offered" in note and F.KERNELS["6.12"].pinned in note
+    monkeypatch.setattr(F.subprocess, "run",
+                        lambda *a, **k: subprocess.CompletedProcess(a[0], 0, stdout=F.KERNELS["6.12"].pinned + " - x\n" + listing, stderr=""))
+    assert F.choose_package(F.KERNELS["6.12"]) == (F.KERNELS["6.12"].pinned, None)
+
+
+def test_cache_dir_is_outside_git_and_overridable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from uffdsim.lab.fetch import cache_dir
+    monkeypatch.setenv("UFFDSIM_LAB_CACHE", str(tmp_path))
+    assert cache_dir() == tmp_path
+    monkeypatch.delenv("UFFDSIM_LAB_CACHE")
+    assert cache_dir() == Path.home() / ".cache" / "uffdsim-lab"

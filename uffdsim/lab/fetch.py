@@ -203,7 +203,15 @@ def fetch(series: list[str] | None = None, say: Callable[[str], None] = print) -
     for s in series or list(KERNELS):
         if s not in KERNELS:
             raise FetchError(f"unknown lab kernel {s!r} (known: {', '.join(KERNELS)})")
-        doc["kernels"][s] = prepare(KERNELS[s], say)
+        try:
+            doc["kernels"][s] = prepare(KERNELS[s], say)
+        except FetchError:
+            if os.geteuid() != 0:
+                raise
+            say("refreshing the package lists (apt-get update) and trying again")
+            subprocess.run(["apt-get", "update", "-qq"], check=False, timeout=600,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            doc["kernels"][s] = prepare(KERNELS[s], say)
         (cache_dir() / "manifest.json").write_text(json.dumps(doc, indent=1) + "\n")
         e = doc["kernels"][s]
         say(f"{s}: {e['package']} {e['version']} ({e['release']}), {e['bytes'] / 1e6:.1f} MB kept, "
