@@ -190,3 +190,10 @@ def test_hugepage_advice_on_part_of_a_hugepage_vma_splits_nothing() -> None:
         {"madvise": {"at": "a", "pages": 1, "advice": "hugepage"}},
         {"observe": {"at": "a", "pages": 2}, "expect": {"pages": [{"state": "zero", "thp": True}] * 2}}]})
     assert finish(s, "sim", SimBackend().run(s)).status == "passed"
+
+
+def test_writeprotect_over_part_of_a_huge_pmd_splits_it() -> None:
+    """Found by the THP fuzzer on 6.18 (and the same on 6.12): change_pmd_range() splits first."""
+    r = run("thp-writeprotect-part-splits-pmd", "6.18")
+    assert r.status == "passed"
+    assert [p["thp"] for p in r.steps[-1]["pages"]] == [False, False]

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from .errors import UffdError
 from .mm.fault import check_access, handle_mm_fault
-from .mm.folio import PAGE_SIZE
+from .mm.folio import HPAGE_PMD_SIZE, PAGE_SIZE
+from .mm.huge_memory import split_huge_pmd
 from .mm.mfill import mfill_atomic, mfill_atomic_pte_copy, mfill_atomic_pte_zeropage
 from .mm.move import UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, UFFDIO_MOVE_MODE_DONTWAKE, move_pages
 from .mm.pagetable import MarkerPte, PresentPte
@@ -338,6 +339,12 @@ class UserfaultfdCtx:
         if not vmas or any("wp" not in v.uffd_modes or v.uffd_ctx is not self for v in vmas):
             self._fail(E.ENOENT, "range not registered for write-protect with this userfaultfd", None)
         pt = self.mm.pt
+        for addr, _pmd in pt.huge_pmds_in(start, end):
+            # change_pmd_range(): a huge PMD the range covers only in part (or any, when markers are
+            # used) is split first; found by the THP fuzzer (the kernel then maps it with PTEs)
+            whole = start <= addr and addr + HPAGE_PMD_SIZE <= end
+            if not whole or (wp and self.has_feature("wp_unpopulated")):
+                split_huge_pmd(self.machine, self.mm, self.mm.vmas.find(addr), addr)
         for page in range(start, end, PAGE_SIZE):
             pte = pt.get_pte(page)
             if isinstance(pte, PresentPte):
