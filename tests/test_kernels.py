@@ -197,3 +197,15 @@ def test_writeprotect_over_part_of_a_huge_pmd_splits_it() -> None:
     r = run("thp-writeprotect-part-splits-pmd", "6.18")
     assert r.status == "passed"
     assert [p["thp"] for p in r.steps[-1]["pages"]] == [False, False]
+
+
+def test_the_recorded_612_vs_618_differences() -> None:
+    from uffdsim.kernel_compare import lab_rows, observed_differences
+    diffs = observed_differences()
+    for name in ("thp-dontneed-whole-table-pt-reclaim", "thp-huge-zero-write-allocates-thp",
+                 "thp-huge-zero-whole-pmd", "guard-install-zaps-page"):
+        assert name in diffs
+    assert "thp-split-zero-subpages-become-zero-page" not in diffs     # same on both (6.12+)
+    rows = {r[0]: r for r in lab_rows()[1]}
+    assert rows["6.12 (lab)"][5] == 0 and rows["6.12 (lab)"][3] >= 150      # 0 divergences, N >= 150
+    assert rows["6.1 (lab)"][5] == 0

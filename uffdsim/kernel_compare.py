@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from .kernels import CHANGES, CONFIG_SWITCHES, PROFILES, KernelProfile, get_profile
+from .kernels import CHANGES, CONFIG_SWITCHES, PROFILES, KernelProfile, get_profile, matches
 from .resources import corpus_dir, data_file
 from .runner import finish
 from .scenario import Scenario, load_scenario
@@ -90,6 +90,15 @@ def lab_rows(records: dict[str, dict[str, Any]] | None = None) -> tuple[list[str
     return header, rows
 
 
+def profile_of_record(doc: dict[str, Any]) -> KernelProfile:
+    """The simulator profile a recorded run was compared with."""
+    from .kernels import profile_for_release
+    name = doc.get("profile") or doc.get("lab", {}).get("profile")
+    if name in PROFILES:
+        return PROFILES[name]
+    return profile_for_release(doc.get("kernel", "6.18"))
+
+
 def observed_differences(a: str = "6.12 (lab)", b: str = "6.18 (this machine)",
                          records: dict[str, dict[str, Any]] | None = None) -> list[str]:
     """Scenarios whose kernel-side status or expectations differ between two recorded real kernels.
@@ -111,6 +120,8 @@ def observed_differences(a: str = "6.12 (lab)", b: str = "6.18 (this machine)",
             s = load_scenario(corpus_dir() / f"{name}.yaml")
         except Exception:  # noqa: BLE001 - a scenario removed since the record
             continue
-        if s.kernel or any(st.expect_by_kernel for st in s.steps):
+        pa, pb = (profile_of_record(recs[x]) for x in (a, b))
+        if (s.kernel and matches(s.kernel, pa) != matches(s.kernel, pb)) or \
+                any(st.expect_for(pa) != st.expect_for(pb) for st in s.steps if st.expect_by_kernel):
             out.append(name)
     return out
