@@ -82,7 +82,7 @@ def in_lab(args: argparse.Namespace, strategy) -> int:
         drawn.append(steps)
     draw()
     start = time.monotonic()
-    folder = args.save or Path(tempfile.mkdtemp(prefix="uffd-fuzz-lab-"))
+    folder = args.save
     files = []
     with tempfile.TemporaryDirectory(prefix="uffd-fuzz-seq-") as tmp:
         for n, steps in enumerate(drawn):
@@ -112,6 +112,7 @@ def in_lab(args: argparse.Namespace, strategy) -> int:
             diffs = compare(a, b)
             if diffs:
                 stats["divergences"] += 1
+                folder = folder or Path(tempfile.mkdtemp(prefix="uffd-fuzz-lab-"))   # only when needed
                 saved.append(str(save_divergence(steps, b, diffs, folder)))
     print(json.dumps({**stats, "kernel": batch.guest["guest"], "profile": sim.profile_name,
                       "thp": args.thp, "seconds": round(time.monotonic() - start, 1),
