@@ -14,6 +14,7 @@ Quick tour::
 """
 from .argcheck import ArgTypeError, ArgValueError
 from .errors import UffdError, errno_name, errno_value
+from .kernels import CHANGES, PROFILES, KernelProfile, get_profile
 from .mm.folio import HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SIZE, Folio
 from .mm.machine import FaultBlocked, Machine, MachineConfig, Segv, Thread
 from .mm.process import PageView, Process
@@ -28,4 +29,5 @@ __all__ = [
     "UffdError", "UserfaultfdCtx", "UffdMsg", "FaultBlocked", "Segv", "FEATURES",
     "errno_name", "errno_value", "PAGE_SIZE", "HPAGE_PMD_SIZE", "HPAGE_PMD_NR",
     "move_range", "MoveReport", "MoveRangeError", "copy_then_dontneed", "ArgTypeError", "ArgValueError",
+    "KernelProfile", "PROFILES", "CHANGES", "get_profile",
 ]

@@ -15,7 +15,8 @@ from .scenario import (MAX_FILE_BYTES, MAX_MAPPED_PAGES, MAX_OBSERVE_PAGES, MAX_
                        ScenarioError, load_scenario)
 
 #: modules that add subcommands through ``register(subparsers)`` (each optional)
-PLUGINS = ("uffdsim.backends.kernel.cli", "uffdsim.concurrency.cli", "uffdsim.viz.cli", "uffdsim.claims")
+PLUGINS = ("uffdsim.backends.kernel.cli", "uffdsim.concurrency.cli", "uffdsim.viz.cli", "uffdsim.claims",
+           "uffdsim.lab.cli")
 
 
 def scenario_path(arg: str) -> str:

@@ -92,8 +92,10 @@ class Report:
                 f"be loaded; {n} because {why}")
 
     def to_json(self) -> dict[str, Any]:
+        lab = getattr(self, "lab", None)            # set by uffdsim.lab.conform for a lab VM run
         return {"kernel": self.kernel, "machine": platform.machine(), "date": self.date,
-                "uffd": self.uffd, "totals": self.totals,
+                **({"lab": lab} if lab else {}),
+                **({"profile": self.profile} if getattr(self, "profile", None) else {}), "uffd": self.uffd, "totals": self.totals,
                 "scenarios": [dict(asdict(e), status=e.status) for e in self.entries]}
 
     @property
@@ -162,8 +164,9 @@ def conform(paths: Iterable[str | Path] = (), progress: TextIO | None = None,
     from .backends.kernel import KernelBackend
     from .backends.kernel.caps import capabilities
     from .backends.sim import SimBackend
+    from .kernels import running_profile_cached
     files = scenario_files(paths)
-    sim = sim or SimBackend()
+    sim = sim or SimBackend(kernel=running_profile_cached())   # the profile of the running kernel
     kernel = kernel or KernelBackend()
     entries = []
     for n, path in enumerate(files, 1):
@@ -172,7 +175,9 @@ def conform(paths: Iterable[str | Path] = (), progress: TextIO | None = None,
         entries.append(conform_one(path, sim, kernel))
     date = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     caps = capabilities()
-    return Report(caps.kernel, date, entries, caps.uffd_via)
+    report = Report(caps.kernel, date, entries, caps.uffd_via)
+    report.profile = getattr(sim, "profile_name", None)
+    return report
 
 
 def print_table(report: Report, out: TextIO | None = None) -> None:
@@ -189,8 +194,9 @@ def print_table(report: Report, out: TextIO | None = None) -> None:
         elif e.not_observable:
             note = f"partial: {len(e.not_observable)} page field(s) not observable ({e.not_observable[0]}, ...)"
         print(f"{e.name:<{width}}  {e.sim:<8} {e.kernel:<8} {len(e.divergences):>5}  {note}", file=out)
-    print(f"kernel {report.kernel}, {report.date}, userfaultfd via {report.uffd or 'nothing (unavailable)'}",
-          file=out)
+    prof = getattr(report, "profile", None)
+    print(f"kernel {report.kernel}, {report.date}" + (f", simulator profile {prof}" if prof else "")
+          + f", userfaultfd via {report.uffd or 'nothing (unavailable)'}", file=out)
     if report.totals["errors"]:
         print(f"{report.totals['errors']} file(s) could not be loaded (see the table)", file=out)
     print(report.summary(), file=out)

@@ -121,12 +121,67 @@ def fix_up(ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return PROLOGUE + out + EPILOGUE
 
 
+HP = 512                     #: pages in one PMD (2 MiB)
+THP_PAGES = 2 * HP           #: each THP region spans two PMDs
+THP_OFFSETS = (0, 1, 255, 511, 512, 513, 1023)
+THP_COUNTS = (1, 16, 256, 512, 1024)
+
+
+def thp_steps_strategy(max_ops: int = 10) -> Any:
+    """Sequences on two 2 MiB-aligned, two-PMD regions: hugepage/nohugepage advice, writes and reads
+    that fault huge pages (or the huge zero page), DONTNEED of partial and whole PMDs, moves of
+    partial and whole PMD ranges (aligned or not, with or without holes allowed), ZEROPAGE,
+    write-protection, registration modes, fork/exit; observations at the PMD edges."""
+    from hypothesis import strategies as st
+
+    off = st.sampled_from(THP_OFFSETS)
+    cnt = st.sampled_from(THP_COUNTS)
+
+    def at(region: str, i: int) -> str:
+        return f"{region}+{i}" if i else region
+
+    def fit(i: int, n: int) -> int:
+        return max(1, min(n, THP_PAGES - i))
+
+    def ranged(op: str, region: str, **extra: Any) -> Any:
+        return st.builds(lambda i, n, **kw: {op: {"at": at(region, i), "pages": fit(i, n), **kw}}, off, cnt, **extra)
+
+    prologue = st.builds(
+        lambda advice, mode: [{"mmap": {"name": "src", "pages": THP_PAGES, "align": "2M"}},
+                              {"mmap": {"name": "dst", "pages": THP_PAGES, "align": "2M"}}]
+        + ([{"madvise": {"at": "src", "pages": THP_PAGES, "advice": advice}}] if advice else [])
+        + [{"uffd": {"features": ["move"]}},
+           {"register": {"at": "dst", "pages": THP_PAGES, "mode": mode}}],
+        st.sampled_from(("hugepage", "nohugepage", None)), st.sampled_from((["missing"], ["missing", "wp"])))
+    op = st.one_of(
+        ranged("write", "src", value=st.integers(1, 255)),
+        ranged("read", "src"),
+        ranged("madvise", "src", advice=st.sampled_from(("hugepage", "nohugepage", "dontneed"))),
+        ranged("madvise", "dst", advice=st.sampled_from(("dontneed", "hugepage", "nohugepage"))),
+        st.builds(lambda d, s, n, m: {"move": {"dst": at("dst", d), "src": at("src", s),
+                                               "pages": min(n, THP_PAGES - d, THP_PAGES - s), "mode": m}},
+                  st.sampled_from((0, 1, 512)), st.sampled_from((0, 1, 512)), cnt,
+                  st.lists(st.sampled_from(("allow_src_holes", "dontwake")), unique=True, max_size=2)),
+        ranged("zeropage", "dst"),
+        ranged("writeprotect", "dst", wp=st.booleans()),
+        st.just({"fork": {}}),
+        st.just({"exit": {}}),
+        st.builds(lambda r, i: {"observe": {"at": at(r, i), "pages": 2 if i < THP_PAGES - 1 else 1}},
+                  st.sampled_from(("src", "dst")), off),
+    )
+    epilogue = [{"observe": {"at": at(r, i), "pages": 2 if i < THP_PAGES - 1 else 1}}
+                for r in ("src", "dst") for i in (0, 511, 1023)]
+    return st.builds(lambda pro, ops: pro + fix_up(ops)[len(PROLOGUE):-len(EPILOGUE)] + epilogue,
+                     prologue, st.lists(op, min_size=1, max_size=max_ops))
+
+
 def requirements(steps: list[dict[str, Any]]) -> list[str]:
     """The kernel capabilities a step list needs."""
     ops = {next(iter(s)) for s in steps}
     advices = {s["madvise"]["advice"] for s in steps if "madvise" in s}
     need = []
-    for cap, present in (("fork", "fork" in ops), ("ksm", "ksm_merge" in ops), ("pin", "pin" in ops),
+    thp = any(s.get("mmap", {}).get("align") == "2M" for s in steps)
+    for cap, present in (("thp", thp), ("fork", "fork" in ops), ("ksm", "ksm_merge" in ops), ("pin", "pin" in ops),
                          ("swap", "pageout" in advices), ("guard", "guard_install" in advices)):
         if present:
             need.append(cap)
@@ -138,10 +193,14 @@ def scenario_of(steps: list[dict[str, Any]], name: str = "fuzz") -> Scenario:
                            "requires": requirements(steps), "steps": steps}, name)
 
 
-def differential(steps: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], ScenarioResult, ScenarioResult]:
-    """Run the steps on both backends: (divergences, sim result, kernel result)."""
+def differential(steps: list[dict[str, Any]], kernel: Any = None
+                 ) -> tuple[list[dict[str, Any]], ScenarioResult, ScenarioResult]:
+    """Run the steps on both backends: (divergences, sim result, kernel result).  The simulator
+    answers as ``kernel`` (a profile; default: the running kernel's)."""
+    from .backends.sim import SimBackend
+    from .kernels import running_profile_cached
     scenario = scenario_of(steps)
-    sim = finish(scenario, "sim", get_backend("sim").run(scenario))
+    sim = finish(scenario, "sim", SimBackend(kernel=kernel or running_profile_cached()).run(scenario))
     kern = finish(scenario, "kernel", get_backend("kernel").run(scenario))
     if "skipped" in (sim.status, kern.status):
         return [], sim, kern

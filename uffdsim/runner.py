@@ -93,6 +93,12 @@ def finish(scenario: Scenario, backend: str, run: BackendRun) -> ScenarioResult:
     if run.skipped:
         return ScenarioResult(scenario.name, backend, "skipped", [], run.skipped, scenario.path,
                               dict(run.info))
+    from .kernels import matches, profile_of
+    profile = profile_of(backend, run.info)
+    if scenario.kernel and not matches(scenario.kernel, profile):
+        return ScenarioResult(scenario.name, backend, "skipped", [],
+                              f"scenario is for kernels {scenario.kernel}; this is {profile.name}", scenario.path,
+                              dict(run.info))
     labeller = FrameLabeller()
     sizes = scenario.region_pages()
     regions: dict[str, tuple[int, int]] = {}
@@ -112,8 +118,9 @@ def finish(scenario: Scenario, backend: str, run: BackendRun) -> ScenarioResult:
         if "events" in rec:
             rec["events"] = [{"type": e["type"], "at": describe_addr(e["addr"], regions),
                               "write": bool(e.get("write"))} for e in rec["events"]]
-        if step.expect is not None:
-            problems = check_expect(step.expect, rec, step.op)
+        expect = step.expect_for(profile) if step.expect_by_kernel else step.expect
+        if expect is not None:
+            problems = check_expect(expect, rec, step.op)
             rec["expect"] = "met" if not problems else "unmet: " + "; ".join(problems)
             failed |= bool(problems)
         elif rec.get("hung"):

@@ -144,6 +144,16 @@ class Step:
     args: dict[str, Any]
     expect: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict)
+    #: (kernel spec, expectation) pairs: the first whose spec the kernel satisfies replaces ``expect``
+    expect_by_kernel: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    def expect_for(self, profile: Any) -> dict[str, Any] | None:
+        """The expectation for a kernel profile (:mod:`uffdsim.kernels`)."""
+        from .kernels import matches
+        for spec, expect in self.expect_by_kernel:
+            if matches(spec, profile):
+                return expect
+        return self.expect
 
     @property
     def proc(self) -> str:
@@ -157,6 +167,7 @@ class Scenario:
     steps: list[Step]
     requires: list[str] = field(default_factory=list)
     path: str = "<string>"
+    kernel: str | None = None          #: the kernels it applies to (``">=6.9"``); others skip it
 
     def region_pages(self) -> dict[str, int]:
         """Region name -> size in pages, from the mmap steps."""
@@ -259,7 +270,7 @@ def parse_step(path: str, i: int, raw: Any) -> Step:
     """Validate one step mapping and turn it into a :class:`Step`."""
     if not isinstance(raw, dict):
         raise _fail(path, f"step {i}", f"expected a mapping with one op, got {show(raw)}")
-    keys = [k for k in raw if k != "expect"]
+    keys = [k for k in raw if k not in ("expect", "expect_by_kernel")]
     if len(keys) != 1:
         raise _fail(path, f"step {i}", f"expected exactly one op key, got {show(keys) if keys else 'none'}")
     op = keys[0]
@@ -302,7 +313,19 @@ def parse_step(path: str, i: int, raw: Any) -> Step:
     expect = raw.get("expect")
     if expect is not None:
         expect = parse_expect(path, where, op, expect)
-    return Step(i, op, args, expect, raw)
+    by_kernel = []
+    ebk = raw.get("expect_by_kernel")
+    if ebk is not None:
+        from .kernels import parse_spec
+        if not isinstance(ebk, dict) or not ebk:
+            raise _fail(path, f"{where}: field 'expect_by_kernel'", f"expected a mapping of kernel spec -> expect, got {show(ebk)}")
+        for spec, exp in ebk.items():
+            try:
+                parse_spec(spec)
+            except ValueError as err:
+                raise _fail(path, f"{where}: field 'expect_by_kernel.{show(spec)}'", str(err)[:200]) from None
+            by_kernel.append((spec, parse_expect(path, f"{where}: expect_by_kernel.{spec}", op, exp)))
+    return Step(i, op, args, expect, raw, by_kernel)
 
 
 def parse_expect(path: str, where: str, op: str, expect: Any) -> dict[str, Any]:
@@ -379,7 +402,7 @@ def parse_scenario(data: Any, path: str = "<string>") -> Scenario:
     """Validate a loaded YAML document."""
     if not isinstance(data, dict):
         raise ScenarioError(f"{path}: expected a mapping with name, about and steps")
-    unknown = [k for k in data if k not in ("name", "about", "requires", "steps")]
+    unknown = [k for k in data if k not in ("name", "about", "requires", "steps", "kernel")]
     if unknown:
         raise ScenarioError(f"{path}: field {show(unknown[0])}: unknown top-level field")
     name = data.get("name")
@@ -399,7 +422,16 @@ def parse_scenario(data: Any, path: str = "<string>") -> Scenario:
     steps = [parse_step(path, i, raw) for i, raw in enumerate(steps_raw)]
     check_names(path, steps)
     check_limits(path, steps)
-    return Scenario(name, about, steps, list(requires), path)
+    kernel = data.get("kernel")
+    if kernel is not None:
+        from .kernels import parse_spec
+        if not isinstance(kernel, str):
+            raise _fail(path, "field 'kernel'", f"expected a kernel spec such as '>=6.9', got {show(kernel)}")
+        try:
+            parse_spec(kernel)
+        except ValueError as err:
+            raise ScenarioError(f"{path}: field 'kernel': {err}") from None
+    return Scenario(name, about, steps, list(requires), path, kernel)
 
 
 def check_names(path: str, steps: list[Step]) -> None:

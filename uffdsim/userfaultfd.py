@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from .argcheck import ArgValueError, flag, names, ulong
 from .errors import UffdError
 from .mm.fault import check_access, handle_mm_fault
-from .mm.folio import PAGE_SIZE
+from .mm.folio import HPAGE_PMD_SIZE, PAGE_SIZE
+from .mm.huge_memory import split_huge_pmd
 from .mm.mfill import mfill_atomic, mfill_atomic_pte_copy, mfill_atomic_pte_zeropage
 from .mm.move import UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, UFFDIO_MOVE_MODE_DONTWAKE, move_pages
 from .mm.pagetable import MarkerPte, PresentPte
@@ -156,13 +157,15 @@ class UserfaultfdCtx:
         """UFFDIO_API: returns (every feature the kernel offers, the ioctls of the fd)."""
         self.machine.begin("UFFDIO_API")
         bits = mode_bits(features, FEATURES)
-        if bits & ~sum(FEATURES.values()):
-            raise UffdError(E.EINVAL, "unknown feature bits")
+        offered = self.machine.kernel.features
+        if bits & ~offered:
+            raise UffdError(E.EINVAL, "unknown feature bits" + ("" if self.machine.kernel.has("move") else
+                                                                 " (this kernel has no UFFD_FEATURE_MOVE: 6.8+)"))
         if self.initialized:
             raise UffdError(E.EINVAL, "UFFDIO_API already done")
         self.features = bits
         self.initialized = True
-        return sum(FEATURES.values()), ["api", "register", "unregister"]
+        return offered, ["api", "register", "unregister"]
 
     def has_feature(self, name: str) -> bool:
         """Was the UFFD_FEATURE_* called ``name`` asked for in UFFDIO_API?"""
@@ -195,7 +198,8 @@ class UserfaultfdCtx:
             vma.uffd_ctx = self
             vma.uffd_modes = wanted
         self.mm.vmas.merge_around(start, end)
-        ioctls = [i for i in RANGE_IOCTLS if not (i == "writeprotect" and "wp" not in wanted)
+        ioctls = [i for i in RANGE_IOCTLS if not (i == "move" and not self.machine.kernel.has("move"))
+                  if not (i == "writeprotect" and "wp" not in wanted)
                   and not (i == "continue" and "minor" not in wanted)]
         return ioctls
 
@@ -230,15 +234,21 @@ class UserfaultfdCtx:
                 pt.set_pte(addr, None)
 
     # -- the range ioctls --------------------------------------------------------------------
+    def _early_eagain_out(self) -> int | None:
+        """The output field on the entry EAGAIN: -EAGAIN since 95567729173e (6.15, in 6.12.y), else unwritten."""
+        return -E.EAGAIN if self.machine.kernel.has("eagain_out") else None
+
     def move(self, dst: int, src: int, length: int, mode: int | Iterable[str] = (),
              caller: "Process | None" = None) -> int:
         """UFFDIO_MOVE (userfaultfd_move()): returns the bytes moved; raises UffdError otherwise."""
         dst, src, length = ulong(dst, "dst"), ulong(src, "src"), ulong(length, "length")
         self._ioctl("UFFDIO_MOVE")
         trail = self.machine.trail
+        if not self.machine.kernel.has("move"):
+            self._fail(E.EINVAL, "no UFFDIO_MOVE before Linux 6.8: unknown ioctl", None)
         trail.enter("userfaultfd_move")
         if self.mmap_changing:
-            self._fail(E.EAGAIN, "mmap_changing on entry", -E.EAGAIN)
+            self._fail(E.EAGAIN, "mmap_changing on entry", self._early_eagain_out())
         caller = caller or self.owner
         if caller.mm is not self.mm:
             self._fail(E.EINVAL, "the caller's mm is not the userfaultfd's (no cross-mm moves)", None)
@@ -274,7 +284,7 @@ class UserfaultfdCtx:
         self._ioctl("UFFDIO_COPY")
         self.machine.trail.enter("userfaultfd_copy")
         if self.mmap_changing:
-            self._fail(E.EAGAIN, "mmap_changing on entry", -E.EAGAIN)
+            self._fail(E.EAGAIN, "mmap_changing on entry", self._early_eagain_out())
         try:
             validate_unaligned_range(src, length)
             validate_range(dst, length)
@@ -304,7 +314,7 @@ class UserfaultfdCtx:
         self._ioctl("UFFDIO_ZEROPAGE")
         self.machine.trail.enter("userfaultfd_zeropage")
         if self.mmap_changing:
-            self._fail(E.EAGAIN, "mmap_changing on entry", -E.EAGAIN)
+            self._fail(E.EAGAIN, "mmap_changing on entry", self._early_eagain_out())
         try:
             validate_range(start, length)
             bits = mode_bits(mode, ZEROPAGE_MODES)
@@ -343,6 +353,12 @@ class UserfaultfdCtx:
         if not vmas or any("wp" not in v.uffd_modes or v.uffd_ctx is not self for v in vmas):
             self._fail(E.ENOENT, "range not registered for write-protect with this userfaultfd", None)
         pt = self.mm.pt
+        for addr, _pmd in pt.huge_pmds_in(start, end):
+            # change_pmd_range(): a huge PMD the range covers only in part (or any, when markers are
+            # used) is split first; found by the THP fuzzer (the kernel then maps it with PTEs)
+            whole = start <= addr and addr + HPAGE_PMD_SIZE <= end
+            if not whole or (wp and self.has_feature("wp_unpopulated")):
+                split_huge_pmd(self.machine, self.mm, self.mm.vmas.find(addr), addr)
         pages = (p for v in vmas for p in range(max(v.start, start), min(v.end, end), PAGE_SIZE))
         for page in pages:
             pte = pt.get_pte(page)

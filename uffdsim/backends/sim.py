@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ..errors import UffdError, errno_name
+from ..kernels import KernelProfile, get_profile
 from ..mm.machine import FaultBlocked, Machine, MachineConfig
 from ..mm.process import Process
 from ..results import BackendRun
@@ -16,8 +17,10 @@ class SimBackend:
 
     name = "sim"
 
-    def __init__(self, config: MachineConfig | None = None) -> None:
+    def __init__(self, config: MachineConfig | None = None, kernel: "str | KernelProfile | None" = None) -> None:
         self.config = config
+        self.kernel = get_profile(kernel)      #: the kernel profile the machine answers as
+        self.profile_name = self.kernel.name
         self.machine: Machine | None = None
 
     def run(self, scenario: Scenario) -> BackendRun:
@@ -25,7 +28,9 @@ class SimBackend:
             unmodelled = [f for f in step.args.get("features", []) if f in UNMODELLED_FEATURES]
             if unmodelled:
                 return BackendRun(skipped=f"the simulator does not model {', '.join(unmodelled)}")
-        run = SimRun(Machine(self.config))
+        if "guard" in scenario.requires and not self.kernel.has("guard_install"):
+            return BackendRun(skipped=f"guard: MADV_GUARD_INSTALL needs Linux 6.13+ (profile {self.kernel.name})")
+        run = SimRun(Machine(self.config, kernel=self.kernel))
         self.machine = run.machine
         records: list[dict[str, Any]] = []
         for step in scenario.steps:
@@ -33,7 +38,7 @@ class SimBackend:
             records.append(rec)
             if rec.get("hung"):
                 break
-        return BackendRun(records)
+        return BackendRun(records, info={"profile": self.kernel})
 
 
 class SimRun:

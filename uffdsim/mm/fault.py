@@ -240,7 +240,7 @@ def do_huge_pmd_wp_page(machine: "Machine", mm: "MM", vma: VMA, addr: int) -> bo
     folio = pmd.folio
     base = addr & ~(HPAGE_PMD_SIZE - 1)
     if folio.huge_zero:
-        if thp_vma_allowable(machine, vma, base):
+        if thp_vma_allowable(machine, vma, base) and machine.kernel.has("huge_zero_wp_thp"):
             machine.trail.note("do_huge_zero_wp_pmd(): a write to the huge zero page allocates a whole THP")
             map_new_thp(machine, mm, vma, base)
             return True

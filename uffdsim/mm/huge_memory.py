@@ -70,7 +70,8 @@ def split_huge_pmd_address(machine: "Machine", mm: "MM", addr: int) -> None:
         split_huge_pmd(machine, mm, vma, addr & ~(HPAGE_PMD_SIZE - 1))
 
 
-def split_large_folio(machine: "Machine", mm_list: list["MM"], folio: Folio) -> list[Folio] | None:
+def split_large_folio(machine: "Machine", mm_list: list["MM"], folio: Folio,
+                      remap_zero: bool = False) -> list[Folio] | None:
     """split_folio(): cut a PTE-mapped large folio into small ones; ``None`` if it cannot be split.
 
     Splitting needs every mapping to be a PTE mapping and no extra references (pins): the kernel's
@@ -84,11 +85,28 @@ def split_large_folio(machine: "Machine", mm_list: list["MM"], folio: Folio) -> 
             if isinstance(table, PteTable):
                 for vpn, pte in table.ptes.items():
                     if isinstance(pte, PresentPte) and pte.folio is folio:
-                        table.ptes[vpn] = PresentPte(parts[pte.idx], 0, pte.write, pte.dirty,
+                        part = parts[pte.idx]
+                        if remap_zero and try_to_map_unused_to_zeropage(machine, mm, vpn, part):
+                            table.ptes[vpn] = PresentPte(machine.phys.zero_page, 0, uffd_wp=pte.uffd_wp)
+                            continue
+                        table.ptes[vpn] = PresentPte(part, 0, pte.write, pte.dirty,
                                                      pte.soft_dirty, pte.uffd_wp)
     for part in parts:
         machine.release_folio(part)
     return parts
+
+
+def try_to_map_unused_to_zeropage(machine: "Machine", mm: "MM", vpn: int, part: Folio) -> bool:
+    """try_to_map_unused_to_zeropage() (6.12+, b1f202060afe "mm: remap unused subpages to shared
+    zeropage when splitting isolated thp"; hash not verified here): a zero-filled anonymous subpage
+    of a split THP is mapped to the shared zero page instead (not in mlocked VMAs)."""
+    if not machine.kernel.has("split_zero_remap") or not part.anon or part.ksm or any(part.data):
+        return False
+    vma = mm.vmas.find(vpn << 12)
+    if vma is None or vma.has("locked"):
+        return False
+    machine.trail.note(f"split: zero-filled subpage at {vpn << 12:#x} remapped to the shared zero page")
+    return True
 
 
 def huge_pmd_aligned(addr: int) -> bool:

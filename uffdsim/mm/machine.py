@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import UffdError
+from ..kernels import KernelProfile, get_profile
 from ..trail import Trail
 from .folio import Folio, PhysicalMemory, SwapDevice
 from .pagetable import PageTables
@@ -67,11 +68,13 @@ class MachineConfig:
 class Machine:
     """Everything below user space: memory, swap, and the live processes."""
 
-    def __init__(self, config: MachineConfig | None = None) -> None:
+    def __init__(self, config: MachineConfig | None = None, kernel: "str | KernelProfile | None" = None) -> None:
         if config is not None and not isinstance(config, MachineConfig):
             from ..argcheck import ArgTypeError
             raise ArgTypeError(f"config: expected a MachineConfig or None, got {type(config).__name__} {config!r:.60}")
         self.config = config or MachineConfig()
+        #: which kernel the model answers as (:mod:`uffdsim.kernels`; default 6.18)
+        self.kernel: KernelProfile = get_profile(kernel)
         self.phys = PhysicalMemory()
         self.swap = SwapDevice()
         self.processes: dict[str, Any] = {}

@@ -43,6 +43,24 @@ def zap_page_range(machine: "Machine", mm: "MM", vma: VMA, start: int, end: int,
         zap_pte(machine, pte)
 
 
+def reclaim_pt(machine: "Machine", mm: "MM", start: int, end: int) -> None:
+    """try_get_and_clear_pmd() (CONFIG_PT_RECLAIM, 6.14+, 6375e95f381e): a MADV_DONTNEED zap that
+    covered a whole page table and left it empty frees it (the PMD becomes none)."""
+    first = -(-start // HPAGE_PMD_SIZE) * HPAGE_PMD_SIZE
+    for base in range(first, end - HPAGE_PMD_SIZE + 1, HPAGE_PMD_SIZE):
+        table = mm.pt.pmd(base)
+        if isinstance(table, PteTable) and not table.ptes:
+            mm.pt.set_pmd(base, None)
+            machine.trail.note(f"CONFIG_PT_RECLAIM: empty page table at {base:#x} freed")
+
+
+def flags_unchanged(vmas: list[VMA], advice: str) -> bool:
+    """Would a flag advice leave every one of these VMAs' flags as they are (madvise_update_vma() no-op)?"""
+    set_flag, clear_flag = FLAG_ADVICE[advice]
+    return bool(vmas) and all((set_flag is None or vma.has(set_flag)) and (clear_flag is None or not vma.has(clear_flag))
+                              for vma in vmas)
+
+
 def madvise_vma(machine: "Machine", proc: object, vma: VMA, start: int, end: int, advice: str) -> None:
     """madvise_vma_behavior(): apply one advice to the part ``[start, end)`` of one VMA."""
     mm: "MM" = proc.mm  # type: ignore[attr-defined]
@@ -65,12 +83,16 @@ def madvise_vma(machine: "Machine", proc: object, vma: VMA, start: int, end: int
         raise UffdError(E.EINVAL, f"MADV_{advice.upper()} on an mlocked VMA")
     if advice == "dontneed":
         zap_page_range(machine, mm, vma, start, end)
+        if machine.kernel.pt_reclaim:
+            reclaim_pt(machine, mm, start, end)
     elif advice == "free":
         madvise_free(machine, mm, vma, start, end)
     elif advice == "pageout":
         madvise_pageout(machine, mm, vma, start, end)
     elif advice == "collapse":
         madvise_collapse(machine, mm, vma, start, end)
+    elif advice in ("guard_install", "guard_remove") and not machine.kernel.has("guard_install"):
+        raise UffdError(E.EINVAL, f"MADV_{advice.upper()} is unknown before Linux 6.13")
     elif advice == "guard_install":
         if vma.has("locked"):
             raise UffdError(E.EINVAL, "MADV_GUARD_INSTALL on an mlocked VMA")

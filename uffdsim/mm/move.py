@@ -28,17 +28,24 @@ def uffd_move_lock(machine: "Machine", mm: "MM", dst_start: int,
     trail.enter("uffd_move_lock")
     dst_vma = mm.vmas.find(dst_start)
     if dst_vma is None:
-        trail.end("no VMA contains dst -> ENOENT")
-        return None, None, -E.ENOENT
+        return None, None, _no_vma(machine, "dst")
     if not dst_vma.shared:
         mm.vmas.anon_vma_prepare(dst_vma)            # find_vma_and_prepare_anon()
     if dst_vma.start <= src_start < dst_vma.end:
         return dst_vma, dst_vma, 0
     src_vma = mm.vmas.find(src_start)          # looked up only: no anon_vma_prepare() for src
     if src_vma is None:
-        trail.end("no VMA contains src -> ENOENT")
-        return None, None, -E.ENOENT
+        return None, None, _no_vma(machine, "src")
     return dst_vma, src_vma, 0
+
+
+def _no_vma(machine: "Machine", which: str) -> int:
+    """A missing VMA: ENOENT since 6.9 (per-VMA locks), EINVAL in 6.8 (kernels.CHANGES['move_enoent'])."""
+    if machine.kernel.has("move_enoent"):
+        machine.trail.end(f"no VMA contains {which} -> ENOENT")
+        return -E.ENOENT
+    machine.trail.end(f"no VMA contains {which} -> EINVAL (6.8)")
+    return -E.EINVAL
 
 
 def vma_move_compatible(vma: VMA) -> bool:
@@ -84,6 +91,9 @@ def move_pages(machine: "Machine", ctx: Any, mm: "MM", dst_start: int, src_start
         return err
     assert dst_vma is not None and src_vma is not None
     if ctx.mmap_changing:
+        if not machine.kernel.has("mmap_changing_eagain"):
+            trail.end("mmap_changing: a non-cooperative event is pending -> EINVAL (6.8)")
+            return -E.EINVAL
         trail.end("mmap_changing: a non-cooperative event is pending -> EAGAIN")
         return -E.EAGAIN
     if src_vma.shared:
@@ -121,6 +131,10 @@ def move_pages(machine: "Machine", ctx: Any, mm: "MM", dst_start: int, src_start
             break
         src_pmd = pt.pmd(src_addr)
         if isinstance(src_pmd, HugePmd):
+            if src_pmd.folio.huge_zero and not machine.kernel.has("move_zeropage"):
+                trail.end("huge zero page source: refused before 6.9 (5d4747a6cc8e) -> EBUSY")
+                err = -E.EBUSY
+                break
             if move_splits_huge_pmd(dst_addr, src_addr, src_end) or dst_pmd is not None:
                 folio = src_pmd.folio
                 if not folio.huge_zero and not folio.exclusive[0]:
@@ -179,6 +193,9 @@ def move_pages_ptes(machine: "Machine", mm: "MM", dst_vma: VMA, src_vma: VMA, ds
         if isinstance(src_pte, PresentPte):
             folio = src_pte.folio
             if folio.zero:
+                if not machine.kernel.has("move_zeropage"):
+                    trail.end("zero-page source: not movable before 6.9 -> EBUSY")
+                    return -E.EBUSY
                 return move_zeropage_pte(machine, mm, dst_addr, src_addr)
             if not folio.anon or not folio.exclusive[src_pte.idx]:
                 # the check is PageAnonExclusive(): it cannot tell why the flag is clear
@@ -188,7 +205,7 @@ def move_pages_ptes(machine: "Machine", mm: "MM", dst_vma: VMA, src_vma: VMA, ds
             if folio.large:
                 trail.enter("split_folio")
                 trail.note("PTE-mapped large folio: split_folio() before moving")
-                if split_large_folio(machine, [p.mm for p in machine.live_processes()], folio) is None:
+                if split_large_folio(machine, [p.mm for p in machine.live_processes()], folio, remap_zero=True) is None:
                     trail.end("large folio cannot be split (pinned) -> EBUSY")
                     return -E.EBUSY
                 continue

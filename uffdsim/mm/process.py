@@ -12,7 +12,7 @@ from .folio import HPAGE_PMD_SIZE, PAGE_SIZE, Folio
 from .fork import dup_mmap
 from .huge_memory import split_huge_pmd
 from .ksm import ksm_scan
-from .madvise import ADVICES, madvise_vma, zap_page_range
+from .madvise import ADVICES, FLAG_ADVICE, flags_unchanged, madvise_vma, zap_page_range
 from .machine import MM, FaultBlocked, Segv, Thread
 from .pagetable import HugePmd, MarkerPte, PresentPte, SwapPte, pmd_subpage
 from .vma import VMA, MappedFile
@@ -250,6 +250,14 @@ class Process:
             self.machine.trail.enter("userfaultfd_remove")
             raise FaultBlocked(addr, False)
         hole = False
+        if advice in FLAG_ADVICE and advice != "wipeonfork" and flags_unchanged(self.mm.vmas.overlapping(addr, end), advice):
+            # madvise_update_vma(): the flags are already what the advice asks: no VMA split (and so
+            # no THP split at the boundary); found by the THP fuzzer (hugepage on part of a hugepage VMA)
+            vmas = self.mm.vmas.overlapping(addr, end)
+            covered = sum(min(v.end, end) - max(v.start, addr) for v in vmas)
+            if covered != end - addr:
+                raise UffdError(E.ENOMEM, "part of the range is not mapped")
+            return
         vmas = self.mm.vmas.isolate(addr, end)
         if sum(v.end - v.start for v in vmas) != end - addr:
             hole = True
@@ -411,8 +419,8 @@ class Process:
         pmd = self.mm.pt.pmd(addr)
         if isinstance(pmd, HugePmd):
             folio, i = pmd.folio, pmd_subpage(addr)
-            if folio.huge_zero:
-                return PageView("zero", 0, folio.pfn + i, thp=True)
+            if folio.huge_zero:     # PAGE_IS_HUGE for the huge zero PMD: kernels.CHANGES['huge_zero_reported_huge']
+                return PageView("zero", 0, folio.pfn + i, thp=self.machine.kernel.has("huge_zero_reported_huge"))
             return PageView("present", folio.data[i], folio.pfn + i, thp=True,
                             anon_exclusive=folio.exclusive[i], mapcount=folio.page_mapcount(i),
                             ksm=folio.ksm, pinned=folio.maybe_dma_pinned(), write=pmd.write)

@@ -1,0 +1,242 @@
+"""Kernel profiles: which kernel (version and config) the simulator models.
+
+``Machine(kernel="6.18")`` (the default) models this project's reference kernel;
+``Machine(kernel="6.12")`` answers as Debian's 6.12 does, ``"6.1"`` as a kernel without
+``UFFDIO_MOVE``.  A profile is a version plus config switches (:class:`KernelProfile`); the model
+asks :meth:`KernelProfile.has` at each place where the kernel's code changed, and every such
+change is one :class:`Change` in :data:`CHANGES`, naming its commit and the scenario that shows it.
+``observed`` says where the difference was seen on a real kernel (the lab boots Debian's 6.12 and
+6.1; 6.18 is this machine) or ``modelled only`` (6.8, 6.9 and 6.15 cannot be booted here).
+"""
+from __future__ import annotations
+
+import gzip
+import platform
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+#: UFFD_FEATURE_* bits 0..12: what 6.1 offers (0x1fff); 6.4 adds WP_UNPOPULATED, 6.6 POISON,
+#: 6.7 WP_ASYNC, 6.8 MOVE (0x1ffff)
+FEATURES_6_1 = 0x1FFF
+
+
+@dataclass(frozen=True)
+class Change:
+    """One observable behaviour change of the kernel, as the model applies it."""
+
+    key: str
+    since: tuple[int, int]       #: first version with the new behaviour
+    commit: str                  #: the commit (hash and subject; "hash not verified" where so)
+    before: str
+    after: str
+    scenario: str                #: the corpus scenario that shows the difference
+    observed: str                #: where the difference was seen on real kernels
+
+
+CHANGES: dict[str, Change] = {c.key: c for c in (
+    Change("move", (6, 8), "adef440691ba userfaultfd: UFFDIO_MOVE uABI",
+           "no UFFD_FEATURE_MOVE (features 0x1fff); the UFFDIO_MOVE ioctl fails with EINVAL",
+           "UFFD_FEATURE_MOVE offered; UFFDIO_MOVE moves pages", "api-move-feature-not-required",
+           "lab: 6.1.192 (no MOVE) vs 6.12.118 and 6.18"),
+    Change("move_zeropage", (6, 9), "eb1521dad8f3 userfaultfd: handle zeropage moves by UFFDIO_MOVE (hash not verified here)",
+           "a zero-page source (small or huge) gives EBUSY", "the zero page moves (the destination maps it)",
+           "zero-page-move", "modelled only (6.8 cannot be booted here)"),
+    Change("move_enoent", (6, 9), "867a43a34ff8 userfaultfd: use per-vma locks in userfaultfd operations (hash not verified here)",
+           "no VMA at dst or src gives EINVAL", "no VMA gives ENOENT", "vma-src-unmapped",
+           "modelled only (6.8 cannot be booted here)"),
+    Change("mmap_changing_eagain", (6, 9),
+           "5e4c24a57b0c userfaultfd: protect mmap_changing with rw_sem in userfaulfd_ctx (hash not verified here)",
+           "a non-cooperative event seen under mmap_lock gives EINVAL", "it gives EAGAIN",
+           "mmap-changing-remove-event", "modelled only (6.8 cannot be booted here)"),
+    Change("huge_zero_wp_thp", (6, 13), "mm: Allocate THP on hugezeropage wp-fault (Dev Jain; hash not verified)",
+           "a write to the huge zero page splits the PMD: one new small page, the zero page around it",
+           "the write allocates a whole THP", "thp-huge-zero-write-allocates-thp",
+           "lab: 6.12.118 splits, 6.18 allocates a THP"),
+    Change("huge_zero_reported_huge", (6, 13),
+           "fs/proc/task_mmu.c PAGEMAP_SCAN: the huge zero PMD reported PAGE_IS_HUGE (commit not "
+           "identified; somewhere after 6.12.118, the 6.13 boundary is assumed)",
+           "PAGEMAP_SCAN does not report the huge zero PMD as PAGE_IS_HUGE (observe shows thp: false)",
+           "the huge zero PMD is PAGE_IS_HUGE | PAGE_IS_PFNZERO (thp: true)", "thp-huge-zero-whole-pmd",
+           "lab: 6.12.118 thp false, 6.18 thp true"),
+    Change("split_zero_remap", (6, 12),
+           "b1f202060afe mm: remap unused subpages to shared zeropage when splitting isolated thp (hash not verified here)",
+           "a THP split by MOVE keeps every subpage as its own small page",
+           "zero-filled subpages of the split THP are mapped to the shared zero page",
+           "thp-split-zero-subpages-become-zero-page", "6.12.118 (lab) and 6.18; found by the THP fuzzer"),
+    Change("guard_install", (6, 13),
+           "662df3e5c376 mm: madvise: implement lightweight guard page mechanism (hash not verified here)",
+           "MADV_GUARD_INSTALL/REMOVE are unknown advices: EINVAL", "guard markers are installed",
+           "guard-install-zaps-page", "lab: 6.12.118 refuses MADV_GUARD_INSTALL (the guard scenarios skip there)"),
+    Change("eagain_out", (6, 15), "95567729173e userfaultfd: fix uninitialized output field for -EAGAIN race",
+           "an early EAGAIN (mmap_changing on entry) leaves the move/copy/zeropage field unwritten",
+           "the field gets -EAGAIN", "mmap-changing-remove-event",
+           "lab: 6.12.118 already writes -EAGAIN (stable backport; the 6.12 profile carries it)"),
+)}
+
+#: the config switches a profile carries, and what each changes
+CONFIG_SWITCHES = {
+    "pt_reclaim": "CONFIG_PT_RECLAIM (6.14+, 6375e95f381e mm: pgtable: reclaim empty PTE page in "
+                  "madvise(MADV_DONTNEED)): a DONTNEED that empties a whole page table frees it, so a "
+                  "THP can then move whole into that PMD (scenario thp-dontneed-whole-table-pt-reclaim; "
+                  "lab: off in Debian's 6.12.118, on in this machine's 6.18)",
+}
+
+
+@dataclass(frozen=True)
+class KernelProfile:
+    """A kernel version and the config switches that change what a caller observes."""
+
+    name: str
+    version: tuple[int, int]
+    pt_reclaim: bool = False
+    note: str = ""
+    #: changes this kernel has although older than their release (stable backports seen in the lab)
+    backports: frozenset[str] = frozenset()
+
+    def has(self, key: str) -> bool:
+        """Does this kernel have the behaviour change ``key`` (a key of :data:`CHANGES`)?"""
+        return self.version >= CHANGES[key].since or key in self.backports
+
+    @property
+    def features(self) -> int:
+        """The UFFD_FEATURE_* mask UFFDIO_API reports."""
+        return 0x1FFFF if self.has("move") else FEATURES_6_1
+
+    def differences(self, other: "KernelProfile") -> list[str]:
+        """The keys of :data:`CHANGES` (and config switches) on which two profiles differ."""
+        out = [k for k in CHANGES if self.has(k) != other.has(k)]
+        return out + (["pt_reclaim"] if self.pt_reclaim != other.pt_reclaim else [])
+
+
+PROFILES: dict[str, KernelProfile] = {p.name: p for p in (
+    KernelProfile("6.1", (6, 1), note="no UFFDIO_MOVE (Debian 12's default kernel, booted in the lab)"),
+    KernelProfile("6.8", (6, 8), note="first with UFFDIO_MOVE (Ubuntu 24.04); modelled only"),
+    KernelProfile("6.9", (6, 9), note="zero-page moves, ENOENT/EAGAIN errnos; modelled only"),
+    KernelProfile("6.12", (6, 12), note="LTS (Debian 13, RHEL 10, Android 16 GKI); booted in the lab (6.12.118)",
+                  backports=frozenset({"eagain_out"})),
+    KernelProfile("6.15", (6, 15), pt_reclaim=True, note="early EAGAIN writes the field; modelled only"),
+    KernelProfile("6.18", (6, 18), pt_reclaim=True, note="this machine's kernel (CONFIG_PT_RECLAIM=y)"),
+)}
+DEFAULT = "6.18"
+
+
+def get_profile(kernel: "str | KernelProfile | None" = None, **config: Any) -> KernelProfile:
+    """The profile named ``kernel`` (``"6.12"``; default 6.18), with config switches overridden."""
+    if isinstance(kernel, KernelProfile):
+        prof = kernel
+    else:
+        name = DEFAULT if kernel is None else str(kernel)
+        if name not in PROFILES:
+            raise ValueError(f"unknown kernel profile {name!r} (known: {', '.join(PROFILES)})")
+        prof = PROFILES[name]
+    unknown = set(config) - set(CONFIG_SWITCHES)
+    if unknown:
+        raise ValueError(f"unknown config switch(es) {sorted(unknown)} (known: {', '.join(CONFIG_SWITCHES)})")
+    if config and any(getattr(prof, k) != v for k, v in config.items()):
+        suffix = ",".join(f"{k}={'y' if v else 'n'}" for k, v in sorted(config.items()))
+        prof = replace(prof, name=f"{prof.name}+{suffix}", **config)
+    return prof
+
+
+def parse_release(release: str) -> tuple[int, int]:
+    m = re.match(r"(\d+)\.(\d+)", release)
+    if not m:
+        raise ValueError(f"not a kernel release: {release!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def profile_for_release(release: str, config: "dict[str, bool] | None" = None,
+                        move: "bool | None" = None) -> KernelProfile:
+    """The profile for a kernel release: the newest profile not newer than it, with its config."""
+    version = parse_release(release)
+    if move is False:
+        base = PROFILES["6.1"]
+    else:
+        candidates = [p for p in PROFILES.values() if p.version <= version]
+        base = max(candidates, key=lambda p: p.version) if candidates else PROFILES["6.1"]
+    cfg = dict(config or {})
+    if "pt_reclaim" not in cfg and version != base.version:
+        cfg["pt_reclaim"] = version >= (6, 14)          # default y where it exists
+    return get_profile(base, **cfg)
+
+
+def read_config(path: str = "/proc/config.gz") -> "dict[str, bool] | None":
+    """The config switches read from ``/proc/config.gz`` (None when it cannot be read)."""
+    try:
+        with gzip.open(path, "rt") as f:
+            text = f.read()
+    except (OSError, EOFError):
+        return None
+    return {"pt_reclaim": "\nCONFIG_PT_RECLAIM=y" in "\n" + text}
+
+
+def running_profile() -> KernelProfile:
+    """The profile for the running kernel (version from uname, config from /proc/config.gz)."""
+    move = None
+    try:
+        from .backends.kernel.caps import capabilities
+        caps = capabilities()
+        if caps.userfaultfd.ok:
+            move = caps.move.ok
+    except Exception:  # noqa: BLE001 - no userfaultfd here: decide from the version alone
+        move = None
+    return profile_for_release(platform.release(), read_config(), move)
+
+
+# -- version specs in scenarios ------------------------------------------------------------------
+
+_TERM = re.compile(r"^(>=|<=|==|>|<)?\s*(\d+\.\d+)$|^(!|no\s+)?([a-z_]+)$")
+
+
+def parse_spec(spec: str) -> list[tuple[str, Any]]:
+    """``">=6.9"``, ``"<6.15, pt_reclaim"``, ``"no pt_reclaim"``: terms that must all hold; ValueError if bad."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"expected a kernel spec like '>=6.9' or 'pt_reclaim', got {spec!r}")
+    terms: list[tuple[str, Any]] = []
+    for part in spec.split(","):
+        m = _TERM.match(part.strip())
+        if not m:
+            raise ValueError(f"bad kernel spec term {part.strip()!r} (use >=6.9, <6.15, ==6.12, pt_reclaim, no pt_reclaim)")
+        if m.group(2):
+            terms.append((m.group(1) or "==", parse_release(m.group(2))))
+        else:
+            if m.group(4) not in CONFIG_SWITCHES and m.group(4) not in CHANGES:
+                raise ValueError(f"unknown switch {m.group(4)!r} in kernel spec (known: "
+                                 f"{', '.join(list(CONFIG_SWITCHES) + list(CHANGES))})")
+            terms.append(("!" if m.group(3) else "?", m.group(4)))
+    return terms
+
+
+def matches(spec: str, profile: KernelProfile) -> bool:
+    """Does ``profile`` satisfy the scenario spec?"""
+    v = profile.version
+    for op, arg in parse_spec(spec):
+        if op in ("?", "!"):
+            val = getattr(profile, arg) if arg in CONFIG_SWITCHES else profile.has(arg)
+            ok = bool(val) == (op == "?")
+        else:
+            ok = {"==": v == arg, ">=": v >= arg, "<=": v <= arg, ">": v > arg, "<": v < arg}[op]
+        if not ok:
+            return False
+    return True
+
+
+_RUNNING: list[KernelProfile] = []
+
+
+def running_profile_cached() -> KernelProfile:
+    """:func:`running_profile`, probed once per process."""
+    if not _RUNNING:
+        _RUNNING.append(running_profile())
+    return _RUNNING[0]
+
+
+def profile_of(backend: str, info: dict) -> KernelProfile:
+    """The kernel a backend's run answered as: the profile it names, else the running kernel's."""
+    prof = info.get("profile")
+    if isinstance(prof, KernelProfile):
+        return prof
+    if isinstance(prof, str) and prof in PROFILES:
+        return PROFILES[prof]
+    return running_profile_cached() if backend == "kernel" else get_profile(None)
