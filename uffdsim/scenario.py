@@ -323,7 +323,7 @@ def parse_step(path: str, i: int, raw: Any) -> Step:
             try:
                 parse_spec(spec)
             except ValueError as err:
-                raise _fail(path, f"{where}: field 'expect_by_kernel.{show(spec)}'", str(err)[:200]) from None
+                raise _fail(path, f"{where}: field 'expect_by_kernel.{spec[:60] if isinstance(spec, str) else show(spec)}'", str(err)[:200]) from None
             by_kernel.append((spec, parse_expect(path, f"{where}: expect_by_kernel.{spec}", op, exp)))
     return Step(i, op, args, expect, raw, by_kernel)
 
