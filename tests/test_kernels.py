@@ -209,3 +209,18 @@ def test_the_recorded_612_vs_618_differences() -> None:
     rows = {r[0]: r for r in lab_rows()[1]}
     assert rows["6.12 (lab)"][5] == 0 and rows["6.12 (lab)"][3] >= 150      # 0 divergences, N >= 150
     assert rows["6.1 (lab)"][5] == 0
+
+
+def test_a_named_uffd_that_failed_to_open_gives_ebadf_not_a_crash() -> None:
+    """On 6.1 ``uffd: {features: [move]}`` fails (EINVAL), so later steps naming it meet a closed fd
+    (EBADF), as a C program would; the simulator used to raise KeyError here."""
+    from uffdsim.backends.sim import SimBackend
+    from uffdsim.resources import corpus_dir
+    from uffdsim.runner import finish
+    from uffdsim.scenario import load_scenario
+
+    scenario = load_scenario(corpus_dir() / "fork-zygote-heap-inherited.yaml")
+    result = finish(scenario, "sim", SimBackend(kernel="6.1").run(scenario))
+    by_op = [(s["op"], s["errno"]) for s in result.steps]
+    assert ("uffd", "EINVAL") in by_op
+    assert ("register", "EBADF") in by_op and ("move", "EBADF") in by_op

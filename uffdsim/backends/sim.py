@@ -56,6 +56,8 @@ class SimRun:
     def ctx(self, step: Step, proc: Process) -> UserfaultfdCtx:
         name = step.args.get("uffd")
         if name is not None:
+            if name not in self.uffds:          # its uffd step failed: the fd is -1, EBADF
+                raise UffdError(9, f"no userfaultfd {name!r} (its uffd step failed)")   # EBADF
             return self.uffds[name]
         if not proc.uffds:
             raise UffdError(9, "no userfaultfd open in this process")   # EBADF
