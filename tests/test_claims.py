@@ -169,3 +169,15 @@ def test_role_reports_an_error_for_an_unknown_scenario() -> None:
     assert errors and "not a corpus scenario" in errors[0].astext()
     ref = next(n for n in good.findall() if n.tagname == "reference")
     assert ref["claim_scenario"] == PASSING and ref.astext() == f"✓ {PASSING}"
+
+
+def test_citations_inside_directive_fences_count_and_code_does_not() -> None:
+    """A MyST directive fence (```{glossary}) is prose and its citations count (the glossary's 71
+    citations were once skipped as "code"); code fences, live cells and ``spans`` never cite."""
+    from uffdsim.claims import citations_in_text
+    text = ("```{glossary}\nterm\n  A shared page is EBUSY {claim}`move-after-fork`.\n```\n\n"
+            "```python\nx = '{claim}`not-a-citation-1`'\n```\n\n"
+            "````{live-cell} yaml\nabout: {claim}`not-a-citation-2`\n````\n\n"
+            "```{code-cell} ipython3\n# {claim}`not-a-citation-3`\n```\n\n"
+            "Write ``{claim}`not-a-citation-4` `` in a page; a hole is ENOENT {claim}`holes-src-pte-empty`.\n")
+    assert [c.scenario for c in citations_in_text(text, "p.md", "")] == ["move-after-fork", "holes-src-pte-empty"]

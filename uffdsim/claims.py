@@ -30,7 +30,10 @@ from .resources import corpus_files, data_file, package_dir
 #: ``{claim}`name```: the role as MyST writes it (one scenario name per role)
 CLAIM_RE = re.compile(r"\{claim\}`([^`]*)`")
 #: code that is not parsed as MyST: fenced blocks and double-backtick spans
-_CODE_RE = re.compile(r"^(```|~~~).*?^\1[ \t]*$|``.+?``", re.S | re.M)
+#: code that cannot cite: fenced code (a MyST directive fence such as ```{glossary} is prose,
+#: except code-like directives and live cells) and ``double-backtick`` spans
+_CODE_RE = re.compile(r"^(```+|~~~+)(?![ \t]*\{(?!code|live-cell|literalinclude))[^\n]*\n.*?^\1[ \t]*$|(?<!`)``(?!`)[^\n]+?(?<!`)``(?!`)",
+                      re.S | re.M)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`*_(\"])")
 
 
