@@ -14,6 +14,8 @@ import re
 
 import pytest
 
+from uffdsim.backends.kernel.leftovers import pid_alive
+
 BASES = ("/tmp", "/var/tmp")
 PID = re.compile(r"^uffdsim-[a-z]+-(\d+)-")
 
@@ -28,22 +30,12 @@ def uffdsim_entries() -> set[str]:
     return out
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def left_by_us(path: str) -> bool:
     m = PID.match(os.path.basename(path))
     if m is None:
         return bool(os.environ.get("CI"))
     pid = int(m.group(1))
-    return pid == os.getpid() or not _alive(pid)
+    return pid == os.getpid() or not pid_alive(pid)
 
 
 @pytest.fixture(autouse=True, scope="session")

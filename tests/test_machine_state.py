@@ -269,3 +269,17 @@ def test_doctor_reports_and_repairs_a_dead_runs_folder() -> None:
             for p in folder.iterdir():
                 p.unlink()
             folder.rmdir()
+
+
+def test_doctor_does_not_create_the_lock_folder_just_to_look(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unprivileged reader's `doctor` (chapter 1, Binder) left /tmp/uffdsim behind: looking for
+    leftovers created the lock folder.  With no lock folder there is nothing journaled to find."""
+    from uffdsim.backends.kernel import guard, leftovers
+
+    def must_not_create() -> str:
+        raise AssertionError("scan() created the lock folder")
+
+    monkeypatch.setattr(guard, "existing_lock_dir", lambda: None)
+    monkeypatch.setattr(guard, "lock_dir", must_not_create)
+    rep = leftovers.scan()
+    assert not [line for line in rep.found if "journal" in line]

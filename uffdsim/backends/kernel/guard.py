@@ -53,6 +53,15 @@ def lock_dir() -> str:
     raise OSError("no writable directory for uffdsim's locks")
 
 
+def existing_lock_dir() -> str | None:
+    """The lock directory if a run has made one already (looking never creates it), else None."""
+    for base in ("/run", tempfile.gettempdir()):
+        path = os.path.join(base, "uffdsim")
+        if os.path.isdir(path) and os.access(path, os.W_OK):
+            return path
+    return None
+
+
 def journal_path(name: str) -> str:
     return os.path.join(lock_dir(), f"{name}.v2.journal")
 

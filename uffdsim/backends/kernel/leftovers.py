@@ -36,7 +36,8 @@ class Report:
     failed: list[str] = field(default_factory=list)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Is process ``pid`` still running (a process we may not signal counts as running)?"""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -61,7 +62,7 @@ def stale_folder(path: str, now: float | None = None) -> bool:
     """Is this uffdsim-* folder's creator gone (pid in its name), or (no pid) is it old?"""
     m = _PID.match(os.path.basename(path))
     if m:
-        return not _alive(int(m.group(1)))
+        return not pid_alive(int(m.group(1)))
     try:
         age = (now or time.time()) - os.lstat(path).st_mtime
     except OSError:
@@ -70,6 +71,8 @@ def stale_folder(path: str, now: float | None = None) -> bool:
 
 
 def _journals(name: str) -> list[str]:
+    if guard.existing_lock_dir() is None:       # nothing journaled here; do not create the folder
+        return []
     return ([p for p in (guard.legacy_journal_path(name), guard.journal_path(name)) if os.path.exists(p)]
             + guard.stale_temporaries(name))
 
@@ -87,7 +90,9 @@ def scan(repair: bool = False) -> Report:
     """Find (and with ``repair`` undo) what interrupted runs left behind."""
     rep = Report()
     swap_free = True
-    for name in LOCKS:
+    # No lock folder: no run ever journaled anything here (an unprivileged reader's `doctor`
+    # must not leave one in /tmp).
+    for name in (LOCKS if guard.existing_lock_dir() else ()):   # looking must not create the folder
         journals = _journals(name)
         fd = guard.try_lock(name)
         if fd is None:
