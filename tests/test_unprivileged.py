@@ -136,8 +136,12 @@ class Nobody:
         self.drop, self.python, self.stage = drop, python, stage
 
     def run(self, *args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+        tmp = self.stage / "tmp"          # whatever nobody creates goes away with the stage
+        tmp.mkdir(mode=0o1777, exist_ok=True)
+        tmp.chmod(0o1777)
         env = {"PATH": "/usr/bin:/bin:/usr/sbin:/sbin", "PYTHONPATH": str(self.stage),
-               "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8", "HOME": str(self.stage)}
+               "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8", "HOME": str(self.stage),
+               "TMPDIR": str(tmp)}
         return subprocess.run(self.drop + ["env", "-i"] + [f"{k}={v}" for k, v in env.items()]
                               + [self.python, *args], cwd=self.stage, capture_output=True,
                               text=True, timeout=timeout, stdin=subprocess.DEVNULL)
