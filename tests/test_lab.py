@@ -115,3 +115,16 @@ def test_cache_dir_is_outside_git_and_overridable(monkeypatch: pytest.MonkeyPatc
     assert cache_dir() == tmp_path
     monkeypatch.delenv("UFFDSIM_LAB_CACHE")
     assert cache_dir() == Path.home() / ".cache" / "uffdsim-lab"
+
+
+def test_a_checkout_under_tmp_is_shared_with_the_guest() -> None:
+    """A CI clone under /tmp was invisible in the guest (its /tmp is a fresh tmpfs), so the guest
+    found no Python and produced no results; such a checkout and venv now come as extra shares."""
+    from pathlib import Path
+
+    from uffdsim.lab.vm import qemu_command, work_mounts
+    assert work_mounts([Path("/work/repo"), Path("/root/.pyenv")]) == []
+    assert work_mounts([Path("/tmp/ci/repo"), Path("/tmp/ci/repo/.venv"), Path("/dev/shm/v")]) == \
+        [("work0", "/dev/shm/v"), ("work1", "/tmp/ci/repo")]
+    cmd = " ".join(qemu_command(Path("/k"), Path("/s"), "madvise", [("work0", "/tmp/ci/repo")]))
+    assert "path=/tmp/ci/repo,mount_tag=work0,security_model=none,readonly=on" in cmd

@@ -2,7 +2,8 @@
 
 /init loads the modules, mounts the host's root read-only over 9p (tag ``hostroot``), puts fresh
 proc, sys, dev and tmpfs mounts over it, mounts the writable results share (tag ``out``) at
-``/tmp/lab-out``, chroots in and runs ``/tmp/lab-out/job.sh`` (written by :mod:`.vm`), then
+``/tmp/lab-out``, mounts the extra read-only shares listed in its ``mounts`` file (a checkout or a
+venv under ``/tmp``, ``/run``, ``/var/tmp`` or ``/dev/shm``, which the tmpfs mounts hide), chroots in and runs ``/tmp/lab-out/job.sh`` (written by :mod:`.vm`), then
 powers off.  The cpio archive (``newc``) is written here in Python, so no ``cpio`` is needed.
 """
 from __future__ import annotations
@@ -35,6 +36,12 @@ mount -t tmpfs run /host/run
 mount -t tmpfs vartmp /host/var/tmp
 mkdir -p /host/tmp/lab-out
 mount -t 9p -o $O out /host/tmp/lab-out || { echo "lab: no results share"; poweroff -f; }
+# a checkout or venv that lives under a folder hidden by the tmpfs mounts above comes as its own share
+if [ -f /host/tmp/lab-out/mounts ]; then
+  while read tag path; do
+    mkdir -p "/host$path" && mount -t 9p -o $O,ro "$tag" "/host$path" || echo "lab: cannot mount $tag at $path"
+  done < /host/tmp/lab-out/mounts
+fi
 echo "lab: $(uname -r) up"
 chroot /host /bin/sh /tmp/lab-out/job.sh >/host/tmp/lab-out/guest.log 2>&1
 echo $? > /host/tmp/lab-out/rc

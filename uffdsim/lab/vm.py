@@ -67,14 +67,29 @@ def lab_unavailable(series: str = "6.12") -> str | None:
     return None
 
 
-def qemu_command(kdir: Path, share: Path, thp: str) -> list[str]:
+#: host folders the guest gets as fresh tmpfs mounts (so their contents are not visible there)
+HIDDEN_IN_GUEST = ("/tmp", "/run", "/var/tmp", "/dev/shm")
+
+
+def work_mounts(paths: list[Path]) -> list[tuple[str, str]]:
+    """(9p tag, path) for each of ``paths`` that the guest's tmpfs mounts would hide (the checkout
+    and the venv, e.g. a CI clone under /tmp); a path inside another listed one is not repeated."""
+    hidden = [p for p in dict.fromkeys(str(Path(x).resolve()) for x in paths)
+              if any(p == h or p.startswith(h + "/") for h in HIDDEN_IN_GUEST)]
+    outer = [p for p in hidden if not any(p != q and p.startswith(q + "/") for q in hidden)]
+    return [(f"work{n}", p) for n, p in enumerate(sorted(outer))]
+
+
+def qemu_command(kdir: Path, share: Path, thp: str, extra: list[tuple[str, str]] = ()) -> list[str]:
     append = f"console=ttyS0 panic=-1 no_timer_check rdinit=/init transparent_hugepage={thp} loglevel=4"
     return ["qemu-system-x86_64", "-accel", "tcg,tb-size=256", "-cpu", "max,la57=off", "-smp", "1",
             "-m", str(MEMORY_MIB), "-nodefaults", "-display", "none", "-no-reboot",
             "-serial", f"file:{share / 'serial.log'}",
             "-kernel", str(kdir / "vmlinuz"), "-initrd", str(share / "initramfs.cpio.gz"), "-append", append,
             "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
-            "-virtfs", f"local,path={share},mount_tag=out,security_model=none,multidevs=remap"]
+            "-virtfs", f"local,path={share},mount_tag=out,security_model=none,multidevs=remap",
+            *[a for tag, path in extra for a in
+              ("-virtfs", f"local,path={path},mount_tag={tag},security_model=none,readonly=on,multidevs=remap")]]
 
 
 def host_thp() -> str:
@@ -151,8 +166,10 @@ def run_batch(series: str, files: list[str | Path], timeout: float | None = None
             f"exec {shlex.quote(sys.executable)} -m uffdsim.lab.guest /tmp/lab-out/results.jsonl "
             f"$(cat /tmp/lab-out/files)\n")
         start = time.monotonic()
+        extra = work_mounts([root, Path(sys.prefix)])
+        (share / "mounts").write_text("".join(f"{tag} {path}\n" for tag, path in extra))
         build_initramfs(kdir, share)        # fresh, so /init always matches this code
-        cmd = qemu_command(kdir, share, host_thp())
+        cmd = qemu_command(kdir, share, host_thp(), extra)
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=open(share / "qemu.err", "w"), start_new_session=True)
         boot = None
