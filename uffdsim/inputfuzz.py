@@ -262,7 +262,7 @@ def fuzz(cases: int, seed: int = 0, budget: float = 20.0, mem_cap_mb: float = 20
     texts = corpus_texts()
     summary = Summary()
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="uffdsim-fuzz-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"uffdsim-fuzz-{os.getpid()}-") as tmp:   # pid: whose it is
         path, png = os.path.join(tmp, "case.yaml"), os.path.join(tmp, "case.png")
         for n in range(cases):
             if seconds is not None and time.perf_counter() - t0 > seconds:
