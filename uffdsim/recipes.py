@@ -42,7 +42,7 @@ from typing import Any, Callable, Protocol
 
 from .argcheck import ulong
 from .errors import UffdError
-from .userfaultfd import TASK_SIZE
+from .mm.folio import TASK_SIZE
 
 PAGE_SIZE = 4096
 MODE_DONTWAKE = 1 << 0            #: UFFDIO_MOVE_MODE_DONTWAKE (also UFFDIO_COPY_MODE_DONTWAKE)

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import yaml
 
 from .errors import ERRNO_VALUES
+from .mm.folio import TASK_SIZE
 
 PAGE = 4096
 NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -38,7 +39,6 @@ CAPABILITIES = ("fork", "thp", "ksm", "swap", "pin", "threads", "guard", "huge_z
 
 U64_MAX = (1 << 64) - 1          #: every number in a scenario is an unsigned 64-bit value
 MAP_FAILED = (1 << 64) - 1       #: the address of a region whose mmap failed, as in C
-TASK_SIZE = 0x7FFF_FFFF_F000     #: x86-64 user address space (4-level page tables)
 
 # -- limits: every command does bounded work on any input (README, "Limits") ------------------------
 MAX_FILE_BYTES = 256 * 1024      #: a scenario file is at most this big

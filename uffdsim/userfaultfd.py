@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from .argcheck import ArgValueError, flag, names, ulong
 from .errors import UffdError
 from .mm.fault import check_access, handle_mm_fault
-from .mm.folio import HPAGE_PMD_SIZE, PAGE_SIZE
+from .mm.folio import HPAGE_PMD_SIZE, PAGE_SIZE, TASK_SIZE
 from .mm.huge_memory import split_huge_pmd
 from .mm.mfill import mfill_atomic, mfill_atomic_pte_copy, mfill_atomic_pte_zeropage
 from .mm.move import UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES, UFFDIO_MOVE_MODE_DONTWAKE, move_pages
@@ -22,7 +22,6 @@ from .mm.pagetable import MarkerPte, PresentPte
 if TYPE_CHECKING:
     from .mm.process import Process
 
-TASK_SIZE = 0x7FFF_FFFF_F000
 
 #: UFFD_FEATURE_* bits, by the names scenarios use
 FEATURES: dict[str, int] = {

@@ -7,6 +7,7 @@ PAGE_SIZE = 4096
 PAGE_SHIFT = 12
 HPAGE_PMD_NR = 512
 HPAGE_PMD_SIZE = PAGE_SIZE * HPAGE_PMD_NR
+TASK_SIZE = 0x7FFF_FFFF_F000      #: the end of user space: x86-64, 4-level page tables
 
 
 @dataclass(eq=False, slots=True)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ..argcheck import ArgTypeError, ArgValueError, byte, choice, flag, ulong
 from ..errors import UffdError
 from .fault import handle_mm_fault
-from .folio import HPAGE_PMD_SIZE, PAGE_SIZE, Folio
+from .folio import HPAGE_PMD_SIZE, PAGE_SIZE, TASK_SIZE, Folio
 from .fork import dup_mmap
 from .huge_memory import split_huge_pmd
 from .ksm import ksm_scan
@@ -49,7 +49,6 @@ def page_range(addr: int, length: int) -> range:
     return range(first, addr + length, PAGE_SIZE)
 
 
-TASK_SIZE = 0x7FFF_FFFF_F000      #: x86-64, 4-level page tables
 MMAP_MIN_ADDR = 0x10000           #: vm.mmap_min_addr's default
 ULONG = (1 << 64) - 1
 OBSERVE_MAX_PAGES = 1 << 20       #: observe() returns one PageView per page: a bound on its memory

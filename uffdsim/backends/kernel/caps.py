@@ -221,9 +221,8 @@ def probe_ksm() -> Facility:
     return Facility(ok, why, facts)
 
 
-def active_swaps() -> list[str]:
-    lines = _read("/proc/swaps").splitlines()[1:]
-    return [line.split()[0] for line in lines if line.strip()]
+#: the active swap devices and files (/proc/swaps); one reader for the whole backend
+active_swaps = k.swaps_active
 
 
 def probe_swap() -> Facility:

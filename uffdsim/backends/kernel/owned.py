@@ -15,9 +15,9 @@ import errno as E
 from typing import Callable
 
 from ...errors import UffdError
+from ...mm.folio import TASK_SIZE
 from ...mm.process import check_madvise, check_mlock, check_mprotect, check_munmap
 
-TASK_SIZE = 0x7FFF_FFFF_F000
 #: [start, end) of every region of the scenario mapped in this process, sorted
 OWNED: list[tuple[int, int]] = []
 

@@ -116,6 +116,17 @@ def _swapfile(tmp: str, journal: str) -> Iterator[str]:
             raise UffdError(_errno.EBUSY, f"could not remove swap file {path} (journal {journal} kept)")
 
 
+def _swapoff_if_active(path: str) -> bool:
+    """swapoff(2) ``path`` if it is active swap; False (with a message) when that fails."""
+    if path in active_swaps():
+        try:
+            _swapoff(path)
+        except UffdError as err:
+            say(f"cannot switch off swap {path}: {err.message}")
+            return False
+    return True
+
+
 def undo_swap(record: dict[str, str]) -> bool:
     """Remove the swap a journal describes, as far as it still exists (idempotent).
 
@@ -124,12 +135,8 @@ def undo_swap(record: dict[str, str]) -> bool:
     kind = record.get("kind")
     tmp = record.get("tmp", "")
     if kind == "zram-reset":              # a zram device that existed before: reset, never removed
-        if path in active_swaps():
-            try:
-                _swapoff(path)
-            except UffdError as err:
-                say(f"cannot switch off swap {path}: {err.message}")
-                return False
+        if not _swapoff_if_active(path):
+            return False
         try:
             _write(f"/sys/block/zram{record.get('dev', '')}/reset", "1")
         except OSError:
@@ -139,12 +146,8 @@ def undo_swap(record: dict[str, str]) -> bool:
         if tmp and os.path.basename(tmp).startswith("uffdsim-swap-"):
             shutil.rmtree(tmp, ignore_errors=True)
         return True
-    if path in active_swaps():
-        try:
-            _swapoff(path)
-        except UffdError as err:
-            say(f"cannot switch off swap {path}: {err.message}")
-            return False
+    if not _swapoff_if_active(path):
+        return False
     if kind == "zram":
         dev = record.get("dev", "")
         if dev and zram_exists(dev):

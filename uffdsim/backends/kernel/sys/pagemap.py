@@ -92,28 +92,26 @@ def kpf_test(flags: int, name: str) -> bool:
     return bool(flags >> KPF[name] & 1)
 
 
-def is_zero_page(entry: PagemapEntry) -> bool:
-    """The shared zero page (or the huge zero page); without root (PFN hidden) via PAGEMAP_SCAN."""
+def _page_is(entry: PagemapEntry, kpf: str, scan_category: int) -> bool:
+    """A present page's kpageflags bit ``kpf``; without root (PFN hidden) its PAGEMAP_SCAN category."""
     if not entry.present:
         return False
     if entry.pfn:
-        return kpf_test(kpageflags(entry.pfn), "zero_page")
+        return kpf_test(kpageflags(entry.pfn), kpf)
     try:
-        return any(cat & PAGE_IS_PFNZERO for _, _, cat in pagemap_scan(entry.addr, PAGE_SIZE))
+        return any(cat & scan_category for _, _, cat in pagemap_scan(entry.addr, PAGE_SIZE))
     except UffdError:
         return False
+
+
+def is_zero_page(entry: PagemapEntry) -> bool:
+    """The shared zero page (or the huge zero page); without root (PFN hidden) via PAGEMAP_SCAN."""
+    return _page_is(entry, "zero_page", PAGE_IS_PFNZERO)
 
 
 def is_thp(entry: PagemapEntry) -> bool:
     """Part of a transparent huge page (PMD- or PTE-mapped; without root, PMD-mapped only)."""
-    if not entry.present:
-        return False
-    if entry.pfn:
-        return kpf_test(kpageflags(entry.pfn), "thp")
-    try:
-        return any(cat & PAGE_IS_HUGE for _, _, cat in pagemap_scan(entry.addr, PAGE_SIZE))
-    except UffdError:
-        return False
+    return _page_is(entry, "thp", PAGE_IS_HUGE)
 
 
 def is_ksm(entry: PagemapEntry) -> bool:

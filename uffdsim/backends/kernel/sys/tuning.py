@@ -92,7 +92,10 @@ def ksm_unmerge_all(saved: dict[str, str] | None = None) -> None:
 
 
 def swaps_active() -> list[str]:
-    """Active swap devices/files from /proc/swaps."""
-    with open("/proc/swaps") as f:
-        return [line.split()[0] for line in f.readlines()[1:] if line.strip()]
+    """Active swap devices/files from /proc/swaps (none where the kernel has no swap support)."""
+    try:
+        with open("/proc/swaps") as f:
+            return [line.split()[0] for line in f.readlines()[1:] if line.strip()]
+    except OSError:
+        return []
 
