@@ -79,6 +79,14 @@ def _cell_html(value: Any) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", escape("" if value is None else str(value)))
 
 
+def _table_html(header: Sequence[Any], rows: Iterable[Sequence[Any]], cell_attrs: str = "") -> str:
+    """``header`` and ``rows`` as an HTML table with the book theme's class; ``cell_attrs`` on each cell."""
+    head = "".join(f"<th{cell_attrs}>{_cell_html(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td{cell_attrs}>{_cell_html(c)}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f"<table class=\"table\"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
 @dataclass(frozen=True)
 class Table:
     """A small table that renders the same in Jupyter and in the static book (as HTML)."""
@@ -88,11 +96,7 @@ class Table:
 
     def _repr_html_(self) -> str:
         """The table as HTML, left-aligned, with the book theme's table class."""
-        cell = "<{0} style=\"text-align:left\">{1}</{0}>"
-        head = "".join(cell.format("th", _cell_html(h)) for h in self.header)
-        body = "".join("<tr>" + "".join(cell.format("td", _cell_html(c)) for c in row) + "</tr>"
-                       for row in self.rows)
-        return f"<table class=\"table\"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        return _table_html(self.header, self.rows, ' style="text-align:left"')
 
     def __repr__(self) -> str:
         return f"<table: {len(self.rows)} row(s) of {', '.join(map(str, self.header))}>"
@@ -452,9 +456,7 @@ def _family(name: str) -> str:
 
 def _plain_table(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
     """A compact HTML table (no per-cell styles: the catalogue has a couple of thousand rows)."""
-    head = "".join(f"<th>{_cell_html(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{_cell_html(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table class=\"table\"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return _table_html(header, rows)
 
 
 def scenario_catalogue() -> Html:

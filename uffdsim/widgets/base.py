@@ -49,13 +49,17 @@ def badge(text: str, ok: bool) -> str:
 
 
 class FigureBox(widgets.VBox):
-    """A VBox whose display carries a static PNG of its main figure and a stable text summary."""
+    """A VBox whose display carries a static PNG of its main figure (or static HTML, for a widget
+    whose content is a table) and a stable text summary."""
 
     def summary(self) -> str:  # pragma: no cover - overridden
         return ""
 
-    def static_png(self) -> bytes:  # pragma: no cover - overridden
+    def static_png(self) -> bytes:
         return b""
+
+    def static_html(self) -> str:
+        return ""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}: {self.summary()}"
@@ -66,4 +70,7 @@ class FigureBox(widgets.VBox):
         png = self.static_png()
         if png:
             data["image/png"] = base64.b64encode(png).decode("ascii")
+        html_text = self.static_html()
+        if html_text:
+            data["text/html"] = html_text
         return data

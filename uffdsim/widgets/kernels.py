@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import html
-from typing import Any, Sequence
+from typing import Sequence
 
 import ipywidgets as widgets
 
 from ..kernel_compare import DEFAULT_KERNELS, differing_rows, side_by_side
 from ..kernels import PROFILES
 from ..resources import corpus_files
+from .base import FigureBox
 
 
 def table_html(header: list[str], rows: list[list[str]]) -> str:
@@ -21,7 +22,7 @@ def table_html(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-class KernelCompare(widgets.VBox):
+class KernelCompare(FigureBox):
     """Pick a scenario and the kernels; the steps whose outcome differs are highlighted."""
 
     def __init__(self, scenario: str = "zero-page-move", kernels: Sequence[str] = DEFAULT_KERNELS) -> None:
@@ -43,11 +44,5 @@ class KernelCompare(widgets.VBox):
         n = len(differing_rows(self.header, self.rows))
         return f"{self.pick.value} on {', '.join(self.kernels.value)}: {n} step(s) differ"
 
-    def __repr__(self) -> str:
-        return f"KernelCompare: {self.summary()}"
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
-        data = dict(super()._repr_mimebundle_(**kwargs) or {})
-        data["text/plain"] = repr(self)
-        data["text/html"] = table_html(self.header, self.rows)
-        return data
+    def static_html(self) -> str:
+        return table_html(self.header, self.rows)
