@@ -19,6 +19,7 @@ Usage: python scripts/live_check.py [--root DIR] [--chromium PATH] [--timeout S]
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import queue
@@ -33,23 +34,27 @@ from html import unescape
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-#: every host but the test server's address resolves to nothing
-BLOCK_OTHER_HOSTS = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-default-apps", "--mute-audio", "--remote-debugging-port=0", BLOCK_OTHER_HOSTS]
 
 
-def find_chromium(explicit: str | None = None) -> str | None:
-    """The Chromium binary: ``explicit``, $UFFD_BOOK_CHROMIUM, or the first known name on PATH."""
-    for name in (explicit, os.environ.get("UFFD_BOOK_CHROMIUM"), *CHROMIUM_NAMES):
-        if name and (shutil.which(name) or Path(name).is_file()):
-            return shutil.which(name) or name
-    return None
+def _dom_check() -> Any:
+    """scripts/dom_check.py (the static-page check), whose Chromium set-up this script shares."""
+    if "dom_check" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("dom_check", Path(__file__).with_name("dom_check.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["dom_check"] = module          # its dataclasses look their module up there
+        spec.loader.exec_module(module)
+    return sys.modules["dom_check"]
+
+
+dom_check = _dom_check()
+find_chromium = dom_check.find_chromium
+#: dom_check's flags, but Chromium stays up (no --dump-dom, real time) until the page reports
+FLAGS = [f for f in dom_check.FLAGS if not f.startswith(("--headless", "--virtual-time-budget", "--dump-dom"))]
+FLAGS += ["--headless=new", "--disable-default-apps", "--mute-audio", "--remote-debugging-port=0",
+          dom_check.BLOCK_OTHER_HOSTS]
 
 
 @dataclass
@@ -74,12 +79,9 @@ def serve(root: Path) -> Server:
     reports: "queue.Queue[dict[str, Any]]" = queue.Queue()
     failed: list[str] = []
 
-    class Handler(SimpleHTTPRequestHandler):
+    class Handler(dom_check._QuietHandler):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, directory=str(root), **kwargs)
-
-        def log_message(self, fmt: str, *args: Any) -> None:  # quiet; failures are recorded below
-            pass
 
         def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
             if self.path != "/favicon.ico":
