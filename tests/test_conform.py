@@ -55,17 +55,27 @@ class Skipping:
         return BackendRun(skipped="no userfaultfd here")
 
 
-class Differing:
-    """Runs the simulator but reports the observed page as swapped out."""
+class Rewriting:
+    """A stand-in kernel: runs the simulator, then rewrites each observed page with :meth:`page`."""
 
     name = "kernel"
+
+    def page(self, p: dict) -> dict:  # pragma: no cover - overridden
+        return p
 
     def run(self, scenario):
         run = SimBackend().run(scenario)
         for rec in run.steps:
             if rec["op"] == "observe":
-                rec["pages"] = [dict(p, state="swap", value=None, frame=None) for p in rec["pages"]]
+                rec["pages"] = [self.page(p) for p in rec["pages"]]
         return run
+
+
+class Differing(Rewriting):
+    """Reports the observed page as swapped out."""
+
+    def page(self, p: dict) -> dict:
+        return dict(p, state="swap", value=None, frame=None)
 
 
 @pytest.fixture
@@ -102,18 +112,11 @@ def test_the_summary_parser_reads_old_and_new_lines() -> None:
     assert C.parse_summary("no summary") is None
 
 
-class Hiding:
-    """Runs the simulator, then hides every present page's frame as the kernel does without root."""
+class Hiding(Rewriting):
+    """Hides every present page's frame, as the kernel does without root."""
 
-    name = "kernel"
-
-    def run(self, scenario):
-        run = SimBackend().run(scenario)
-        for rec in run.steps:
-            if rec["op"] == "observe":
-                rec["pages"] = [dict(p, frame=None, hidden=["frame"]) if p["state"] == "present" else p
-                                for p in rec["pages"]]
-        return run
+    def page(self, p: dict) -> dict:
+        return dict(p, frame=None, hidden=["frame"]) if p["state"] == "present" else p
 
 
 def test_hidden_frames_are_partial_observation_not_divergence(corpus: Path) -> None:

@@ -7,7 +7,8 @@ kernel (skipped where userfaultfd is unavailable).
 from __future__ import annotations
 
 import errno as E
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import pytest
 from hypothesis import given, settings
@@ -394,19 +395,32 @@ def kernel_or_skip() -> Any:
     return k
 
 
+@contextmanager
+def kernel_ranges(k: Any, n: int) -> Iterator[tuple[int, int, Any]]:
+    """``n`` pages at src and at dst on the running kernel, dst registered (MISSING) with a
+    MOVE-capable userfaultfd; everything unmapped and closed afterwards."""
+    kp = k.PAGE_SIZE
+    src, dst = k.mmap(n * kp), k.mmap(n * kp)
+    uffd = k.Userfaultfd.open()
+    try:
+        uffd.api(k.UFFD_FEATURE_MOVE)
+        uffd.register(dst, n * kp)
+        yield src, dst, uffd
+    finally:
+        uffd.close()
+        k.munmap(src, n * kp)
+        k.munmap(dst, n * kp)
+
+
 @pytest.mark.kernel
 def test_move_range_on_the_running_kernel() -> None:
     """A messy range on the real thing: a hole, a populated dst page, a COW-shared page."""
     k = kernel_or_skip()
     kp = k.PAGE_SIZE
     n = 6
-    src, dst = k.mmap(n * kp), k.mmap(n * kp)
-    uffd = k.Userfaultfd.open()
-    try:
-        uffd.api(k.UFFD_FEATURE_MOVE)
+    with kernel_ranges(k, n) as (src, dst, uffd):
         k.fill(src, n * kp, 0x41)
         k.madvise(src + 1 * kp, kp, k.MADV_DONTNEED)            # page 1: a hole
-        uffd.register(dst, n * kp)
         uffd.zeropage(dst + 3 * kp, kp)                         # page 3: dst already populated
         with live_child():
             for i in (0, 2, 3, 5):                              # the parent's write makes these
@@ -421,10 +435,6 @@ def test_move_range_on_the_running_kernel() -> None:
         assert got == [b"\x50", b"\x52", b"\x41", b"\x55"]
         assert not any(e.present for i, e in enumerate(k.pagemap(src, n)) if i != 3)
         assert k.pagemap(dst + 4 * kp)[0].pfn != shared or shared == 0
-    finally:
-        uffd.close()
-        k.munmap(src, n * kp)
-        k.munmap(dst, n * kp)
 
 
 def test_a_hole_retry_that_meets_something_else_asks_move_again() -> None:
@@ -459,20 +469,12 @@ def test_an_unhandled_errno_falls_back_on_the_running_kernel() -> None:
     k = kernel_or_skip()
     kp = k.PAGE_SIZE
     n = 4
-    src, dst = k.mmap(n * kp), k.mmap(n * kp)
-    uffd = k.Userfaultfd.open()
-    try:
-        uffd.api(k.UFFD_FEATURE_MOVE)
+    with kernel_ranges(k, n) as (src, dst, uffd):
         for i in range(n):
             k.fill(src + i * kp, kp, 0x60 + i)
         k.mprotect(src + 2 * kp, 2 * kp, k.PROT_READ)           # a second VMA, not writable
-        uffd.register(dst, n * kp)
         r = move_range(uffd, dst, src, n * kp, page_size=kp)
         assert r.pages("moved") == [0, 1] and r.pages("copied") == [2, 3]
         assert r.fallback_reasons() == {2: "EINVAL", 3: "EINVAL"}
         assert [k.peek(dst + i * kp, 1) for i in range(n)] == [bytes([0x60 + i]) for i in range(n)]
         assert not any(e.present for e in k.pagemap(src, n))
-    finally:
-        uffd.close()
-        k.munmap(src, n * kp)
-        k.munmap(dst, n * kp)
