@@ -42,7 +42,7 @@ from typing import Any, Callable, Protocol
 
 from .argcheck import ulong
 from .errors import UffdError
-from .mm.folio import TASK_SIZE
+from .userfaultfd import validate_range
 
 PAGE_SIZE = 4096
 MODE_DONTWAKE = 1 << 0            #: UFFDIO_MOVE_MODE_DONTWAKE (also UFFDIO_COPY_MODE_DONTWAKE)
@@ -162,20 +162,6 @@ def copy_then_dontneed(uffd: Any, dst: int, src: int, page_size: int, dontwake: 
     return "copied"
 
 
-def validate_range_args(dst: int, src: int, length: int, page_size: int = PAGE_SIZE) -> str | None:
-    """Why UFFDIO_MOVE would reject this range as a whole with EINVAL (validate_range()), or None.
-
-    Alignment, a range that wraps or ends past TASK_SIZE (x86-64, 4-level page tables): errors
-    of the arguments, which no per-page fallback can fix, so :func:`move_range` raises them.
-    """
-    for name, start in (("dst", dst), ("src", src)):
-        if start % page_size or length % page_size:
-            return f"{name} or length not page aligned"
-        if start + length > TASK_SIZE:
-            return f"{name} range ends past the user address space"
-    return None
-
-
 def move_range(uffd: MoveIoctls, dst: int, src: int, length: int, *,
                fallback: Fallback | None = copy_then_dontneed,
                read_events: Callable[[], Any] | None = None,
@@ -200,10 +186,13 @@ def move_range(uffd: MoveIoctls, dst: int, src: int, length: int, *,
         raise ValueError(f"holes must be 'allow', 'skip' or 'raise', got {holes!r}")
     dst, src, length = ulong(dst, "dst"), ulong(src, "src"), ulong(length, "length")
     report = MoveReport(dst, src, length, page_size)
-    bad = validate_range_args(dst, src, length, page_size)
-    if bad:                 # the kernel rejects the whole call: no page to fall back for
-        report.log.append(f"rejected before any ioctl: {bad}")
-        raise MoveRangeError(E.EINVAL, bad, None, None, report=report, offset=0)
+    if length:              # the kernel's validate_range() rejects the whole call: no page to fall back for
+        try:
+            validate_range(dst, length)
+            validate_range(src, length)
+        except UffdError as err:
+            report.log.append(f"rejected before any ioctl: {err.message}")
+            raise MoveRangeError(err.errno, err.message, None, None, report=report, offset=0) from None
     base = (MODE_DONTWAKE if dontwake else 0) | (MODE_ALLOW_SRC_HOLES if allow_src_holes else 0)
     off = 0
     stalls = 0              # consecutive rounds without progress (events, retries)
