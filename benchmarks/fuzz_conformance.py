@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -41,6 +42,7 @@ def main() -> int:
         return 0
     folder = args.save or Path(tempfile.mkdtemp(prefix="uffd-fuzz-"))
     stats = {"sequences": 0, "divergences": 0, "skipped": 0, "steps": 0}
+    reasons: dict[str, int] = {}
     saved: list[str] = []
     start = time.monotonic()
 
@@ -53,6 +55,7 @@ def main() -> int:
         stats["steps"] += len(steps)
         if "skipped" in (sim.status, kern.status):
             stats["skipped"] += 1
+            count_skip(reasons, sim, kern)
         if diffs:
             stats["divergences"] += 1
             saved.append(str(save_divergence(steps, kern, diffs, folder)))
@@ -62,8 +65,16 @@ def main() -> int:
 
     one()
     print(f"divergences saved in {folder}" if saved else "no divergences", file=sys.stderr)
-    print(json.dumps({**stats, "seconds": round(time.monotonic() - start, 1), "saved": saved}))
+    print(json.dumps({**stats, "skip_reasons": reasons, "seconds": round(time.monotonic() - start, 1),
+                      "saved": saved}))
     return 1 if stats["divergences"] else 0
+
+
+def count_skip(reasons: dict[str, int], *results) -> None:
+    """Count why a sequence was skipped (the first skipping backend's reason, numbers stripped)."""
+    why = next(f"{r.backend}: {r.reason}" for r in results if r.status == "skipped")
+    key = re.sub(r"0x[0-9a-f]+|\d+", "N", why)[:120]
+    reasons[key] = reasons.get(key, 0) + 1
 
 
 def in_lab(args: argparse.Namespace, strategy) -> int:
@@ -98,6 +109,7 @@ def in_lab(args: argparse.Namespace, strategy) -> int:
             return 0
         sim = SimBackend(kernel=lab.profile())
         stats = {"sequences": 0, "divergences": 0, "skipped": 0, "steps": 0}
+        reasons: dict[str, int] = {}
         saved = []
         for path, steps in zip(files, drawn):
             scenario = scenario_of(steps, path.stem)
@@ -108,13 +120,14 @@ def in_lab(args: argparse.Namespace, strategy) -> int:
             stats["steps"] += len(steps)
             if "skipped" in (a.status, b.status):
                 stats["skipped"] += 1
+                count_skip(reasons, a, b)
                 continue
             diffs = compare(a, b)
             if diffs:
                 stats["divergences"] += 1
                 folder = folder or Path(tempfile.mkdtemp(prefix="uffd-fuzz-lab-"))   # only when needed
                 saved.append(str(save_divergence(steps, b, diffs, folder)))
-    print(json.dumps({**stats, "kernel": batch.guest["guest"], "profile": sim.profile_name,
+    print(json.dumps({**stats, "skip_reasons": reasons, "kernel": batch.guest["guest"], "profile": sim.profile_name,
                       "thp": args.thp, "seconds": round(time.monotonic() - start, 1),
                       "lab_seconds": batch.seconds, "saved": saved}))
     return 1 if stats["divergences"] else 0

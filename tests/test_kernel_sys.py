@@ -7,6 +7,7 @@ children wait on a pipe with a timeout and always _exit.
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import threading
 from contextlib import contextmanager
@@ -241,6 +242,65 @@ def test_pmd_mapped_thp_is_detected() -> None:
         assert not k.is_pmd_mapped(a)
     finally:
         k.munmap(a, k.PMD_SIZE)
+
+
+@contextmanager
+def split_huge_page_region() -> Iterator[int]:
+    """1024 pages, 2 MiB aligned, both huge pages faulted in, then MADV_NOHUGEPAGE on pages 255..270:
+    the first huge page is PTE-mapped in three VMAs, the second (block 512..1023) stays PMD-mapped."""
+    a = k.mmap_aligned(2 * k.PMD_SIZE)
+    try:
+        k.madvise(a, 2 * k.PMD_SIZE, k.MADV_HUGEPAGE)
+        k.fill(a, 2 * k.PMD_SIZE, 7)
+        if not (k.is_pmd_mapped(a) and k.is_pmd_mapped(a + k.PMD_SIZE)):
+            pytest.skip("no huge pages allocated (memory fragmented?)")
+        k.madvise(a + 255 * P, 16 * P, k.MADV_NOHUGEPAGE)
+        yield a
+    finally:
+        k.munmap(a, 2 * k.PMD_SIZE)
+
+
+def kernel_without_scan_guard(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make PAGEMAP_SCAN refuse PAGE_IS_GUARD with EINVAL, as Linux 6.12.118 does."""
+    pm = importlib.import_module("uffdsim.backends.kernel.sys.pagemap")   # the module, not the function
+    real = pm._pagemap_scan
+
+    def scan(addr: int, length: int, mask: int) -> list[tuple]:
+        if mask & k.PAGE_IS_GUARD:
+            raise UffdError(errno.EINVAL, "ioctl PAGEMAP_SCAN")
+        return real(addr, length, mask)
+    monkeypatch.setattr(pm, "_pagemap_scan", scan)
+    monkeypatch.setattr(pm, "_scan_knows_guard", None)
+
+
+@pytest.mark.skipif(k.thp_enabled() not in ("always", "madvise"), reason="THP disabled")
+def test_observe_asks_pagemap_scan_again_without_the_guard_bit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the 6.12 lab fuzzer: 6.12 refuses PAGE_IS_GUARD, and observe used to fall back to
+    kpageflags + smaps, which called a PTE-mapped THP page in a VMA holding a huge PMD huge."""
+    from uffdsim.backends.kernel.observe import observe
+    kernel_without_scan_guard(monkeypatch)
+    with split_huge_page_region() as a:
+        assert [v["thp"] for v in observe(a + 300 * P, P)] == [False]
+        assert [v["thp"] for v in observe(a + 511 * P, 2 * P)] == [False, True]
+        assert all("hidden" not in v for v in observe(a + 511 * P, 2 * P))
+
+
+@pytest.mark.skipif(not frames_visible(), reason="kpageflags needs root (CAP_SYS_ADMIN)")
+@pytest.mark.skipif(k.thp_enabled() not in ("always", "madvise"), reason="THP disabled")
+def test_observe_without_pagemap_scan_says_what_it_cannot_tell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Linux < 6.7 (no PAGEMAP_SCAN): thp is exact where the VMA or the frames decide it; a THP page
+    whose block a VMA with PMD mappings covers may be PTE-mapped, so its thp is hidden."""
+    from uffdsim.backends.kernel.observe import observe
+    pm = importlib.import_module("uffdsim.backends.kernel.sys.pagemap")   # the module, not the function
+
+    def no_scan(addr: int, length: int, mask: int) -> list[tuple]:
+        raise UffdError(errno.ENOTTY, "ioctl PAGEMAP_SCAN")
+    monkeypatch.setattr(pm, "_pagemap_scan", no_scan)
+    with split_huge_page_region() as a:
+        small = observe(a + 300 * P, P)[0]          # its VMA starts at page 271: no PMD can map it
+        assert small["thp"] is False and "hidden" not in small
+        big = observe(a + 600 * P, P)[0]
+        assert big["thp"] is True and big["hidden"] == ["thp"]
 
 
 def test_ksm_merged_page_is_ebusy(uffd: k.Userfaultfd) -> None:

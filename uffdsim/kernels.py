@@ -53,12 +53,6 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
            "a write to the huge zero page splits the PMD: one new small page, the zero page around it",
            "the write allocates a whole THP", "thp-huge-zero-write-allocates-thp",
            "lab: 6.12.118 splits, 6.18 allocates a THP"),
-    Change("huge_zero_reported_huge", (6, 13),
-           "fs/proc/task_mmu.c PAGEMAP_SCAN: the huge zero PMD reported PAGE_IS_HUGE (commit not "
-           "identified; somewhere after 6.12.118, the 6.13 boundary is assumed)",
-           "PAGEMAP_SCAN does not report the huge zero PMD as PAGE_IS_HUGE (observe shows thp: false)",
-           "the huge zero PMD is PAGE_IS_HUGE | PAGE_IS_PFNZERO (thp: true)", "thp-huge-zero-whole-pmd",
-           "lab: 6.12.118 thp false, 6.18 thp true"),
     Change("split_zero_remap", (6, 12),
            "b1f202060afe mm: remap unused subpages to shared zeropage when splitting isolated thp (hash not verified here)",
            "a THP split by MOVE keeps every subpage as its own small page",

@@ -418,8 +418,8 @@ class Process:
         pmd = self.mm.pt.pmd(addr)
         if isinstance(pmd, HugePmd):
             folio, i = pmd.folio, pmd_subpage(addr)
-            if folio.huge_zero:     # PAGE_IS_HUGE for the huge zero PMD: kernels.CHANGES['huge_zero_reported_huge']
-                return PageView("zero", 0, folio.pfn + i, thp=self.machine.kernel.has("huge_zero_reported_huge"))
+            if folio.huge_zero:     # PAGEMAP_SCAN: PAGE_IS_HUGE | PAGE_IS_PFNZERO for the huge zero PMD
+                return PageView("zero", 0, folio.pfn + i, thp=True)
             return PageView("present", folio.data[i], folio.pfn + i, thp=True,
                             anon_exclusive=folio.exclusive[i], mapcount=folio.page_mapcount(i),
                             ksm=folio.ksm, pinned=folio.maybe_dma_pinned(), write=pmd.write)

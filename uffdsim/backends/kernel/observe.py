@@ -10,8 +10,11 @@ Per page, from ``/proc/self/pagemap`` (Documentation/admin-guide/mm/pagemap.rst)
 * ``value``: the first byte of a present page, read with a plain load (the page is present, so
   nothing faults), or through ``/proc/self/mem`` on a PROT_NONE mapping; 0 for the zero page;
 * ``thp``: the page is mapped by a huge PMD.  Decided with PAGEMAP_SCAN's ``PAGE_IS_HUGE``, which
-  the kernel sets only for PMD mappings: a PTE-mapped large folio is *not* ``thp``.  Without
-  PAGEMAP_SCAN (Linux < 6.7): ``KPF_THP`` and a non-zero ``AnonHugePages`` in the VMA's smaps.
+  the kernel sets only for PMD mappings: a PTE-mapped large folio is *not* ``thp``.  (A kernel
+  that refuses ``PAGE_IS_GUARD`` in the mask, 6.12.118 here, is asked again without it.)  Without
+  PAGEMAP_SCAN (Linux < 6.7) it is worked out from kpageflags, smaps and the frames
+  (:func:`pmd_mapped_guess`); where that cannot tell a PMD mapping from a PTE-mapped THP the
+  page lists ``"thp"`` under ``hidden`` and it is not compared.
 
 Without root (no CAP_SYS_ADMIN) pagemap hides PFNs and swap types: a present page's ``frame`` is
 then None and the view lists ``"frame"`` under ``hidden`` (the runner reports it as not
@@ -103,14 +106,17 @@ def observe(addr: int, length: int) -> list[dict[str, Any]]:
             if cats is not None:
                 view["thp"] = bool(cat & k.PAGE_IS_HUGE)
             else:
-                view["thp"] = k.kpf_test(flags, "thp") and k.smaps_field(e.addr, "AnonHugePages") > 0
+                guess = k.pmd_mapped_guess(e, flags)
+                view["thp"] = guess is not False
+                if guess is None:
+                    view["hidden"] = ["thp"]
             if zero:
                 view.update(state="zero", value=0, frame=e.pfn or None)
             else:
                 view.update(state="present", frame=e.pfn if root_pfns else None)
                 present.append(e.addr)
                 if pfns_hidden:
-                    view["hidden"] = ["frame"]
+                    view["hidden"] = view.get("hidden", []) + ["frame"]
             view["ksm"] = k.kpf_test(flags, "ksm")
             view["mapped_once"] = e.exclusive
         elif e.guard or (e.swapped and e.swap_type >= FIRST_SPECIAL_SWAP_TYPE):

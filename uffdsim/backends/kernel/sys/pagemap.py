@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import re
 import struct
@@ -10,7 +11,7 @@ from typing import Iterator
 
 from uffdsim.errors import UffdError
 
-from .abi import PAGE_SIZE, _IOWR
+from .abi import PAGE_SIZE, PMD_SIZE, _IOWR
 from .libc import ioctl
 
 PM_PFN_MASK = (1 << 55) - 1
@@ -131,9 +132,12 @@ _PAGE_REGION = struct.Struct("=QQQ")
 PAGEMAP_SCAN = _IOWR(ord("f"), 16, _PM_SCAN_ARG.size)
 
 
-def pagemap_scan(addr: int, length: int, mask: int = PAGE_IS_PRESENT | PAGE_IS_SWAPPED |
-                 PAGE_IS_PFNZERO | PAGE_IS_HUGE | PAGE_IS_FILE | PAGE_IS_GUARD) -> list[tuple]:
-    """PAGEMAP_SCAN over [addr, addr+length): [(start, end, categories)], categories ∩ mask."""
+#: does the running kernel accept PAGE_IS_GUARD in a PAGEMAP_SCAN mask?  (None: not tried yet.)
+#: Observed: 6.12.118 refuses the bit with EINVAL, 6.18 accepts it.
+_scan_knows_guard: bool | None = None
+
+
+def _pagemap_scan(addr: int, length: int, mask: int) -> list[tuple]:
     nvec = length // PAGE_SIZE + 1
     vec = (ctypes.c_char * (_PAGE_REGION.size * nvec))()
     arg = bytearray(_PM_SCAN_ARG.pack(_PM_SCAN_ARG.size, 0, addr, addr + length, 0,
@@ -144,6 +148,32 @@ def pagemap_scan(addr: int, length: int, mask: int = PAGE_IS_PRESENT | PAGE_IS_S
     finally:
         os.close(fd)
     return [_PAGE_REGION.unpack_from(vec, i * _PAGE_REGION.size) for i in range(n)]
+
+
+def pagemap_scan(addr: int, length: int, mask: int = PAGE_IS_PRESENT | PAGE_IS_SWAPPED |
+                 PAGE_IS_PFNZERO | PAGE_IS_HUGE | PAGE_IS_FILE | PAGE_IS_GUARD) -> list[tuple]:
+    """PAGEMAP_SCAN over [addr, addr+length): [(start, end, categories)], categories ∩ mask.
+
+    A kernel that does not know PAGE_IS_GUARD refuses the whole mask with EINVAL; the scan is
+    then asked again without that bit (guard markers are still seen in pagemap's bit 58), so
+    one unknown category does not cost every other one.
+    """
+    global _scan_knows_guard
+    if mask & PAGE_IS_GUARD and _scan_knows_guard is False:
+        mask &= ~PAGE_IS_GUARD
+    try:
+        regions = _pagemap_scan(addr, length, mask)
+    except UffdError as err:
+        if not (mask & PAGE_IS_GUARD and err.errno == errno.EINVAL and _scan_knows_guard is None):
+            raise
+        regions = _pagemap_scan(addr, length, mask & ~PAGE_IS_GUARD)
+        _scan_knows_guard = False      # the same range without the bit works: the bit was refused
+        return regions
+    if mask & PAGE_IS_GUARD:
+        _scan_knows_guard = True
+    return regions
+
+
 # --------------------------------------------------------------------------------------------
 # transparent huge pages
 
@@ -180,8 +210,49 @@ def is_pmd_mapped(addr: int) -> bool:
         return any(cat & PAGE_IS_HUGE for _, _, cat in regions)
     except UffdError:
         pass
-    e = pagemap(base)[0]   # fallback: a THP page in a VMA that smaps says holds PMD mappings
-    return is_thp(e) and smaps_field(base, "AnonHugePages") > 0
+    return pmd_mapped_guess(pagemap(base)[0]) is not False
+
+
+def pmd_mapped_guess(entry: PagemapEntry, flags: int | None = None) -> bool | None:
+    """Without PAGEMAP_SCAN (Linux < 6.7): is the present page in ``entry`` mapped by a huge PMD?
+
+    True or False where /proc can decide it, None where it cannot.  A page that is not part of a
+    THP, a VMA without PMD mappings (smaps ``AnonHugePages`` 0), a VMA that does not cover the
+    page's whole 2 MiB block, or frames that are not the contiguous frames of one aligned folio
+    rule a PMD mapping out; the huge zero page is only ever mapped by a PMD.  What is left (a
+    THP in a VMA that also holds PMD mappings) may still be a PTE-mapped THP: None.
+    """
+    if not entry.present:
+        return False
+    if not entry.pfn:           # PFN hidden (no CAP_SYS_ADMIN): kpageflags cannot be asked
+        return None
+    if flags is None:
+        flags = kpageflags(entry.pfn)
+    if not kpf_test(flags, "thp"):
+        return False
+    if kpf_test(flags, "zero_page"):
+        return True
+    if smaps_field(entry.addr, "AnonHugePages") <= 0:
+        return False
+    block = entry.addr & ~(PMD_SIZE - 1)
+    vma = _vma_bounds(entry.addr)
+    if vma is None or vma[0] > block or vma[1] < block + PMD_SIZE:
+        return False
+    first = pagemap(block, 1)[0]
+    index = (entry.addr - block) // PAGE_SIZE
+    if not first.present or first.pfn != entry.pfn - index or first.pfn % (PMD_SIZE // PAGE_SIZE):
+        return False
+    return None
+
+
+def _vma_bounds(addr: int) -> tuple[int, int] | None:
+    """[start, end) of the VMA containing addr, from /proc/self/maps."""
+    with open("/proc/self/maps") as f:
+        for line in f:
+            lo, hi = (int(x, 16) for x in line.split(None, 1)[0].split("-"))
+            if lo <= addr < hi:
+                return lo, hi
+    return None
 
 
 def smaps_lines(addr: int) -> Iterator[str]:
