@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import re
 import sys
 import tempfile
@@ -65,8 +66,8 @@ def main() -> int:
 
     one()
     print(f"divergences saved in {folder}" if saved else "no divergences", file=sys.stderr)
-    print(json.dumps({**stats, "skip_reasons": reasons, "seconds": round(time.monotonic() - start, 1),
-                      "saved": saved}))
+    print(json.dumps({**stats, "skip_reasons": reasons, "kernel": platform.release(), "thp": args.thp,
+                      "seconds": round(time.monotonic() - start, 1), "saved": saved}))
     return 1 if stats["divergences"] else 0
 
 
