@@ -18,3 +18,19 @@ def test_thp_sequences_are_valid_and_run(steps: list) -> None:
     assert all(m.raw["mmap"]["align"] == "2M" for m in mmaps)
     r = finish(s, "sim", SimBackend(kernel="6.12").run(s))
     assert r.status in ("passed", "failed") and not any(st.get("hung") for st in r.steps)
+
+
+def test_the_lab_fuzzer_says_why_it_skipped() -> None:
+    """A skipped sequence is counted under its reason (the 6.12 run skips guard advice), not only counted."""
+    import importlib.util
+    from pathlib import Path
+    from uffdsim.runner import ScenarioResult
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz_conformance.py"
+    spec = importlib.util.spec_from_file_location("fuzz_conformance", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    reasons: dict[str, int] = {}
+    ran = ScenarioResult("a", "kernel", "passed", [])
+    for version in ("6.12", "6.1"):
+        mod.count_skip(reasons, ScenarioResult("a", "sim", "skipped", [], f"guard: needs Linux 6.13+ (profile {version})"), ran)
+    assert reasons == {"sim: guard: needs Linux N.N+ (profile N.N)": 2}
