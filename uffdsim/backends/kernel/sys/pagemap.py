@@ -203,7 +203,10 @@ def thp_use_zero_page() -> bool:
 
 
 def is_pmd_mapped(addr: int) -> bool:
-    """Is the page at addr mapped by a huge PMD (not merely part of a PTE-mapped THP)?"""
+    """Is the page at addr mapped by a huge PMD (not merely part of a PTE-mapped THP)?
+
+    Exact with PAGEMAP_SCAN; without it a page :func:`pmd_mapped_guess` cannot decide counts as
+    PMD-mapped."""
     base = addr & ~(PAGE_SIZE - 1)
     try:
         regions = pagemap_scan(base, PAGE_SIZE, PAGE_IS_HUGE)
