@@ -3,31 +3,15 @@ would kill the process with SIGSEGV or SIGBUS is reported as EFAULT instead (as 
 from __future__ import annotations
 
 import errno as E
-from dataclasses import dataclass
 
 from ...errors import UffdError
 from . import owned
 from . import sys as k
 from .procstate import ProcState
+from .sys.pagemap import Mapping, mappings  # noqa: F401 - ops and observe take them from here
 
 PAGE = k.PAGE_SIZE
 
-
-@dataclass
-class Mapping:
-    start: int
-    end: int
-    perms: str
-
-
-def mappings() -> list[Mapping]:
-    out = []
-    with open("/proc/self/maps") as f:
-        for line in f:
-            rng, perms = line.split(None, 2)[:2]
-            lo, hi = rng.split("-")
-            out.append(Mapping(int(lo, 16), int(hi, 16), perms))
-    return out
 
 
 def vm_flags(addr: int) -> set[str]:

@@ -238,8 +238,8 @@ def pmd_mapped_guess(entry: PagemapEntry, flags: int | None = None) -> bool | No
     if smaps_field(entry.addr, "AnonHugePages") <= 0:
         return False
     block = entry.addr & ~(PMD_SIZE - 1)
-    vma = _vma_bounds(entry.addr)
-    if vma is None or vma[0] > block or vma[1] < block + PMD_SIZE:
+    vma = next((m for m in mappings() if m.start <= entry.addr < m.end), None)
+    if vma is None or vma.start > block or vma.end < block + PMD_SIZE:
         return False
     first = pagemap(block, 1)[0]
     index = (entry.addr - block) // PAGE_SIZE
@@ -248,14 +248,24 @@ def pmd_mapped_guess(entry: PagemapEntry, flags: int | None = None) -> bool | No
     return None
 
 
-def _vma_bounds(addr: int) -> tuple[int, int] | None:
-    """[start, end) of the VMA containing addr, from /proc/self/maps."""
+@dataclass
+class Mapping:
+    """One line of /proc/self/maps: a VMA's [start, end) and its permissions (``rw-p``)."""
+
+    start: int
+    end: int
+    perms: str
+
+
+def mappings() -> list[Mapping]:
+    """The VMAs of this process, from /proc/self/maps."""
+    out = []
     with open("/proc/self/maps") as f:
         for line in f:
-            lo, hi = (int(x, 16) for x in line.split(None, 1)[0].split("-"))
-            if lo <= addr < hi:
-                return lo, hi
-    return None
+            rng, perms = line.split(None, 2)[:2]
+            lo, hi = rng.split("-")
+            out.append(Mapping(int(lo, 16), int(hi, 16), perms))
+    return out
 
 
 def smaps_lines(addr: int) -> Iterator[str]:
