@@ -26,7 +26,10 @@ The machine (CPUs, kernel) is in the output: these numbers hold for it only.  Ne
 ``vm.unprivileged_userfaultfd``-free user-mode userfaultfd (it uses UFFD_USER_MODE_ONLY) and
 Linux 6.8+.  Exit status 2 with a one-line reason when the kernel or a C compiler is missing.
 
-Usage: python benchmarks/compaction.py [--runs N] [--heap-mib M] [--munmap-mib M] [--quick] [--record FILE]
+Usage: python benchmarks/compaction.py [--runs N] [--heap-mib M] [--munmap-mib M] [--pages N] [--quick] [--record FILE]
+
+Every run of the C program is bounded (its own 120 s alarm, a 150 s timeout here), no new repeat
+starts after 20 minutes, and SIGINT/SIGTERM kill the running child and remove the temporary folder.
 """
 from __future__ import annotations
 
@@ -36,19 +39,23 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "compaction.c"
 BATCHES = {"4k": 1, "64k": 16, "2m": 512}
 METHODS = ("move", "copy")
 MUTATORS = (0, 1)
+RESOLVERS = ("thread", "sigbus")
+RUN_TIMEOUT_S = 150          # one run of the C program (its own watchdog fires at 120 s)
+BUDGET_S = 1200              # no new repeat starts after 20 minutes
 
 
 def build(tmp: Path) -> tuple[Path, Path]:
@@ -68,7 +75,10 @@ def build(tmp: Path) -> tuple[Path, Path]:
 
 def run_c(exe: Path, *args: Any) -> dict[str, Any]:
     """One run of the C program: its JSON line."""
-    done = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=600)
+    try:
+        done = subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise SystemExit(f"error: compaction {' '.join(map(str, args))}: no result within {RUN_TIMEOUT_S} s") from None
     try:
         doc = json.loads(done.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):
@@ -78,107 +88,147 @@ def run_c(exe: Path, *args: Any) -> dict[str, Any]:
     return doc
 
 
-def stat(values: list[float], digits: int = 6) -> dict[str, Any]:
-    """Median and spread (min, max) of repeated measurements."""
+def stat(values: list[float], digits: int = 6) -> dict[str, Any] | None:
+    """Median and spread (min, max) of repeated measurements (None when there are none)."""
+    if not values:
+        return None
     return {"median": round(statistics.median(values), digits),
             "spread": [round(min(values), digits), round(max(values), digits)], "runs": len(values)}
 
 
-def python_loop_ns(method: str, pages: int) -> float:
-    """ns per page of a per-page loop written in Python (one ctypes ioctl per page)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-    size = pages * 4096
-    src = libc.mmap(None, size, 3, 0x22, -1, 0)
-    dst = libc.mmap(None, size, 3, 0x22, -1, 0)
-    libc.madvise(ctypes.c_void_p(src), ctypes.c_size_t(size), 15)          # MADV_NOHUGEPAGE
-    libc.madvise(ctypes.c_void_p(dst), ctypes.c_size_t(size), 15)
-    ctypes.memset(src, 1, size)
-    fd = libc.syscall(323, 0o2000000 | 0o4000 | 1)                         # userfaultfd(CLOEXEC|NONBLOCK|USER_MODE_ONLY)
-    if fd < 0:
-        raise SystemExit(f"error: compaction: userfaultfd: {os.strerror(ctypes.get_errno())}")
-    api = (ctypes.c_uint64 * 3)(0xAA, 1 << 16, 0)
-    libc.ioctl(fd, 0xC018AA3F, api)                                        # UFFDIO_API, FEATURE_MOVE
-    reg = (ctypes.c_uint64 * 4)(dst, size, 1, 0)
-    libc.ioctl(fd, 0xC020AA00, reg)                                        # UFFDIO_REGISTER, MISSING
-    move = (ctypes.c_uint64 * 5)()
-    copy = (ctypes.c_uint64 * 5)()
-    ioctl = libc.ioctl
-    t0 = time.perf_counter_ns()
-    if method == "move":
-        for i in range(pages):
-            move[0], move[1], move[2], move[3] = dst + i * 4096, src + i * 4096, 4096, 0
-            ioctl(fd, 0xC028AA05, move)                                    # UFFDIO_MOVE
-    else:
-        for i in range(pages):
-            copy[0], copy[1], copy[2], copy[3] = dst + i * 4096, src + i * 4096, 4096, 0
-            ioctl(fd, 0xC028AA03, copy)                                    # UFFDIO_COPY
-    t1 = time.perf_counter_ns()
-    os.close(fd)
-    libc.munmap(ctypes.c_void_p(src), ctypes.c_size_t(size))
-    libc.munmap(ctypes.c_void_p(dst), ctypes.c_size_t(size))
-    return (t1 - t0) / pages
+def open_lib(path: Path) -> ctypes.CDLL:
+    """The C program's per-page timing as a shared library: set-up, loop, tear-down."""
+    lib = ctypes.CDLL(str(path))
+    lib.perpage_setup.restype = ctypes.c_int
+    lib.perpage_setup.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+    lib.perpage_loop.restype = ctypes.c_int
+    lib.perpage_loop.argtypes = []
+    lib.perpage_teardown.restype = None
+    lib.perpage_error.restype = ctypes.c_char_p
+    for name in ("perpage_from", "perpage_to"):
+        getattr(lib, name).restype = ctypes.c_ulong
+    lib.perpage_uffd.restype = ctypes.c_int
+    return lib
+
+
+def _setup(lib: ctypes.CDLL, method: str, pages: int) -> None:
+    if lib.perpage_setup(method.encode(), ctypes.c_size_t(pages)):
+        lib.perpage_teardown()
+        raise SystemExit(f"error: compaction: perpage {method}: {lib.perpage_error().decode()}")
 
 
 def harness_ns(lib: ctypes.CDLL, method: str, pages: int) -> float:
-    """ns per page as this script times it: one ctypes call of the C loop, timed from Python."""
-    t0 = time.perf_counter_ns()
-    lib.perpage_ns(method.encode(), ctypes.c_size_t(pages))
-    return (time.perf_counter_ns() - t0) / pages
+    """ns per page as this script times it: the same loop as the C program's ``perpage`` mode,
+    one ctypes call of it timed from Python (set-up and tear-down are outside the timing)."""
+    _setup(lib, method, pages)
+    try:
+        t0 = time.perf_counter_ns()
+        failed = lib.perpage_loop()
+        t1 = time.perf_counter_ns()
+    finally:
+        lib.perpage_teardown()
+    if failed:
+        raise SystemExit(f"error: compaction: perpage {method}: loop failed")
+    return (t1 - t0) / pages
+
+
+UFFDIO_MOVE, UFFDIO_COPY = 0xC028AA05, 0xC028AA03
+
+
+def python_loop_ns(lib: ctypes.CDLL, method: str, pages: int) -> float:
+    """ns per page of the same per-page loop written in Python (one ctypes ioctl per page)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    ioctl = libc.ioctl
+    _setup(lib, method, pages)
+    try:
+        fd, src, dst = lib.perpage_uffd(), lib.perpage_from(), lib.perpage_to()
+        arg = (ctypes.c_uint64 * 5)()
+        request = UFFDIO_MOVE if method == "move" else UFFDIO_COPY
+        bad = 0
+        t0 = time.perf_counter_ns()
+        for i in range(pages):
+            arg[0], arg[1], arg[2], arg[3] = dst + i * 4096, src + i * 4096, 4096, 0
+            bad |= ioctl(fd, request, arg)
+        t1 = time.perf_counter_ns()
+    finally:
+        lib.perpage_teardown()
+    if bad:
+        raise SystemExit(f"error: compaction: python loop {method}: {os.strerror(ctypes.get_errno())}")
+    return (t1 - t0) / pages
+
+
+def record_faults(into: dict[str, list[float]], doc: dict[str, Any]) -> None:
+    """A run's fault count, and its latency percentiles when some access faulted."""
+    into["faults"].append(float(doc["faults"]))
+    if doc["fault_samples"]:
+        into["p50"].append(doc["fault_p50_us"])
+        into["p99"].append(doc["fault_p99_us"])
 
 
 def measure(runs: int, heap_mib: int, munmap_mib: int, pages: int,
-            progress: Callable[[str], None]) -> dict[str, Any]:
+            progress: Callable[[str], None], sigbus: bool = True) -> dict[str, Any]:
+    load_before = os.getloadavg()
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="uffdsim-compaction-") as tmp:
         exe, lib_path = build(Path(tmp))
-        lib = ctypes.CDLL(str(lib_path))
-        lib.perpage_ns.restype = ctypes.c_double
-        lib.perpage_ns.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+        lib = open_lib(lib_path)
         per: dict[str, list[float]] = {m: [] for m in ("move", "copy", "dontneed")}
         harness: dict[str, list[float]] = {"move": [], "copy": []}
         loop: dict[str, list[float]] = {"move": [], "copy": []}
+        pair_ratio: dict[str, list[float]] = {"move": [], "copy": []}
         completion: dict[str, dict[str, dict[int, list[float]]]] = {
             m: {b: {n: [] for n in MUTATORS} for b in BATCHES} for m in METHODS}
-        latency: dict[str, list[float]] = {"p50": [], "p99": []}
-        lat_by: dict[str, dict[str, list[float]]] = {m: {"p50": [], "p99": []} for m in METHODS}
-        faults: dict[str, list[int]] = {m: [] for m in METHODS}
+        resolvers = RESOLVERS if sigbus else RESOLVERS[:1]
+        lat_by: dict[str, dict[str, dict[str, list[float]]]] = {
+            r: {m: {"p50": [], "p99": [], "faults": []} for m in METHODS} for r in resolvers}
+        sig_completion: dict[str, list[float]] = {m: [] for m in METHODS}
         blocked: list[float] = []
         move_s: list[float] = []
         for r in range(runs):
             progress(f"run {r + 1}/{runs}: per-page calls")
             for m in per:                                  # interleaved, so drift hits all alike
-                per[m].append(run_c(exe, "perpage", m, pages)["ns_per_page"])
-            for m in harness:
-                harness[m].append(harness_ns(lib, m, pages))
-                loop[m].append(python_loop_ns(m, pages))
+                c_ns = run_c(exe, "perpage", m, pages)["ns_per_page"]
+                per[m].append(c_ns)
+                if m in harness:
+                    h_ns = harness_ns(lib, m, pages)
+                    harness[m].append(h_ns)
+                    pair_ratio[m].append(h_ns / c_ns)
+                    loop[m].append(python_loop_ns(lib, m, pages))
             progress(f"run {r + 1}/{runs}: compaction of {heap_mib} MiB")
             for b, nb in BATCHES.items():
                 for n in MUTATORS:
                     for m in METHODS:
-                        doc = run_c(exe, "compact", m, nb, heap_mib, n)
+                        doc = run_c(exe, "compact", m, nb, heap_mib, n, "thread")
                         completion[m][b][n].append(doc["seconds"])
                         if n == 1 and b == "4k":
-                            lat_by[m]["p50"].append(doc["fault_p50_us"])
-                            lat_by[m]["p99"].append(doc["fault_p99_us"])
-                            faults[m].append(doc["faults"])
+                            record_faults(lat_by["thread"][m], doc)
+            if sigbus:
+                for m in METHODS:
+                    doc = run_c(exe, "compact", m, 1, heap_mib, 1, "sigbus")
+                    sig_completion[m].append(doc["seconds"])
+                    record_faults(lat_by["sigbus"][m], doc)
             progress(f"run {r + 1}/{runs}: munmap during a {munmap_mib} MiB move")
             doc = run_c(exe, "munmap", munmap_mib)
             blocked.append(doc["munmap_worst_s"])
             move_s.append(doc["move_seconds"])
-        del latency
+            if time.monotonic() - started > BUDGET_S:
+                progress(f"stopping after {r + 1} runs: over the {BUDGET_S} s budget")
+                runs = r + 1
+                break
     comp = {m: {b: {str(n): stat(v) for n, v in by_n.items()} for b, by_n in by_b.items()}
             for m, by_b in completion.items()}
     reduction = {str(n): {b: round(1 - comp["move"][b][str(n)]["median"] / comp["copy"][b][str(n)]["median"], 3)
                           for b in BATCHES} for n in MUTATORS}
     ratio = {m: round(statistics.median(harness[m]) / statistics.median(per[m]), 3) for m in harness}
     loop_ratio = {m: round(statistics.median(loop[m]) / statistics.median(per[m]), 3) for m in loop}
-    return {
+    doc: dict[str, Any] = {
         "benchmark": "compaction",
         "kernel": platform.release(), "machine": platform.machine(), "cpus": os.cpu_count(),
-        "note": (f"{os.cpu_count()} vCPUs: with 1 mutator, the compactor, the mutator and the fault "
-                 "handler share them; numbers hold for this machine only"),
+        "node": platform.node(),
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "note": (f"{os.cpu_count()} vCPUs, shared with other work (see loadavg): with 1 mutator, the "
+                 "compactor, the mutator and the fault handler share them; numbers hold for this machine only"),
         "heap_mib": heap_mib, "runs": runs, "perpage_pages": pages,
         "batches_pages": BATCHES,
         "completion_s": comp,
@@ -187,16 +237,41 @@ def measure(runs: int, heap_mib: int, munmap_mib: int, pages: int,
         "copy_ns_per_page": stat(per["copy"], 1),
         "dontneed_ns_per_page": stat(per["dontneed"], 1),
         "fault_latency_us": {m: {"p50": stat(v["p50"], 3), "p99": stat(v["p99"], 3),
-                                 "faults_per_run": stat([float(x) for x in faults[m]], 1)}
-                             for m, v in lat_by.items()},
+                                 "faults_per_run": stat(v["faults"], 1)}
+                             for m, v in lat_by["thread"].items()},
         "munmap_blocked_s": stat(blocked), "munmap_mib": munmap_mib, "long_move_s": stat(move_s),
         "c_harness_ratio": ratio,
+        "c_harness_ratio_spread": {m: stat(v, 3)["spread"] for m, v in pair_ratio.items()},
         "python_loop_ratio": loop_ratio,
     }
+    if sigbus:
+        doc["sigbus"] = {
+            "note": ("ART's way: UFFD_FEATURE_SIGBUS, no handler thread; a mutator that touches a to-space "
+                     "page not moved yet moves it itself in its SIGBUS handler (1 mutator, 4 KiB batches)"),
+            "completion_s": {m: stat(v) for m, v in sig_completion.items()},
+            "reduction": round(1 - statistics.median(sig_completion["move"]) / statistics.median(sig_completion["copy"]), 3),
+            "fault_latency_us": {m: {"p50": stat(v["p50"], 3), "p99": stat(v["p99"], 3),
+                                     "faults_per_run": stat(v["faults"], 1)}
+                                 for m, v in lat_by["sigbus"].items()},
+        }
+    return doc
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad option is one ``error:`` line (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: compaction: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM (and SIGHUP) unwind like Ctrl-C: the running child is killed, the temporary folder removed."""
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = _Parser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5, help="repeats of every configuration (1..50, default 5)")
     ap.add_argument("--heap-mib", type=int, default=64, help="heap size in MiB (1..1024, default 64)")
     ap.add_argument("--munmap-mib", type=int, default=1024, help="size of the long MOVE (1..4096 MiB, default 1024)")
@@ -211,20 +286,27 @@ def main(argv: list[str] | None = None) -> int:
         args.runs, args.heap_mib, args.munmap_mib, args.pages = 1, 8, 64, 256
     for name, lo, hi in (("runs", 1, 50), ("heap_mib", 1, 1024), ("munmap_mib", 1, 4096), ("pages", 16, 65536)):
         if not lo <= getattr(args, name) <= hi:
-            print(f"error: --{name.replace('_', '-')} must be {lo}..{hi}", file=sys.stderr)
+            print(f"error: compaction: --{name.replace('_', '-')} must be {lo}..{hi}", file=sys.stderr)
             return 2
     if args.record and not Path(args.record).resolve().parent.is_dir():
-        print(f"error: --record {args.record}: no such folder", file=sys.stderr)
+        print(f"error: compaction: --record {args.record}: no such folder", file=sys.stderr)
         return 2
     if not SOURCE.is_file():
-        print(f"error: {SOURCE} is missing", file=sys.stderr)
+        print(f"error: compaction: {SOURCE} is missing", file=sys.stderr)
         return 2
+    old = {s: signal.signal(s, _terminate) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         doc = measure(args.runs, args.heap_mib, args.munmap_mib, args.pages,
                       lambda msg: print(f"compaction: {msg}", file=sys.stderr, flush=True))
     except SystemExit as e:
         print(e.code, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: compaction: interrupted (nothing recorded)", file=sys.stderr)
+        return 130
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
     text = json.dumps(doc, indent=1)
     print(text)
     if args.record:
