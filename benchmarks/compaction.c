@@ -20,7 +20,7 @@
  * compares that counter before and after its access.
  *
  *   compaction compact  METHOD BATCH_PAGES HEAP_MIB MUTATORS [thread|sigbus]
- *   compaction perpage  METHOD PAGES          (METHOD: move, copy, dontneed; ns per page)
+ *   compaction perpage  METHOD PAGES [REPS]   (METHOD: move, copy, dontneed; median ns per page)
  *   compaction munmap   HEAP_MIB               (worst munmap wait during one MOVE of HEAP_MIB)
  *
  * Every run ends within WATCHDOG_S seconds (alarm) and dies with its parent (PR_SET_PDEATHSIG).
@@ -316,15 +316,28 @@ unsigned long perpage_from(void) { return (unsigned long)from; }
 unsigned long perpage_to(void) { return (unsigned long)to; }
 int perpage_uffd(void) { return uffd; }
 
-static int perpage(const char *method, size_t pages) {
-    perpage_setup(method, pages);
-    long t0 = now_ns();
-    int r = perpage_loop();
-    long t1 = now_ns();
-    if (r) die(method);
-    perpage_teardown();
-    printf("{\"mode\": \"perpage\", \"method\": \"%s\", \"pages\": %zu, \"ns_per_page\": %.1f}\n",
-           method, pages, (double)(t1 - t0) / (double)pages);
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* REPS loops, each with its own set-up and tear-down; prints the median ns per page. */
+static int perpage(const char *method, size_t pages, int reps) {
+    double ns[64];
+    if (reps < 1) reps = 1;
+    if (reps > 64) reps = 64;
+    for (int k = 0; k < reps; k++) {
+        perpage_setup(method, pages);
+        long t0 = now_ns();
+        int r = perpage_loop();
+        long t1 = now_ns();
+        if (r) die(method);
+        perpage_teardown();
+        ns[k] = (double)(t1 - t0) / (double)pages;
+    }
+    qsort(ns, (size_t)reps, sizeof(double), cmp_double);
+    printf("{\"mode\": \"perpage\", \"method\": \"%s\", \"pages\": %zu, \"reps\": %d, \"ns_per_page\": %.1f}\n",
+           method, pages, reps, ns[reps / 2]);
     return 0;
 }
 
@@ -378,11 +391,11 @@ int main(int argc, char **argv) {
     if ((argc == 6 || argc == 7) && !strcmp(argv[1], "compact"))
         return compact(argv[2], strtoul(argv[3], NULL, 0), strtoul(argv[4], NULL, 0), atoi(argv[5]),
                        argc == 7 && !strcmp(argv[6], "sigbus"));
-    if (argc == 4 && !strcmp(argv[1], "perpage"))
-        return perpage(argv[2], strtoul(argv[3], NULL, 0));
+    if ((argc == 4 || argc == 5) && !strcmp(argv[1], "perpage"))
+        return perpage(argv[2], strtoul(argv[3], NULL, 0), argc == 5 ? atoi(argv[4]) : 1);
     if (argc == 3 && !strcmp(argv[1], "munmap"))
         return munmap_blocked(strtoul(argv[2], NULL, 0));
-    fprintf(stderr, "usage: compaction compact METHOD BATCH HEAP_MIB MUTATORS [thread|sigbus] | perpage METHOD PAGES | munmap HEAP_MIB\n");
+    fprintf(stderr, "usage: compaction compact METHOD BATCH HEAP_MIB MUTATORS [thread|sigbus] | perpage METHOD PAGES [REPS] | munmap HEAP_MIB\n");
     return 2;
 }
 #endif

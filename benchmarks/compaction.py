@@ -11,7 +11,8 @@ one JSON object:
 * ``reduction``: mutator count -> batch -> ``1 - move/copy`` of those medians (the 6.8 commit
   reports "over 40% reduction in the compacting thread's completion time" on a Pixel 6);
 * ``move_ns_per_page``, ``copy_ns_per_page``, ``dontneed_ns_per_page``: one call per 4 KiB page,
-  each timed on its own (median and spread);
+  each timed on its own (in each run the median of ``REPS`` loops, each with its own set-up;
+  then median and spread over the runs);
 * ``fault_latency_us``: a mutator's access to a to-space page the compactor had not reached
   (it faults, a handler thread resolves it the same way), p50/p99 per method, one mutator;
 * ``munmap_blocked_s``: the worst wait of a ``munmap`` of an unrelated page of the same VMA
@@ -55,6 +56,7 @@ METHODS = ("move", "copy")
 MUTATORS = (0, 1)
 RESOLVERS = ("thread", "sigbus")
 RUN_TIMEOUT_S = 150          # one run of the C program (its own watchdog fires at 120 s)
+REPS = 9                     # loops per per-page figure in one run (their median)
 BUDGET_S = 1200              # no new repeat starts after 20 minutes
 
 
@@ -117,7 +119,12 @@ def _setup(lib: ctypes.CDLL, method: str, pages: int) -> None:
         raise SystemExit(f"error: compaction: perpage {method}: {lib.perpage_error().decode()}")
 
 
-def harness_ns(lib: ctypes.CDLL, method: str, pages: int) -> float:
+def harness_ns(lib: ctypes.CDLL, method: str, pages: int, reps: int = REPS) -> float:
+    """The median over ``reps`` loops of :func:`harness_once` (as the C program's ``perpage`` mode)."""
+    return statistics.median(harness_once(lib, method, pages) for _ in range(reps))
+
+
+def harness_once(lib: ctypes.CDLL, method: str, pages: int) -> float:
     """ns per page as this script times it: the same loop as the C program's ``perpage`` mode,
     one ctypes call of it timed from Python (set-up and tear-down are outside the timing)."""
     _setup(lib, method, pages)
@@ -135,7 +142,12 @@ def harness_ns(lib: ctypes.CDLL, method: str, pages: int) -> float:
 UFFDIO_MOVE, UFFDIO_COPY = 0xC028AA05, 0xC028AA03
 
 
-def python_loop_ns(lib: ctypes.CDLL, method: str, pages: int) -> float:
+def python_loop_ns(lib: ctypes.CDLL, method: str, pages: int, reps: int = REPS) -> float:
+    """The median over ``reps`` loops of :func:`python_loop_once`."""
+    return statistics.median(python_loop_once(lib, method, pages) for _ in range(reps))
+
+
+def python_loop_once(lib: ctypes.CDLL, method: str, pages: int) -> float:
     """ns per page of the same per-page loop written in Python (one ctypes ioctl per page)."""
     libc = ctypes.CDLL(None, use_errno=True)
     ioctl = libc.ioctl
@@ -187,7 +199,7 @@ def measure(runs: int, heap_mib: int, munmap_mib: int, pages: int,
         for r in range(runs):
             progress(f"run {r + 1}/{runs}: per-page calls")
             for m in per:                                  # interleaved, so drift hits all alike
-                c_ns = run_c(exe, "perpage", m, pages)["ns_per_page"]
+                c_ns = run_c(exe, "perpage", m, pages, REPS)["ns_per_page"]
                 per[m].append(c_ns)
                 if m in harness:
                     h_ns = harness_ns(lib, m, pages)
@@ -229,7 +241,7 @@ def measure(runs: int, heap_mib: int, munmap_mib: int, pages: int,
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "note": (f"{os.cpu_count()} vCPUs, shared with other work (see loadavg): with 1 mutator, the "
                  "compactor, the mutator and the fault handler share them; numbers hold for this machine only"),
-        "heap_mib": heap_mib, "runs": runs, "perpage_pages": pages,
+        "heap_mib": heap_mib, "runs": runs, "perpage_pages": pages, "perpage_reps": REPS,
         "batches_pages": BATCHES,
         "completion_s": comp,
         "reduction": reduction,
