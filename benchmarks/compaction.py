@@ -236,7 +236,7 @@ def measure(runs: int, heap_mib: int, munmap_mib: int, pages: int,
     doc: dict[str, Any] = {
         "benchmark": "compaction",
         "kernel": platform.release(), "machine": platform.machine(), "cpus": os.cpu_count(),
-        "node": platform.node(),
+        "node": platform.node(), "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
         "note": (f"{os.cpu_count()} vCPUs, shared with other work (see loadavg): with 1 mutator, the "
