@@ -167,8 +167,44 @@ def test_role_reports_an_error_for_an_unknown_scenario() -> None:
     errors = [n for n in bad.findall() if n.tagname == "system_message"]
     assert not [n for n in good.findall() if n.tagname == "system_message"]
     assert errors and "not a corpus scenario" in errors[0].astext()
-    ref = next(n for n in good.findall() if n.tagname == "reference")
-    assert ref["claim_scenario"] == PASSING and ref.astext() == f"✓ {PASSING}"
+    badge = next(n for n in good.findall() if n.tagname == "claim_badge")
+    assert badge["claim_scenario"] == PASSING and badge.astext() == f"✓ {PASSING}"
+
+
+def test_the_badge_shows_the_cited_step_and_fails_the_build_for_a_bad_one(monkeypatch, steps_corpus) -> None:
+    """A badge naming a step carries the step (op and arguments) and its expectation, and is the
+    tooltip of a focusable link (aria-describedby); a step that does not exist, carries no
+    expectation or is not recorded as met on the kernel is an error (the build fails under -W)."""
+    from docutils.core import publish_doctree
+    from docutils.parsers.rst import roles
+    ext = _extension()
+    corpus, record = steps_corpus
+    monkeypatch.setattr(ext, "_known", lambda: (corpus, C.kernel_record(record), C.kernel_steps(record)))
+    roles.register_local_role("claim", ext.claim_role)
+
+    def render(target: str):
+        tree = publish_doctree(f"Moves :claim:`{target}`.", settings_overrides={"report_level": 5})
+        errors = [n.astext() for n in tree.findall() if n.tagname == "system_message"]
+        return next(n for n in tree.findall() if n.tagname == "claim_badge"), errors
+
+    badge, errors = render("named#the-move")
+    assert not errors and badge.astext() == "✓ named#the-move"
+    assert badge["claim_fact"] == ("Scenario named, step 6 (the-move): move dst=dst, src=src, pages=1; expect "
+                                   "ok=True move=4096. Simulator and kernel agree (recorded in data/conformance.json).")
+
+    class Html:
+        body: list = []
+    badge["claim_id"], badge["refuri"] = "claim-fact-3", "a6-scenarios.html#scenario-named"
+    with pytest.raises(Exception):
+        ext.visit_badge_html(Html, badge)                   # SkipNode once the HTML is written
+    html = "".join(Html.body)
+    assert '<a class="claim reference internal" href="a6-scenarios.html#scenario-named" ' \
+           'aria-describedby="claim-fact-3">' in html
+    assert '<span class="claim-tip" role="tooltip" id="claim-fact-3">Scenario named, step 6 (the-move): move' in html
+    for bad, why in (("named#2", "the step carries no expectation"), ("named#9", "no step 9"),
+                     ("named#src-empty", "on the kernel (recorded): unmet"),
+                     ("unstepped#6", "no per-step outcome for this version")):
+        assert any(why in e for e in render(bad)[1]), (bad, render(bad)[1])
 
 
 def test_citations_inside_directive_fences_count_and_code_does_not() -> None:
