@@ -542,3 +542,24 @@ def test_a_step_name_is_validated(name: str, message: str) -> None:
     text = NAMED.replace("    name: src-empty", f"    name: {name}")
     with pytest.raises(ScenarioError, match=r"step 7 \(observe\): field 'name': " + __import__("re").escape(message)):
         loads_scenario(text, "s.yaml")
+
+
+def test_the_audit_script_samples_citations_with_what_they_check(book: Path) -> None:
+    """benchmarks/claims_audit.py: a seeded sample, each with its sentence and the expectations of
+    the cited scenario (never its about: text)."""
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "claims_audit.py"), "--root", str(book),
+                          "--n", "2", "--seed", "1"], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["citations"] == 5 and len(doc["sample"]) == 2
+    again = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "claims_audit.py"), "--root", str(book),
+                            "--n", "2", "--seed", "1"], capture_output=True, text=True, timeout=120)
+    assert json.loads(again.stdout) == doc
+    passing = C.citations_in_text(f"A move {{claim}}`{PASSING}`.", "p.md", "")[0]
+    import importlib.util as iu
+    spec = iu.spec_from_file_location("claims_audit", ROOT / "benchmarks" / "claims_audit.py")
+    audit = iu.module_from_spec(spec)
+    spec.loader.exec_module(audit)
+    it = audit.item(passing, C.corpus_index())
+    assert it["checks"][0] == "step 3: observe at=src, pages=1; expect pages: state=present value=65 frame=f0"
+    assert "smallest useful move" not in json.dumps(it).lower()          # the about: text never counts
