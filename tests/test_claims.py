@@ -192,6 +192,10 @@ def test_the_badge_shows_the_cited_step_and_fails_the_build_for_a_bad_one(monkey
     assert badge["claim_fact"] == ("Scenario named, step 6 (the-move): move dst=dst, src=src, pages=1; expect "
                                    "ok=True move=4096. Simulator and kernel agree (recorded in data/conformance.json).")
 
+    whole, _ = render("named")                  # a whole scenario: the steps it checks
+    assert whole["claim_fact"].startswith("Scenario named, checks step 3: observe at=src, pages=1; expect pages: "
+                                          "state=present value=65 frame=f0 | step 6 (the-move): move")
+
     class Html:
         body: list = []
     badge["claim_id"], badge["refuri"] = "claim-fact-3", "a6-scenarios.html#scenario-named"

@@ -171,9 +171,10 @@ def _fragments_join(state: Any) -> None:
 
 @lru_cache(maxsize=1)
 def parser() -> Any:
-    """A markdown-it parser configured as MyST-Parser configures it for Jupyter Book 1's defaults
-    (``myst_parser.parsers.mdit.create_md_parser`` with the extensions colon_fence, dollarmath,
-    substitution and tasklist; linkify only turns URLs into links and is left out)."""
+    """A markdown-it parser configured as MyST-Parser configures it for this book's build
+    (``myst_parser.parsers.mdit.create_md_parser`` with Jupyter Book 1's extensions colon_fence,
+    dollarmath, substitution and tasklist, and ``dmath_double_inline`` off as the build prints it;
+    linkify only turns URLs in text into links and is left out)."""
     try:
         from markdown_it import MarkdownIt
         from mdit_py_plugins.colon_fence import colon_fence_plugin
@@ -188,7 +189,7 @@ def parser() -> Any:
         raise ParserMissing(f"reading the book needs {NEEDS}; missing: {err.name}") from None
     md = (MarkdownIt("commonmark").enable("table").use(front_matter_plugin).use(myst_block_plugin)
           .use(myst_role_plugin).use(footnote_plugin).disable("footnote_inline").disable("footnote_tail")
-          .use(dollarmath_plugin, allow_labels=True, allow_space=True, allow_digits=True, double_inline=True)
+          .use(dollarmath_plugin, allow_labels=True, allow_space=True, allow_digits=True, double_inline=False)
           .use(colon_fence_plugin).use(substitution_plugin).use(tasklists_plugin))
     md.inline.ruler.at("myst_role", _myst_role)
     md.inline.ruler2.at("fragments_join", _fragments_join)
@@ -226,7 +227,7 @@ class _Unit:
 
     token: Any
     line: int            #: 0-based line of its first line in the page (or cell)
-    row: int | None      #: the table row it belongs to (an id), or None
+    row: tuple[int, int, int] | None   #: the table row it belongs to (unique in the page), or None
     context: str = ""
 
 
@@ -285,10 +286,10 @@ def _units(text: str, line0: int, depth: int, where: str, context: str = "") -> 
     except _Oversized as err:
         raise PageError(f"{where}: line {line0 + err.line + 1}: a paragraph of {err.size} characters, "
                         f"more than the limit of {MAX_PARAGRAPH}") from None
-    row: int | None = None
+    row: tuple[int, int, int] | None = None
     for n, tok in enumerate(tokens):
         if tok.type == "tr_open":
-            row = n
+            row = (line0, depth, n)
         elif tok.type == "tr_close":
             row = None
         elif tok.type == "inline":
@@ -371,7 +372,7 @@ def citations_in_text(text: str, page: str, where: str, first_line: int | None =
     """The citations in one MyST Markdown text (a notebook cell, or a page when ``first_line`` is
     given: then ``where`` is each citation's ``line N``, counted from ``first_line``)."""
     units = list(_units(text, 0, 0, f"{page}{': ' + where if where else ''}"))
-    cells: dict[int, list[str]] = {}
+    cells: dict[tuple[int, int, int], list[str]] = {}
     for u in units:
         if u.row is not None:
             cells.setdefault(u.row, []).append(_tidy(_plain_inline(u.token)[0]))

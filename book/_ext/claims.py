@@ -73,6 +73,17 @@ def step_fact(scenario: str, ref: str) -> tuple[str | None, str]:
     return None, shown
 
 
+def scenario_checks(scenario: str, most: int = 4) -> str:
+    """What a scenario checks: its steps that carry an expectation (the first ``most`` of them)."""
+    from uffdsim.claims import show_step
+    loaded = _scenario(_known()[0][scenario])
+    if loaded is None:
+        return ""
+    shown = [show_step(s) for s in loaded.steps if s.expect is not None or s.expect_by_kernel]
+    more = f" (and {len(shown) - most} more)" if len(shown) > most else ""
+    return "checks " + " | ".join(shown[:most]) + more if shown else "checks no expectation"
+
+
 def claim_role(name: str, rawtext: str, text: str, lineno: int, inliner: Any,
                options: dict | None = None, content: list | None = None) -> tuple[list, list]:
     """Render ``{claim}`scenario[#step]``` as a badge linking to the scenario; warn if it proves nothing."""
@@ -97,8 +108,10 @@ def claim_role(name: str, rawtext: str, text: str, lineno: int, inliner: Any,
     target = scenario if step is None else f"{scenario}#{step}"
     badge = claim_badge(rawtext, f"\u2713 {target}", classes=["claim"])
     badge["claim_scenario"] = scenario
+    if step is None and scenario in corpus:
+        fact = scenario_checks(scenario)
     badge["claim_fact"] = (f"Scenario {scenario}, {fact}. {about[0].upper()}{about[1:]}." if fact else
-                           f"Scenario {scenario}: {about}; open it for its steps and expectations.")
+                           f"Scenario {scenario}: {about}.")
     badge["refuri"] = "#"
     return [badge], messages
 
