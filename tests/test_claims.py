@@ -567,3 +567,27 @@ def test_the_audit_script_samples_citations_with_what_they_check(book: Path) -> 
     it = audit.item(passing, C.corpus_index())
     assert it["checks"][0] == "step 3: observe at=src, pages=1; expect pages: state=present value=65 frame=f0"
     assert "smallest useful move" not in json.dumps(it).lower()          # the about: text never counts
+
+
+def test_cli_checks_steps_against_a_given_record(tmp_path: Path) -> None:
+    """``claims --record FILE``: a step citation holds against a record with per-step outcomes; the
+    record is read bounded (a device or a directory is one error line)."""
+    from uffdsim.conform import scenario_digest
+    from uffdsim.scenario import load_scenario
+    path = corpus_dir() / f"{PASSING}.yaml"
+    record = tmp_path / "conformance.json"
+    record.write_text(json.dumps({"scenarios": [{
+        "name": PASSING, "sim": "passed", "kernel": "passed", "status": "agrees",
+        "digest": scenario_digest(load_scenario(path)),
+        "steps": [{"i": 6, "op": "move", "sim": "met", "kernel": "met"}]}]}))
+    page = tmp_path / "p.md"
+    page.write_text(f"The move returns the bytes moved {{claim}}`{PASSING}#6`.\n")
+    run = _cli(str(page), "--record", str(record))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.splitlines() == [
+        f"{page}:line 1  {PASSING}#6  ok (sim passed, kernel agrees, step met on both)",
+        "claims: 1 citations (1 name a step) of 1 scenarios in 1 pages; 0 failing, 1 checked on the kernel"]
+    for bad in ("/dev/zero", str(tmp_path), str(page)):
+        run = _cli(str(page), "--record", bad)
+        assert run.returncode == 2 and run.stderr.startswith(f"error: {bad}: not a conformance record")
+        assert len(run.stderr.splitlines()) == 1

@@ -96,7 +96,12 @@ def corpus_index(paths: Iterable[Path] | None = None) -> dict[str, Path]:
 
 
 def _load_record(path: Path | None) -> dict[str, Any]:
-    return json.loads((path or data_file("conformance.json")).read_text())
+    """A conformance record (read like a page: a regular file, bounded)."""
+    from .citations import read_page
+    doc = json.loads(read_page(path or data_file("conformance.json")))
+    if not isinstance(doc, dict):
+        raise ValueError("expected a JSON object")
+    return doc
 
 
 def kernel_record(path: Path | None = None) -> dict[str, str]:
@@ -290,7 +295,14 @@ def cmd_claims(args: argparse.Namespace) -> int:
             print(f"error: {f}: no such file", file=sys.stderr)
             return 2
     try:
-        checks = check(scan(root, [Path(f) for f in args.files]))
+        rec = Path(args.record) if args.record else None
+        record, steps = kernel_record(rec), kernel_steps(rec)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        print(_safe(f"error: {args.record or 'data/conformance.json'}: not a conformance record "
+                    f"({' '.join(str(err).split())[:200]})"), file=sys.stderr)
+        return 2
+    try:
+        checks = check(scan(root, [Path(f) for f in args.files]), record=record, steps=steps)
     except (PageError, ParserMissing) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -309,5 +321,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("claims", help="check the book's {claim} citations against the corpus and the kernel record")
     p.add_argument("files", nargs="*", help="pages to scan (default: notebooks/*.ipynb and book/*.md)")
     p.add_argument("--root", help="the book's folder (default: the checkout holding uffdsim)")
+    p.add_argument("--record", metavar="FILE", help="the conformance record to check against "
+                   "(default: data/conformance.json, as the book's badges do)")
     p.add_argument("--json", action="store_true", help="the checks as JSON")
     p.set_defaults(func=cmd_claims)
