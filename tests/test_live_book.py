@@ -20,7 +20,8 @@ import pytest
 
 from uffdsim import lerrno
 from uffdsim.errors import ERRNO_VALUES
-from uffdsim.live import MAX_SOURCE, run_cell, run_cell_json
+from uffdsim import live as livemod
+from uffdsim.live import MAX_OUTPUT, MAX_SOURCE, run_cell, run_cell_json
 from uffdsim.resources import corpus_dir
 from uffdsim.scenario import load_scenario
 from uffdsim.snapshot import diff, scenario_steps
@@ -84,6 +85,133 @@ def test_the_simulator_uses_linux_errno_numbers_whatever_the_host() -> None:
     model = [p for p in (ROOT / "uffdsim").rglob("*.py") if "kernel" not in p.parts and p.name != "kernel_race.py"]
     offenders = [p.name for p in model if re.search(r"^\s*import errno\b|^\s*from errno import", p.read_text(), re.M)]
     assert offenders == [], f"simulator modules that read the host's errno numbers: {offenders}"
+
+
+# -- a cell is bounded and leaves nothing behind (issue 19, items 4 and 5) ---------------------
+
+@pytest.mark.parametrize("source", ["exit()", "exit(3)", "import sys\nsys.exit('bye')", "raise SystemExit",
+                                    "raise KeyboardInterrupt", "quit()",
+                                    "from uffdsim import Machine\nclass M(Machine):\n"
+                                    "    @property\n    def processes(self):\n        raise SystemExit(4)\n"
+                                    "machine = M.__new__(M)\n"])
+def test_exit_and_interrupts_never_leave_run_cell_json(source: str) -> None:
+    res = json.loads(run_cell_json("python", source))     # before: SystemExit went through (status 3)
+    assert res["ok"] is False and res["svg"] is None
+    last = res["text"].splitlines()[-1]
+    assert last.startswith("error: ") and ("SystemExit" in last or "KeyboardInterrupt" in last), res["text"]
+
+
+def test_output_is_capped_with_a_line_saying_how_much_was_cut() -> None:
+    res = run_cell("python", "print('x' * 300_000)\nprint('after')\n")
+    lines = res["text"].splitlines()
+    assert res["ok"] is True and len(res["text"]) <= MAX_OUTPUT + 100
+    assert lines[-1] == f"... output truncated: {MAX_OUTPUT:,} characters shown, {300_007 - MAX_OUTPUT:,} more not shown"
+    small = run_cell("python", "print('x' * 100)\n")["text"]
+    assert small == "x" * 100 + "\n"                        # below the cap: nothing added
+
+
+def test_a_cell_cannot_change_what_the_next_cell_gets() -> None:
+    from uffdsim import scenario as scenmod
+    grown = ("import uffdsim, uffdsim.scenario, uffdsim.live\n"
+             "uffdsim.scenario.MAX_STEPS = 3\nuffdsim.live.MAX_SOURCE = 10**9\nuffdsim.leaked = 1\n"
+             "import uffdsim.concurrency.explorer as ex\nex.MAX_STATES = 1\n")
+    assert run_cell("python", grown)["ok"] is True
+    after = run_cell("python", "import uffdsim, uffdsim.scenario, uffdsim.live\n"
+                               "import uffdsim.concurrency.explorer as ex\n"
+                               "print(uffdsim.scenario.MAX_STEPS, uffdsim.live.MAX_SOURCE, "
+                               "hasattr(uffdsim, 'leaked'), ex.MAX_STATES)\n")
+    assert after["text"] == f"{scenmod.MAX_STEPS} {MAX_SOURCE} False 20000\n"
+    assert (scenmod.MAX_STEPS, livemod.MAX_SOURCE) == (1000, 20_000)
+    assert run_cell("yaml", "#" * (MAX_SOURCE + 1))["ok"] is False          # the limit still holds
+    assert "leak" not in run_cell("python", "print(sorted(k for k in globals() if not k.startswith('__')))")["text"]
+
+
+def _old_run_yaml(source: str) -> dict[str, object]:
+    """The live cell as it was: snapshots before and after every step (the reference for the output)."""
+    from uffdsim.report import print_table
+    from uffdsim.results import BackendRun
+    from uffdsim.runner import finish
+    from uffdsim.scenario import loads_scenario
+    from uffdsim.snapshot import step_title
+    import io
+
+    scenario = loads_scenario(source, "live.yaml")
+    steps = scenario_steps(scenario)
+    result = finish(scenario, "sim", BackendRun([s.record for s in steps], info={"profile": steps.machine.kernel}))
+    out = io.StringIO()
+    print_table(result, scenario, out)
+    trails = [(s, str(s.trail)) for s in steps if str(s.trail)]
+    if trails:
+        print("\ntrails (the kernel functions each step went through):", file=out)
+        for s, text in trails:
+            print(f"  {s.step.i:>3} {s.step.op}: {text}", file=out)
+    last = steps[-1]
+    svg = svgmod.address_space_svg(last.after, title=f"{scenario.name}: after {step_title(last.step)}",
+                                   changes=diff(last.before, last.after))
+    return {"ok": result.status != "failed", "text": out.getvalue(), "svg": svg}
+
+
+HUNG = """name: t-hang
+steps:
+  - mmap: {name: dst, pages: 2}
+  - uffd: {}
+  - register: {at: dst, pages: 2}
+  - fork: {child: c}
+  - write: {at: dst, pages: 1, value: 1}
+  - observe: {at: dst, pages: 1}
+"""
+
+
+@pytest.mark.parametrize("name", ["move-after-fork", "thp-whole-pmd-move", "swap-entry-moves-without-swapin",
+                                  "ksm-merged-ebusy", "pin-ebusy-until-unpin", HUNG])
+def test_drawing_only_the_last_step_gives_the_same_output(name: str) -> None:
+    source = name if "\n" in name else (corpus_dir() / f"{name}.yaml").read_text()
+    new = run_cell("yaml", source)
+    assert new == _old_run_yaml(source)
+    if name is HUNG:
+        assert "4: write" in new["svg"] and "HUNG" in new["text"]      # the step it hung in is drawn
+
+
+def _big_scenario(forks: int = 24, pages: int = 256, moves: int = 160) -> str:
+    """A scenario of about 7.5 KB that keeps many processes and pages mapped for hundreds of steps."""
+    steps = [f"  - mmap: {{name: src, pages: {pages}}}", f"  - mmap: {{name: dst, pages: {pages}}}",
+             f"  - write: {{at: src, pages: {pages}, value: 0x41}}"]
+    steps += [f"  - fork: {{child: c{i}}}" for i in range(forks)]
+    steps += ["  - move: {dst: dst, src: src, pages: 1}"] * moves
+    return "name: big\nsteps:\n" + "\n".join(steps) + "\n"
+
+
+def test_a_scenario_cell_snapshots_only_the_step_it_draws(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = livemod.snapshot
+    monkeypatch.setattr(livemod, "snapshot", lambda *a, **k: calls.append(1) or real(*a, **k))
+    source = _big_scenario()
+    assert 6_000 <= len(source) <= 9_000
+    res = run_cell("yaml", source)
+    assert res["svg"] and "error" not in res["text"].splitlines()[0]
+    assert len(calls) == 2          # before and after the last step; before: 2 per step (374 here)
+
+
+def test_a_big_scenario_cell_stays_small_in_memory() -> None:
+    import tracemalloc
+    tracemalloc.start()
+    try:
+        run_cell("yaml", _big_scenario(forks=8, pages=128, moves=100))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 << 20, f"peak {peak >> 20} MiB"     # before: snapshots of every step kept
+
+
+def test_the_picture_says_in_words_what_it_shows() -> None:
+    res = run_cell("yaml", (corpus_dir() / "move-after-fork.yaml").read_text())
+    label = re.search(r'<svg [^>]*role="img"[^>]*aria-label="([^"]+)"', res["svg"]).group(1)
+    assert label.startswith("move-after-fork: after 10: observe")
+    assert "src+0 empty" in label and "dst+0 maps frame pfn 0x1000, exclusive, read-write" in label
+    assert "process c (exited)" in label and "<title>" in res["svg"]
+    moved = run_cell("yaml", (corpus_dir() / "move-after-fork.yaml").read_text().rsplit("  - observe", 1)[0])
+    assert "Changed by this step: main:dst+0: unmapped -> present 0x42" in moved["svg"] or \
+        "Changed by this step: main:" in moved["svg"]
 
 
 # -- the SVG picture is the PNG's picture -------------------------------------------------------
