@@ -272,15 +272,210 @@ def test_every_live_cell_gives_the_native_output_in_chromium(capsys: pytest.Capt
     assert res["failed_requests"] == []
 
 
-def test_an_edited_cell_with_a_mistake_shows_the_one_line_error_in_chromium() -> None:
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium (DevTools over a pipe) and the built site served on 127.0.0.1."""
     chromium = _site_and_chromium()
-    bad = "name: broken\nsteps:\n  - mmap: {name: src, pages: -1}\n"
     server = live_check.serve(SITE)
-    try:
-        report = live_check.open_page(chromium, server, "notebooks/01-why-move.html",
-                                      "autorun=1&edit=" + quote(bad), timeout=180)
-    finally:
-        server.close()
-    first = report["cells"][0]
+    with live_check.Browser(chromium) as b:
+        yield b, server
+    server.close()
+
+
+def _page(browser, path: str, query: str = ""):
+    b, server = browser
+    return live_check.LivePage(b.new_page(), server, path, query)
+
+
+def _wait_state(page, i: int, states: tuple[str, ...], timeout: float) -> float:
+    """Wait until cell ``i`` is in one of ``states``; the seconds it took."""
+    return page.tab.eval(f"""(async () => {{ const c = document.querySelectorAll('.uffd-live')[{i}];
+        const t0 = performance.now();
+        while (!{json.dumps(list(states))}.includes(c.dataset.state)) {{
+          if (performance.now() - t0 > {timeout * 1000}) throw new Error('cell state ' + c.dataset.state);
+          await new Promise((r) => setTimeout(r, 10)); }}
+        return (performance.now() - t0) / 1000; }})()""", timeout=timeout + 10)
+
+
+PY_PAGE = "notebooks/06-api-design.html"      # its live cell is Python
+
+
+def test_an_edited_cell_with_a_mistake_shows_the_one_line_error_in_chromium(browser) -> None:
+    bad = "name: broken\nsteps:\n  - mmap: {name: src, pages: -1}\n"
+    page = _page(browser, "notebooks/01-why-move.html")
+    page.set_source(0, bad)
+    first = page.run(0)
     assert first["ok"] is False and first["text"] == json.loads(run_cell_json("yaml", bad))["text"]
     assert first["text"].startswith("error: live.yaml: step 0 (mmap)") and "Traceback" not in first["text"]
+
+
+def test_the_published_page_runs_nothing_from_its_address(browser) -> None:
+    """Before: ?autorun&edit=CODE replaced the first cell's source with CODE and ran it, no click."""
+    for name in ("live.js", "worker.js"):
+        text = (SITE / "_static" / "live" / name).read_text()
+        for hook in ("location", "URLSearchParams", "autorun", "__live_report", "document.URL", "referrer",
+                     "window.name", "hashchange"):
+            assert hook not in text.replace("// This script reads nothing from the page's address", ""), (name, hook)
+    page = _page(browser, PY_PAGE, "autorun=1&edit=" + quote("import js\nprint('hijacked')\n") + "#autorun")
+    original = json.loads(page.tab.eval("JSON.stringify(document.querySelector('.uffd-live-src').defaultValue)"))
+    page.tab.eval("new Promise((r) => setTimeout(r, 4000))", timeout=20)
+    state = page.tab.eval("""(() => { const c = document.querySelector('.uffd-live');
+        return {state: c.dataset.state, src: c.querySelector('.uffd-live-src').value,
+                out: c.querySelector('.uffd-live-out').textContent,
+                loaded: performance.getEntriesByType('resource').filter((e) => /pyodide|worker/.test(e.name)).length};
+        })()""")
+    assert state == {"state": "idle", "src": original, "out": "", "loaded": 0}, state
+
+
+def test_a_runaway_cell_is_stopped_and_the_page_stays_usable(browser, capsys: pytest.CaptureFixture[str]) -> None:
+    page = _page(browser, PY_PAGE)
+    cell = page.cell(0)
+    page.set_source(0, "while True:\n    pass\n")
+    page.tab.click(f"{cell} .uffd-live-run")                        # a real mouse click
+    _wait_state(page, 0, ("running",), 120)                          # Pyodide loaded, the loop started
+    page.tab.eval("new Promise((r) => setTimeout(r, 1000))")
+    # the page answers while Python loops: a click on Reset puts the book's text back at once
+    t0 = page.tab.eval("performance.now()")
+    page.tab.click(f"{cell} .uffd-live-reset")
+    reset_ms = page.tab.eval(f"""(async () => {{ const s = document.querySelector('{cell} .uffd-live-src');
+        while (s.value !== s.defaultValue) await new Promise((r) => setTimeout(r, 5));
+        return performance.now() - {t0}; }})()""")
+    assert reset_ms < 1000 and page.tab.eval(f"document.querySelector('{cell}').dataset.state") == "running"
+    t0 = page.tab.eval("performance.now()")
+    page.tab.click(f"{cell} .uffd-live-stop")                       # Stop ends it
+    _wait_state(page, 0, ("stopped",), 5)
+    stop_s = (page.tab.eval("performance.now()") - t0) / 1000
+    text = page.tab.eval(f"document.querySelector('{cell} .uffd-live-out').textContent")
+    assert text.startswith("error: stopped by you after") and stop_s < 1.0, (text, stop_s)
+    # left alone, the loop is stopped by the time limit (10 s), the page ticking all along
+    page.tab.eval("window.__beats = 0; setInterval(() => { window.__beats += 1; }, 100); 1")
+    page.set_source(0, "while True:\n    pass\n")
+    res = page.run(0, timeout=120)
+    beats = page.tab.eval("window.__beats")
+    assert res["state"] == "stopped" and res["text"].startswith(f"error: stopped after {livemod.TIME_LIMIT_S} s")
+    assert livemod.TIME_LIMIT_S * 1000 <= res["ms"] < livemod.TIME_LIMIT_S * 1000 + 1500, res["ms"]
+    assert beats >= 0.8 * res["total_ms"] / 100, (beats, res["total_ms"])
+    # and the next Run gets a new runtime
+    page.set_source(0, "print(6 * 7)\n")
+    again = page.run(0)
+    assert again["ok"] is True and again["text"] == "42\n"
+    with capsys.disabled():
+        print(f"\nlive sandbox: reset while looping answered in {reset_ms:.0f} ms; Stop took {stop_s:.2f} s; "
+              f"the time limit stopped the loop after {res['ms'] / 1000:.2f} s with {beats} page ticks of 100 ms")
+
+
+def test_output_is_capped_in_the_browser_as_natively(browser) -> None:
+    page = _page(browser, PY_PAGE)
+    src = "print('x' * 5_000_000)\nprint('and more')\n"
+    page.set_source(0, src)
+    res = page.run(0)
+    assert res["text"] == json.loads(run_cell_json("python", src))["text"]
+    dropped = len("x" * 5_000_000 + "\nand more\n") - MAX_OUTPUT
+    assert res["text"].endswith(f"... output truncated: {MAX_OUTPUT:,} characters shown, {dropped:,} more not shown\n")
+
+
+def test_no_state_survives_from_one_run_to_the_next_in_the_browser(browser) -> None:
+    page = _page(browser, PY_PAGE)
+    page.set_source(0, "import builtins, uffdsim.scenario, uffdsim.live\nbuiltins.leak = 1\n"
+                       "uffdsim.scenario.MAX_STEPS = 3\nuffdsim.live.MAX_SOURCE = 10\nprint('changed')\n")
+    assert page.run(0)["text"] == "changed\n"
+    probe = ("import builtins, uffdsim.scenario, uffdsim.live\n"
+             "print(uffdsim.scenario.MAX_STEPS, uffdsim.live.MAX_SOURCE, hasattr(builtins, 'leak'))\n")
+    page.set_source(0, probe)
+    assert page.run(0)["text"] == f"1000 {MAX_SOURCE} False\n"
+    # a scenario after it (the same page's worker) runs with the real limits, twice alike
+    src = (corpus_dir() / "move-after-fork.yaml").read_text()
+    page.tab.eval("document.querySelector('.uffd-live').dataset.kind = 'yaml'")
+    page.set_source(0, src)
+    ref = live_check.native("yaml", src)
+    for _ in range(2):
+        got = page.run(0)
+        assert (got["text"], got["ok"], got["svg_sha256"]) == (ref["text"], ref["ok"], ref["svg_sha256"])
+
+
+def test_a_crashed_runtime_is_replaced_on_the_next_run(browser) -> None:
+    """Before: a runtime that died broke every later Run until the page was reloaded."""
+    page = _page(browser, PY_PAGE)
+    page.set_source(0, "import sys\nsys.setrecursionlimit(10**6)\ndef f(n):\n    return f(n + 1)\nf(0)\n")
+    res = page.run(0, timeout=120)                  # overflows the WebAssembly stack: Pyodide dies
+    assert res["ok"] is False and res["text"].startswith("error: the Python runtime failed ("), res
+    page.set_source(0, "print(6 * 7)\n")
+    assert page.run(0)["text"] == "42\n"
+    page.set_source(0, "import js\njs.close()\n")   # the worker ends itself once this run answered
+    page.run(0)
+    page.set_source(0, "print(6 * 7)\n")
+    res = page.run(0)
+    assert res["text"] == "42\n" and res["state"] == "done", res
+
+
+def test_a_live_cell_works_from_the_keyboard_and_names_its_parts(browser) -> None:
+    page = _page(browser, "notebooks/01-why-move.html")
+    cell = page.cell(0)
+    tab = page.tab
+    tab.eval(f"document.querySelector('{cell} .uffd-live-src').focus()")
+    tab.key("Enter", "Enter", 13, shift=True)                       # Shift+Enter runs
+    _wait_state(page, 0, ("done",), 120)
+    assert tab.eval(f"document.querySelector('{cell}').dataset.ok") == "true"
+    order = []
+    for _ in range(3):                                               # Tab walks the cell's controls
+        tab.key("Tab", "Tab", 9)
+        order.append(tab.eval("document.activeElement.className + '|' + "
+                              "getComputedStyle(document.activeElement).outlineStyle + '|' + "
+                              "getComputedStyle(document.activeElement).outlineWidth"))
+    assert [o.split("|")[0] for o in order] == ["uffd-live-run", "uffd-live-stop", "uffd-live-reset"]
+    assert all(o.split("|")[1] == "solid" and float(o.split("|")[2].rstrip("px")) >= 2 for o in order), order
+    for _ in range(3):                                               # and out of it: no keyboard trap
+        tab.key("Tab", "Tab", 9)
+    assert tab.eval(f"document.querySelector('{cell}').contains(document.activeElement)") is False
+    # Escape stops a running cell
+    tab.eval(f"document.querySelector('{cell}').dataset.kind = 'python'")
+    page.set_source(0, "while True:\n    pass\n")
+    tab.eval(f"document.querySelector('{cell} .uffd-live-src').focus()")
+    tab.key("Enter", "Enter", 13, shift=True)
+    _wait_state(page, 0, ("running",), 120)
+    tab.key("Escape", "Escape", 27)
+    assert _wait_state(page, 0, ("stopped",), 5) < 1.0
+    # every control and the picture have a name a screen reader reads; the output is a live region
+    doc = tab.send("DOM.getDocument", {"depth": 0})["root"]["nodeId"]
+    page.set_source(0, "from uffdsim import Machine\nmachine = Machine()\np = machine.spawn('m')\n"
+                       "a = p.mmap(1)\np.write(a, 4096, 0x41)\n")
+    page.run(0)
+    names = {}
+    for sel in ("textarea", ".uffd-live-run", ".uffd-live-stop", ".uffd-live-reset", "svg"):
+        node = tab.send("DOM.querySelector", {"nodeId": doc, "selector": f"{cell} {sel}"})["nodeId"]
+        ax = tab.send("Accessibility.getPartialAXTree", {"nodeId": node, "fetchRelatives": False})["nodes"][0]
+        names[sel] = (ax["role"]["value"], ax.get("name", {}).get("value", ""))
+    assert names[".uffd-live-run"] == ("button", "Run") and names[".uffd-live-stop"] == ("button", "Stop")
+    assert names[".uffd-live-reset"] == ("button", "Reset") and names["textarea"][1].endswith("editable scenario (YAML) source")
+    assert names["svg"][0] == "image" and "m: " in names["svg"][1] and "maps frame" in names["svg"][1], names["svg"]
+    assert tab.eval(f"document.querySelector('{cell} .uffd-live-result').getAttribute('aria-live')") == "polite"
+
+
+CONTRAST_JS = """(() => {
+  const lum = (c) => { const v = c.match(/[\\d.]+/g).slice(0, 3).map(Number).map((x) => x / 255)
+    .map((x) => x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4));
+    return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]; };
+  const bg = (e) => { for (; e; e = e.parentElement) { const b = getComputedStyle(e).backgroundColor;
+    const a = b.match(/[\\d.]+/g); if (a && (a.length < 4 || Number(a[3]) > 0)) return b; } return 'rgb(255,255,255)'; };
+  const out = [];
+  for (const e of document.querySelectorAll('.uffd-live *')) {
+    if (!e.childNodes.length || ![...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    if (e.closest('svg') || e.hidden || e.closest('[hidden]')) continue;
+    const a = lum(getComputedStyle(e).color), b = lum(bg(e));
+    out.push([e.className, (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)]);
+  }
+  return out; })()"""
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_live_cell_texts_meet_aa_contrast(browser, theme: str) -> None:
+    page = _page(browser, "notebooks/05-errors.html")
+    page.tab.eval(f"document.documentElement.dataset.theme = '{theme}'; 1")
+    page.set_source(0, "name: broken\nsteps:\n  - mmap: {name: src, pages: -1}\n")
+    page.run(0)                                                     # the error colour is shown too
+    page.tab.eval("document.querySelector('.uffd-live-stop').setAttribute('aria-disabled', 'true'); 1")
+    ratios = page.tab.eval(CONTRAST_JS)
+    assert {c for c, _ in ratios} >= {"uffd-live-caption", "uffd-live-run", "uffd-live-stop", "uffd-live-status",
+                                      "uffd-live-out uffd-live-error"}, ratios
+    low = [(c, round(r, 2)) for c, r in ratios if r < 4.5]
+    assert not low, low
