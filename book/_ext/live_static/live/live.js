@@ -4,8 +4,9 @@
 // responsive whatever a cell does.  A cell that runs longer than its time limit (data-time-limit,
 // in seconds, stated on the cell), or that the reader stops (Stop, or Escape), ends by terminating
 // the worker; so does a runtime that crashed.  The next Run starts a new worker.  After a Python
-// cell the worker is replaced too (a new one loads in the background), so no cell sees what
-// another one left in the runtime; a scenario cell re-imports uffdsim (worker.js).
+// cell the worker is replaced too (a new one loads in the background): no worker runs a reader's
+// Python twice, so no cell sees what another one left in the runtime (a scenario cell runs no
+// code of the reader's and reuses the worker; each cell gets a fresh namespace).
 //
 // This script reads nothing from the page's address: no code or setting comes from a link.
 // Each cell's state is on the element for tests and styles: data-state (idle, loading, running,

@@ -10,7 +10,6 @@
 "use strict";
 
 let py = null;
-let runs = 0;
 
 async function load(base) {
   if (typeof WebAssembly !== "object" || typeof WebAssembly.instantiate !== "function") {
@@ -35,24 +34,16 @@ async function load(base) {
   py = runtime;
 }
 
-// Before every run but the first, uffdsim and yaml are imported afresh (nothing a run left in
-// their modules reaches the next one); the cell runs in a namespace of its own.
-const RUN = `
-import sys
-if _live_fresh:
-    for _n in [n for n in sys.modules if n.split(".")[0] in ("uffdsim", "yaml")]:
-        del sys.modules[_n]
-from uffdsim.live import run_cell_json
-run_cell_json(_live_kind, _live_src)
-`;
+// Each cell runs in a namespace of its own.  Module state needs no reset here: a scenario cell
+// runs no code of the reader's, and live.js replaces this worker after every Python cell, so no
+// worker runs a reader's Python twice (nothing one cell left in the runtime reaches another).
+const RUN = "from uffdsim.live import run_cell_json\nrun_cell_json(_live_kind, _live_src)\n";
 
 function run(msg) {
   const ns = py.globals.get("dict")();
   try {
-    ns.set("_live_fresh", runs > 0);
     ns.set("_live_kind", msg.kind);
     ns.set("_live_src", msg.source);
-    runs += 1;
     return py.runPython(RUN, { globals: ns });
   } finally {
     ns.destroy();
