@@ -258,6 +258,10 @@ def test_every_chapter_has_a_live_cell() -> None:
     pages = dict(live_check.live_pages(SITE))
     missing = [c for c in CHAPTERS if not pages.get(f"{c}.html")]
     assert not missing, f"chapters without a live cell: {missing}"
+    for c in CHAPTERS:                  # each cell says how long it may run and how to stop it
+        html = (SITE / f"{c}.html").read_text()
+        assert f'data-time-limit="{livemod.TIME_LIMIT_S}"' in html and 'class="uffd-live-stop"' in html, c
+        assert f"A run stops after {livemod.TIME_LIMIT_S} s" in html and "Escape stops" in html, c
 
 
 def test_every_live_cell_gives_the_native_output_in_chromium(capsys: pytest.CaptureFixture[str]) -> None:
@@ -399,6 +403,11 @@ def test_a_crashed_runtime_is_replaced_on_the_next_run(browser) -> None:
     page.set_source(0, "import sys\nsys.setrecursionlimit(10**6)\ndef f(n):\n    return f(n + 1)\nf(0)\n")
     res = page.run(0, timeout=120)                  # overflows the WebAssembly stack: Pyodide dies
     assert res["ok"] is False and res["text"].startswith("error: the Python runtime failed ("), res
+    page.set_source(0, "print(6 * 7)\n")
+    assert page.run(0)["text"] == "42\n"
+    page.set_source(0, "chunks = []\nwhile True:\n    chunks.append(bytearray(64 << 20))\n")
+    res = page.run(0, timeout=120)                  # a memory bomb: WebAssembly's memory runs out
+    assert res["ok"] is False and res["text"].startswith("error: "), res
     page.set_source(0, "print(6 * 7)\n")
     assert page.run(0)["text"] == "42\n"
     page.set_source(0, "import js\njs.close()\n")   # the worker ends itself once this run answered
