@@ -126,6 +126,14 @@ def test_a_cell_cannot_change_what_the_next_cell_gets() -> None:
     assert "leak" not in run_cell("python", "print(sorted(k for k in globals() if not k.startswith('__')))")["text"]
 
 
+def test_a_snippet_does_not_draw_its_own_picture() -> None:
+    """The page inserts the SVG: a snippet that rebinds the drawing function must not choose it."""
+    res = run_cell("python", "import uffdsim.live\nuffdsim.live.address_space_svg = lambda *a, **k: "
+                             "'<svg onload=\"alert(1)\"></svg>'\nfrom uffdsim import Machine\nmachine = Machine()\n")
+    assert res["ok"] is True and res["svg"].startswith('<svg xmlns="http://www.w3.org/2000/svg"')
+    assert "onload" not in res["svg"] and livemod.address_space_svg is svgmod.address_space_svg
+
+
 def _old_run_yaml(source: str) -> dict[str, object]:
     """The live cell as it was: snapshots before and after every step (the reference for the output)."""
     from uffdsim.report import print_table

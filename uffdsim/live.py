@@ -181,13 +181,15 @@ def run_python(source: str) -> dict[str, Any]:
         except BaseException as err:  # noqa: BLE001 (the reader's snippet, exit() included: one line)
             ok = False
             print(f"error: {_one_line(err)}")
-    try:
-        svg = None
-        machine = namespace.get("machine")
-        if isinstance(machine, Machine):
+    _restore_module_state(saved)         # before drawing: the picture is drawn by uffdsim's own code
+    svg = None
+    machine = namespace.get("machine")
+    if isinstance(machine, Machine):
+        try:
             svg = address_space_svg(snapshot(machine), title="Address space of `machine`")
-    finally:
-        _restore_module_state(saved)
+        except BaseException as err:  # noqa: BLE001 (a machine the snippet broke: one line, as above)
+            ok = False
+            out.write(f"error: cannot draw `machine`: {_one_line(err)}\n")
     return {"ok": ok, "text": out.getvalue(), "svg": svg}
 
 

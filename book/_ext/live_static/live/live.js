@@ -94,13 +94,33 @@
     p.progress.hidden = !(state === "loading" || state === "running");
   }
 
+  // The picture is inserted only as the SVG elements uffdsim draws, with no event handler and no
+  // link: whatever a cell's Python did, nothing it returns runs as script in the page.
+  const SVG_TAGS = new Set(["svg", "defs", "pattern", "marker", "path", "circle", "rect", "line", "text",
+                            "tspan", "title", "desc", "g"]);
+
+  function safeSvg(text) {
+    if (!text) return null;
+    const doc = new DOMParser().parseFromString(text, "image/svg+xml");
+    const root = doc.documentElement;
+    if (root.namespaceURI !== "http://www.w3.org/2000/svg" || root.localName !== "svg") return null;
+    for (const el of [root, ...root.querySelectorAll("*")]) {
+      if (el.namespaceURI !== "http://www.w3.org/2000/svg" || !SVG_TAGS.has(el.localName)) return null;
+      for (const a of [...el.attributes]) {
+        if (/^on/i.test(a.name) || /href$/i.test(a.name) || /^(style|src)$/i.test(a.name)) return null;
+      }
+    }
+    return document.importNode(root, true);
+  }
+
   function show(cell, text, isError, svg) {
     const p = parts(cell);
     p.out.textContent = text;
     p.out.hidden = false;
     p.out.classList.toggle("uffd-live-error", isError);
-    p.svg.innerHTML = svg || "";
-    p.svg.hidden = !svg;
+    const picture = safeSvg(svg);
+    p.svg.replaceChildren(...(picture ? [picture] : []));
+    p.svg.hidden = !picture;
   }
 
   async function runCell(cell) {
@@ -120,8 +140,8 @@
     let release;
     queue = new Promise((r) => { release = r; });
     let started = performance.now();
-    let owns = false;
-    let t0 = null;                    // when the worker was given the cell: the time limit counts from here                 // this cell's turn came: the worker is its to stop
+    let owns = false;                 // this cell's turn came: the worker is its to stop
+    let t0 = null;                    // when the worker was given the cell: the time limit counts from here
     try {
       await Promise.race([turn, stopped]);
       owns = true;
@@ -160,6 +180,8 @@
       let text;
       if (reason === "time") {
         text = `error: stopped after ${limitS} s, the time limit of a live cell; the Python runtime was restarted`;
+      } else if (reason === "user" && !owns) {
+        text = "error: stopped by you before it ran";
       } else if (reason === "user") {
         text = `error: stopped by you after ${(ms / 1000).toFixed(1)} s; the Python runtime was restarted`;
       } else if (reason === "crash" || reason === "gone") {
@@ -196,7 +218,7 @@
       p.out.hidden = true;
       p.out.textContent = "";
       p.svg.hidden = true;
-      p.svg.innerHTML = "";
+      p.svg.replaceChildren();
       p.status.textContent = "reset to the book's version";
     });
     p.src.addEventListener("keydown", (ev) => {
