@@ -44,6 +44,12 @@ at the largest size both were measured, is the model's MOVE / (COPY + DONTNEED),
 this module was written.  ``c_mem`` is the benchmark's ``memcpy`` figure (ns per 4 KiB page,
 same size) divided by the ns of one unit, ``copy-dontneed-4k / (1 + c_zap)``; without a
 benchmark it is ``0.15`` (a 4 KiB memcpy of about 0.25 us against a UFFDIO_COPY of about 1.7 us).
+:func:`load_measured_cost_model` instead prices all three from
+``data/compaction.json`` (``benchmarks/compaction.py``, ``make bench-compaction``), where
+UFFDIO_MOVE, UFFDIO_COPY and MADV_DONTNEED are each timed on their own: ``c_move = move / copy``,
+``c_zap = dontneed / copy``, nothing assumed; :func:`predicted_completion_ratio` is what the
+collector then predicts for that benchmark's compacting thread, and ``tests/test_costs.py``
+checks it against the record.
 Packing is a user-space memcpy of live objects: it pays neither a system call nor a page
 allocation, so it is priced from memcpy, not as a share of UFFDIO_COPY.  Waking a thread, reading messages and mutator work cost nothing in
 this model.
