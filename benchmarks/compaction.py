@@ -15,6 +15,10 @@ one JSON object:
   then median and spread over the runs);
 * ``fault_latency_us``: a mutator's access to a to-space page the compactor had not reached
   (it faults, a handler thread resolves it the same way), p50/p99 per method, one mutator;
+* ``sigbus``: ART's variant (``UFFD_FEATURE_SIGBUS``, no handler thread: a mutator that faults
+  moves or copies its page itself in its SIGBUS handler), 1 mutator, 4 KiB per call: completion
+  times, ``reduction`` and fault latency;
+* ``loadavg_before``/``loadavg_after``, ``date``, ``node``: how busy the machine was, and when;
 * ``munmap_blocked_s``: the worst wait of a ``munmap`` of an unrelated page of the same VMA
   while one UFFDIO_MOVE of ``--munmap-mib`` (1 GiB by default) runs (6.9+ holds the VMA's read
   lock for the whole call; ``munmap`` needs the write lock);
