@@ -16,6 +16,8 @@ from typing import Any
 import ipywidgets as widgets
 from matplotlib.figure import Figure
 
+from ..viz.palette import TEXT_ON_ERROR, TEXT_ON_SUCCESS
+from ..viz.alt import describe_figure
 from ..viz.style import png_bytes
 
 
@@ -30,8 +32,10 @@ def row(*children: widgets.Widget) -> widgets.HBox:
 
 
 def set_figure(image: widgets.Image, fig: Figure) -> bytes:
-    """Render ``fig`` into ``image``; returns the PNG bytes."""
+    """Render ``fig`` into ``image``, its description as the image's tooltip (the page's
+    ``a11y.js`` also makes it the alt text); returns the PNG bytes."""
     data = png_bytes(fig)
+    image.tooltip = describe_figure(fig)
     image.value = data
     return data
 
@@ -43,7 +47,7 @@ def pre(text: str) -> str:
 
 
 def badge(text: str, ok: bool) -> str:
-    colour = "#009E73" if ok else "#D55E00"
+    colour = TEXT_ON_SUCCESS if ok else TEXT_ON_ERROR
     return (f"<span style='background:{colour};color:white;padding:2px 8px;border-radius:3px;"
             f"font-weight:bold'>{html.escape(text)}</span>")
 
