@@ -466,6 +466,10 @@ def test_a_live_cell_works_from_the_keyboard_and_names_its_parts(browser) -> Non
     assert names[".uffd-live-reset"] == ("button", "Reset") and names["textarea"][1].endswith("editable scenario (YAML) source")
     assert names["svg"][0] == "image" and "m: " in names["svg"][1] and "maps frame" in names["svg"][1], names["svg"]
     assert tab.eval(f"document.querySelector('{cell} .uffd-live-result').getAttribute('aria-live')") == "polite"
+    # an output too wide for the box is reached with Tab at once (to scroll it from the keyboard)
+    page.set_source(0, "print('x' * 2000)\n")
+    page.run(0)
+    assert tab.eval(f"document.querySelector('{cell} .uffd-live-out').tabIndex") == 0
 
 
 CONTRAST_JS = """(() => {

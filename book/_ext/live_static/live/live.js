@@ -121,6 +121,10 @@
     const picture = safeSvg(svg);
     p.svg.replaceChildren(...(picture ? [picture] : []));
     p.svg.hidden = !picture;
+    // an output that scrolls can be reached with Tab, to scroll it from the keyboard (the theme
+    // does the same for every <pre>, but only 300 ms after a change)
+    const scrolls = p.out.scrollWidth > p.out.clientWidth || p.out.scrollHeight > p.out.clientHeight;
+    p.out.tabIndex = scrolls ? 0 : -1;
   }
 
   async function runCell(cell) {
