@@ -226,6 +226,8 @@ class PageDom(HTMLParser):
             self.widget_elements += 1
         if "jupyter-widgets" in classes and not self._inside("jupyter-widgets"):
             self.widget_roots += 1
+        if "jupyter-widgets-error-widget" in classes:      # a view the widget JS could not create
+            self._flag("a widget failed to render (its view raised in the browser)")
         bad = classes & {"traceback", "stderr", "error"}
         if bad and ("output" in classes or self._inside("cell_output")):
             self._flag(f"an output block of class {'/'.join(sorted(bad))}")

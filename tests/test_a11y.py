@@ -138,7 +138,8 @@ def test_widget_images_carry_their_description() -> None:
     pytest.importorskip("ipywidgets")
     from uffdsim.widgets import ScenarioExplorer
     w = ScenarioExplorer()
-    images = [c for c in w.children if type(c).__name__ == "Image"]
+    import ipywidgets
+    images = [c for c in w.children if isinstance(c, ipywidgets.Image)]
     assert images and all(img.tooltip and " " in img.tooltip for img in images)
 
 

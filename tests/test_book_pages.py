@@ -191,3 +191,9 @@ def test_axe_finds_what_a_page_gets_wrong(tmp_path: Path) -> None:
     assert found, "axe-core did not report"
     ids = {v["id"] for v in json.loads(found.group(1))["violations"]}
     assert {"image-alt", "color-contrast"} <= ids, ids
+
+
+def test_reader_flags_a_widget_that_failed_to_render() -> None:
+    html = ('<div class="lm-Widget jupyter-widgets"><div class="jupyter-widgets-error-widget icon-error">'
+            '<pre>Click to show javascript error.</pre></div></div>')
+    assert _parse(html).problems == ["a widget failed to render (its view raised in the browser)"]
