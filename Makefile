@@ -67,4 +67,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -name .ipynb_checkpoints -type d -print0 | xargs -0 rm -rf
 
 distclean: clean
-	rm -rf $(VENV) _vendor
+	rm -rf $(VENV) _vendor _vendor_test
