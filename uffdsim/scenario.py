@@ -25,7 +25,7 @@ ADDR_RE = re.compile(r"^(?P<region>[A-Za-z_][A-Za-z0-9_]*)(?:\+(?P<page>\d+)(?!b
 PROTS = ("rw", "r", "rwx", "none")
 ADVICES = ("dontneed", "free", "dontfork", "dofork", "wipeonfork", "keeponfork", "mergeable",
            "unmergeable", "hugepage", "nohugepage", "pageout", "collapse", "guard_install",
-           "guard_remove")
+           "guard_remove", "populate_write")
 FEATURE_NAMES = ("pagefault_flag_wp", "event_fork", "event_remap", "event_remove",
                  "missing_hugetlbfs", "missing_shmem", "event_unmap", "sigbus", "thread_id",
                  "minor_hugetlbfs", "minor_shmem", "exact_address", "wp_hugetlbfs_shmem",

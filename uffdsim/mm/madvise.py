@@ -23,7 +23,8 @@ FLAG_ADVICE: dict[str, tuple[str | None, str | None]] = {
     "mergeable": ("mergeable", None), "unmergeable": (None, "mergeable"),
     "hugepage": ("hugepage", "nohugepage"), "nohugepage": ("nohugepage", "hugepage"),
 }
-ADVICES = tuple(FLAG_ADVICE) + ("dontneed", "free", "pageout", "collapse", "guard_install", "guard_remove")
+ADVICES = tuple(FLAG_ADVICE) + ("dontneed", "free", "pageout", "collapse", "guard_install", "guard_remove",
+                                 "populate_write")
 
 
 def zap_page_range(machine: "Machine", mm: "MM", vma: VMA, start: int, end: int, *,
@@ -174,3 +175,20 @@ def madvise_collapse(machine: "Machine", mm: "MM", vma: VMA, start: int, end: in
         collapsed = True
     if not collapsed:
         raise UffdError(E.EINVAL, "MADV_COLLAPSE: no aligned 2 MiB range inside the VMA")
+
+
+def madvise_populate(machine: "Machine", mm: "MM", start: int, end: int) -> None:
+    """madvise_populate() for MADV_POPULATE_WRITE (5.14+): write-fault each page in order, changing no data.
+
+    Like GUP with FOLL_WRITE, it stops at the first page it cannot fault: no VMA (ENOMEM), a VMA
+    it may not write (EINVAL: "incompatible mappings / permissions"), or a fault that would give
+    SIGSEGV or SIGBUS (EFAULT).  A present writable page is left as it is; a read-only one takes
+    the write fault of do_wp_page() (reuse, or a copy while it is shared)."""
+    machine.trail.enter("madvise_populate")
+    for addr in range(start, end, PAGE_SIZE):
+        vma = mm.vmas.find(addr)
+        if vma is None:
+            raise UffdError(E.ENOMEM, f"no VMA at {addr:#x}")
+        if not vma.writable():
+            raise UffdError(E.EINVAL, "MADV_POPULATE_WRITE on a mapping without PROT_WRITE")
+        handle_mm_fault(machine, mm, addr, True)

@@ -12,7 +12,7 @@ from .folio import HPAGE_PMD_SIZE, PAGE_SIZE, TASK_SIZE, Folio
 from .fork import dup_mmap
 from .huge_memory import split_huge_pmd
 from .ksm import ksm_scan
-from .madvise import ADVICES, FLAG_ADVICE, flags_unchanged, madvise_vma, zap_page_range
+from .madvise import ADVICES, FLAG_ADVICE, flags_unchanged, madvise_populate, madvise_vma, zap_page_range
 from .machine import MM, FaultBlocked, Segv, Thread
 from .pagetable import HugePmd, MarkerPte, PresentPte, SwapPte, pmd_subpage
 from .vma import VMA, MappedFile
@@ -245,6 +245,9 @@ class Process:
         if end_or_none is None:
             return
         end = end_or_none
+        if advice == "populate_write":
+            madvise_populate(self.machine, self.mm, addr, end)
+            return
         if self.remove_event_ctxs(addr, end, advice):
             self.machine.trail.enter("userfaultfd_remove")
             raise FaultBlocked(addr, False)

@@ -32,7 +32,7 @@ ADVICES = {"dontneed": k.MADV_DONTNEED, "free": k.MADV_FREE, "dontfork": k.MADV_
            "unmergeable": k.MADV_UNMERGEABLE, "hugepage": k.MADV_HUGEPAGE,
            "nohugepage": k.MADV_NOHUGEPAGE, "pageout": k.MADV_PAGEOUT,
            "collapse": k.MADV_COLLAPSE, "guard_install": k.MADV_GUARD_INSTALL,
-           "guard_remove": k.MADV_GUARD_REMOVE}
+           "guard_remove": k.MADV_GUARD_REMOVE, "populate_write": k.MADV_POPULATE_WRITE}
 REGISTER_MODES = {"missing": k.UFFDIO_REGISTER_MODE_MISSING, "wp": k.UFFDIO_REGISTER_MODE_WP,
                   "minor": k.UFFDIO_REGISTER_MODE_MINOR}
 MODE_BITS = {"copy": {"dontwake": k.UFFDIO_COPY_MODE_DONTWAKE, "wp": k.UFFDIO_COPY_MODE_WP},
@@ -188,7 +188,8 @@ def op_fault_async(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> 
 def op_madvise(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
     """madvise(); with ``thread``, from a new thread (it waits while a REMOVE event is unread)."""
     def advise() -> None:
-        owned.madvise(a["at"], a["length"], lambda s, n: k.madvise(s, n, ADVICES[a["advice"]]))
+        spread = owned.populate if a["advice"] == "populate_write" else owned.madvise
+        spread(a["at"], a["length"], lambda s, n: k.madvise(s, n, ADVICES[a["advice"]]))
 
     if "thread" in a:
         start_async(state, a["thread"], advise, rec)
