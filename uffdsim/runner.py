@@ -3,7 +3,8 @@
 A backend turns a :class:`~uffdsim.scenario.Scenario` into raw step records (plain dicts):
 ``i``, ``op``, ``ret``, ``errno`` (a name or None), the ioctl output field (``move``/``copy``/
 ``zeropage``: an int, or None when unwritten), ``addr`` for mmap, ``pages`` for observe (each with
-``state``, ``value``, ``frame`` = a raw frame key such as a pfn, ``thp``), ``blocked`` for thread,
+``state``, ``value``, ``frame`` = a raw frame key such as a pfn, ``thp``, and what
+/proc/kpageflags and /proc/kpagecount say: ``anon_exclusive``, ``mapcount``, ``order``), ``blocked`` for thread,
 ``events`` for read_events (each with ``type``, ``write`` and a numeric ``addr``), ``hung`` when
 the step never finished, ``trail`` when the backend explains itself.  The runner turns frame keys
 into labels (``f0``, ``f1``... by first sight, ``zero`` for the zero page), addresses into address
@@ -179,7 +180,7 @@ def check_expect(expect: dict[str, Any], rec: dict[str, Any], op: str) -> list[s
 
 #: the fields of a step record that two backends must agree on
 COMPARED = ("ret", "errno", "move", "copy", "zeropage", "blocked", "hung")
-COMPARED_PAGE = ("state", "value", "frame", "thp")
+COMPARED_PAGE = ("state", "value", "frame", "thp", "anon_exclusive", "mapcount", "order")
 
 
 def compare(a: ScenarioResult, b: ScenarioResult) -> list[dict[str, Any]]:
@@ -202,6 +203,20 @@ def compare(a: ScenarioResult, b: ScenarioResult) -> list[dict[str, Any]]:
         if ea is not None and eb is not None and ea != eb:
             diffs.append({"i": sa["i"], "op": sa["op"], "field": "events", a.backend: ea, b.backend: eb})
     return diffs
+
+
+def compared_page_fields(a: ScenarioResult, b: ScenarioResult) -> dict[str, int]:
+    """How many page fields :func:`compare` held side by side, per field (both observable)."""
+    counts = {key: 0 for key in COMPARED_PAGE}
+    for sa, sb in zip(a.steps, b.steps):
+        pa, pb = sa.get("pages"), sb.get("pages")
+        if pa is None or pb is None:
+            continue
+        for x, y in zip(pa, pb):
+            for key in COMPARED_PAGE:
+                if NOT_OBSERVABLE not in (x.get(key), y.get(key)):
+                    counts[key] += 1
+    return counts
 
 
 def get_backend(name: str) -> Backend:

@@ -83,7 +83,7 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 OUT_FIELDS = {"move": "move", "copy": "copy", "zeropage": "zeropage"}
 EXPECT_KEYS = ("ok", "errno", "move", "copy", "zeropage", "pages", "blocked", "events", "hung", "trail")
-PAGE_KEYS = ("state", "value", "frame", "thp")
+PAGE_KEYS = ("state", "value", "frame", "thp", "anon_exclusive", "mapcount", "order")
 EVENT_KEYS = ("type", "at", "write")
 
 
@@ -375,6 +375,12 @@ def _expect_value(key: str, value: Any) -> Any:
                 p["value"] = _int(p["value"], 0, 255)
             if "thp" in p:
                 _bool(p["thp"])
+            if "anon_exclusive" in p:
+                _bool(p["anon_exclusive"])
+            if "mapcount" in p:
+                p["mapcount"] = _int(p["mapcount"], 0, 1 << 31)
+            if "order" in p:
+                p["order"] = _int(p["order"], 0, 20)
             if "frame" in p and not isinstance(p["frame"], str):
                 raise ValueError(f"a frame is a label like f0 or zero, got {show(p['frame'])}")
             pages.append(p)
