@@ -89,3 +89,43 @@ def test_conform_counts_the_page_fields_it_compared() -> None:
     assert report.page_fields["anon_exclusive"] == report.page_fields["mapcount"] == 2
     assert report.totals["page_fields"] == 2 * 7
     assert report.fields_line().startswith("page fields compared: 14 (state 2,")
+
+
+def test_a_missing_fault_handed_to_userfaultfd_leaves_a_page_table_so_a_thp_moved_there_is_split() -> None:
+    # do_anonymous_page() calls pte_alloc() before handle_userfault(): the destination PMD is no
+    # longer none, so move_pages() splits the source THP instead of moving the PMD (the kernel
+    # selftest move-pmd-split; the sim moved the PMD whole before)
+    steps = run("""
+name: t
+requires: [thp, threads]
+steps:
+  - mmap: {name: src, pages: 512, align: 2M}
+  - mmap: {name: dst, pages: 512, align: 2M}
+  - madvise: {at: src, pages: 512, advice: hugepage}
+  - madvise: {at: dst, pages: 512, advice: nohugepage}
+  - write: {at: src, pages: 512, value: 1}
+  - uffd: {}
+  - register: {at: dst, pages: 512, mode: [missing]}
+  - fault_async: {thread: t, at: dst, write: false}
+  - move: {dst: dst, src: src, pages: 512, mode: [allow_src_holes]}
+  - thread: {thread: t}
+  - observe: {at: dst, pages: 1}
+""").steps
+    assert steps[8]["move"] == 512 * 4096 and steps[9]["blocked"] is False
+    assert (steps[10]["pages"][0]["thp"], steps[10]["pages"][0]["order"]) == (False, 0)
+
+
+def test_all_pages_holds_every_observed_page_to_one_expectation() -> None:
+    text = """
+name: t
+steps:
+  - mmap: {name: a, pages: 3}
+  - write: {at: a, pages: 2, value: 1}
+  - observe: {at: a, pages: 2}
+    expect: {all_pages: {state: present, value: 1}}
+  - observe: {at: a, pages: 3}
+    expect: {all_pages: {value: 1}}
+"""
+    steps = run(text).steps
+    assert steps[2]["expect"] == "met"
+    assert steps[3]["expect"] == "unmet: page 2 value: expected 1, got None"

@@ -162,6 +162,17 @@ def check_expect(expect: dict[str, Any], rec: dict[str, Any], op: str) -> list[s
             for k, v in want.items():
                 if got.get(k) != v and got.get(k) != NOT_OBSERVABLE:
                     problems.append(f"page {n} {k}: expected {v}, got {got.get(k)}")
+    if "all_pages" in expect:
+        want_all = expect["all_pages"]
+        pages = rec.get("pages") or []
+        bad = [(n, k, v, got.get(k)) for n, got in enumerate(pages) for k, v in want_all.items()
+               if got.get(k) != v and got.get(k) != NOT_OBSERVABLE]
+        if not pages:
+            problems.append("all_pages: no page observed")
+        elif bad:
+            n, k, v, got = bad[0]
+            more = len({b[0] for b in bad}) - 1
+            problems.append(f"page {n} {k}: expected {v}, got {got}" + (f" (and {more} more pages)" if more else ""))
     if "blocked" in expect and rec.get("blocked") != expect["blocked"]:
         problems.append(f"blocked: expected {expect['blocked']}, got {rec.get('blocked')}")
     if "events" in expect:

@@ -82,7 +82,7 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "read_events": ((), IOCTL),
 }
 OUT_FIELDS = {"move": "move", "copy": "copy", "zeropage": "zeropage"}
-EXPECT_KEYS = ("ok", "errno", "move", "copy", "zeropage", "pages", "blocked", "events", "hung", "trail")
+EXPECT_KEYS = ("ok", "errno", "move", "copy", "zeropage", "pages", "all_pages", "blocked", "events", "hung", "trail")
 PAGE_KEYS = ("state", "value", "frame", "thp", "anon_exclusive", "mapcount", "order")
 EVENT_KEYS = ("type", "at", "write")
 
@@ -361,6 +361,9 @@ def _expect_value(key: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise ValueError(f"expected text to find in the trail, got {show(value)}")
         return value
+    if key == "all_pages":
+        # one page expectation that every observed page must meet (ported suites check whole ranges)
+        return _expect_value("pages", [value])[0]
     if key == "pages":
         if not isinstance(value, list):
             raise ValueError(f"expected a list of pages, got {show(value)}")

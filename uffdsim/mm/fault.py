@@ -102,8 +102,13 @@ def do_pte_missing(machine: "Machine", mm: "MM", vma: VMA, addr: int, write: boo
 
 
 def do_anonymous_page(machine: "Machine", mm: "MM", vma: VMA, addr: int, write: bool) -> None:
-    """do_anonymous_page(): the zero page on a read, a new exclusive page on a write."""
+    """do_anonymous_page(): the zero page on a read, a new exclusive page on a write.
+
+    The page table is allocated first (pte_alloc()), so even a fault handed to userfaultfd leaves
+    one behind: a later move of a PMD-mapped THP into that PMD must split it (peer-kselftest-move-pmd-split).
+    """
     machine.trail.enter("do_anonymous_page")
+    mm.pt.pte_alloc(addr)
     if userfaultfd_missing(vma):
         handle_userfault(machine, vma, addr, write)
     if not write:
