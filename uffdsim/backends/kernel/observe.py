@@ -112,6 +112,7 @@ def observe(addr: int, length: int) -> list[dict[str, Any]]:
     root_pfns = any(e.present and e.pfn for e in entries)
     pfns_hidden = not (root_pfns or os.geteuid() == 0 or has_cap(CAP_SYS_ADMIN))
     kpage_ok = not pfns_hidden and has_anon_exclusive_bit()
+    spans: list[tuple[int, int]] = []      # folios already measured: (first frame, frames)
     views: list[dict[str, Any]] = []
     present: list[int] = []
     for e in entries:
@@ -137,7 +138,7 @@ def observe(addr: int, length: int) -> list[dict[str, Any]]:
                     view["hidden"] = view.get("hidden", []) + ["frame"]
             view["ksm"] = k.kpf_test(flags, "ksm")
             view["mapped_once"] = e.exclusive
-            kpage_view(view, e.pfn, flags, kpage_ok)
+            kpage_view(view, e.pfn, flags, kpage_ok, spans)
         elif e.guard or (e.swapped and e.swap_type >= FIRST_SPECIAL_SWAP_TYPE):
             view["state"] = "marker"
             view["marker"] = getattr(e, "marker", None) or ("guard" if e.guard else
@@ -164,7 +165,19 @@ def has_anon_exclusive_bit() -> bool:
     return len(nums) == 2 and tuple(nums) >= (5, 19)
 
 
-def kpage_view(view: dict[str, Any], pfn: int, flags: int, observable: bool) -> None:
+def order_of(pfn: int, flags: int, spans: list[tuple[int, int]]) -> int:
+    """The folio order of frame ``pfn``, measuring each large folio once per observe."""
+    for start, nr in spans:
+        if start <= pfn < start + nr:
+            return nr.bit_length() - 1
+    start, nr = k.folio_span(pfn, flags)
+    if nr > 1:
+        spans.append((start, nr))
+    return nr.bit_length() - 1
+
+
+def kpage_view(view: dict[str, Any], pfn: int, flags: int, observable: bool,
+               spans: list[tuple[int, int]] | None = None) -> None:
     """Fill a present or zero page's ``anon_exclusive``, ``mapcount`` and ``order`` from
     /proc/kpageflags and /proc/kpagecount, or list them under ``hidden`` (without root).
 
@@ -177,7 +190,7 @@ def kpage_view(view: dict[str, Any], pfn: int, flags: int, observable: bool) -> 
     if observable and pfn:
         view["anon_exclusive"] = k.kpf_anon_exclusive(flags)
         view["mapcount"] = k.kpagecount(pfn)
-        view["order"] = k.folio_order(pfn, flags)
+        view["order"] = order_of(pfn, flags, spans if spans is not None else [])
         return
     hidden = ["anon_exclusive", "mapcount"]
     if view.get("thp") is True and "thp" not in view.get("hidden", ()):
@@ -187,5 +200,5 @@ def kpage_view(view: dict[str, Any], pfn: int, flags: int, observable: bool) -> 
     if pfn and not has_anon_exclusive_bit():      # root on a kernel without the bit
         hidden = ["anon_exclusive"]
         view["mapcount"] = k.kpagecount(pfn)
-        view["order"] = k.folio_order(pfn, flags)
+        view["order"] = order_of(pfn, flags, spans if spans is not None else [])
     view["hidden"] = view.get("hidden", []) + hidden

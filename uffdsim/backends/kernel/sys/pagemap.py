@@ -131,6 +131,24 @@ def kpf_anon_exclusive(flags: int) -> bool:
 MAX_FOLIO_NR = PMD_SIZE // PAGE_SIZE
 
 
+def folio_span(pfn: int, flags: int | None = None) -> tuple[int, int]:
+    """(first frame, number of frames) of the folio holding frame ``pfn``: see :func:`folio_order`."""
+    if flags is None:
+        flags = kpageflags(pfn)
+    tail, head = 1 << KPF["compound_tail"], 1 << KPF["compound_head"]
+    if not flags & (tail | head):
+        return pfn, 1
+    start = pfn
+    if flags & tail:
+        lo = max(1, pfn - MAX_FOLIO_NR + 1)
+        back = kpageflags_range(lo, pfn - lo)
+        start = next((lo + i for i in range(len(back) - 1, -1, -1) if back[i] & head), pfn)
+        if start == pfn:           # no head within reach: racing with a split
+            return pfn, 1
+    after = kpageflags_range(start + 1, MAX_FOLIO_NR - 1)
+    return start, 1 + next((i for i, f in enumerate(after) if not f & tail), len(after))
+
+
 def folio_order(pfn: int, flags: int | None = None) -> int:
     """The order of the folio holding frame ``pfn``, from /proc/kpageflags' compound bits (root).
 
@@ -138,21 +156,7 @@ def folio_order(pfn: int, flags: int | None = None) -> int:
     KPF_COMPOUND_TAIL frames and the folio's size by walking forward from it (at most
     :data:`MAX_FOLIO_NR` frames; kpageflags is read racily, so a folio split meanwhile may give a
     smaller order)."""
-    if flags is None:
-        flags = kpageflags(pfn)
-    tail, head = 1 << KPF["compound_tail"], 1 << KPF["compound_head"]
-    if not flags & (tail | head):
-        return 0
-    start = pfn
-    if flags & tail:
-        lo = max(1, pfn - MAX_FOLIO_NR + 1)
-        back = kpageflags_range(lo, pfn - lo)
-        start = next((lo + i for i in range(len(back) - 1, -1, -1) if back[i] & head), pfn)
-        if start == pfn:           # no head within reach: racing with a split
-            return 0
-    after = kpageflags_range(start + 1, MAX_FOLIO_NR - 1)
-    nr = 1 + next((i for i, f in enumerate(after) if not f & tail), len(after))
-    return max(nr.bit_length() - 1, 0)
+    return max(folio_span(pfn, flags)[1].bit_length() - 1, 0)
 
 
 def kpf_test(flags: int, name: str) -> bool:
