@@ -66,7 +66,9 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
            "proc: rewrite stable_page_flags() (Matthew Wilcox; hash not verified here)",
            "/proc/kpageflags copies each page's own flags: bit 34 is the page's PG_anon_exclusive",
            "it copies the folio's flags: every page of a large folio shows its head page's PG_anon_exclusive",
-           "thp-kpageflags-shows-head-flag", "6.18 (a reused tail page of a PTE-mapped THP shows its head's 0)"),
+           "fork-anon-exclusive-observed",
+           "lab: a PMD-mapped THP's tail page shows 0 on 6.1.0-57, 1 on 6.12.118 and 6.18 (and on 6.18 a reused "
+           "tail page of a PTE-mapped THP shows its head's 0: thp-kpageflags-shows-head-flag)"),
     Change("large_cow_reuse", (6, 15), "1da190f4d0a6 mm: Copy-on-Write (COW) reuse support for PTE-mapped THP",
            "a write fault on a not-exclusive page of a large folio always copies the page",
            "it reuses the page (and makes it exclusive) when every reference is a mapping of this one mm "
