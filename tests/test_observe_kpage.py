@@ -129,3 +129,19 @@ steps:
     steps = run(text).steps
     assert steps[2]["expect"] == "met"
     assert steps[3]["expect"] == "unmet: page 2 value: expected 1, got None"
+
+
+def test_a_ksm_pages_mapcount_is_not_observable_on_the_kernel(monkeypatch) -> None:
+    # KSM merges equal pages of every process on the machine: two corpus runs at once made the
+    # kernel count 3 mappings where the scenario has 2 (ksm-merged-ebusy)
+    from uffdsim.backends.kernel import observe as O
+    from uffdsim.backends.kernel import sys as k
+    monkeypatch.setattr(k, "kpagecount", lambda pfn: 3)
+    monkeypatch.setattr(k, "folio_span", lambda pfn, flags=None: (pfn, 1))
+    flags = 1 << k.KPF["anon"] | 1 << k.KPF["ksm"]
+    view = {"state": "present", "thp": False}
+    O.kpage_view(view, 0x1234, flags, True, [])
+    assert view["hidden"] == ["mapcount"] and view["anon_exclusive"] is False and view["order"] == 0
+    plain = {"state": "present", "thp": False}
+    O.kpage_view(plain, 0x1234, 1 << k.KPF["anon"] | 1 << k.KPF_OWNER_2, True, [])
+    assert "hidden" not in plain and (plain["anon_exclusive"], plain["mapcount"]) == (True, 3)

@@ -28,7 +28,8 @@ is still recognised (PAGEMAP_SCAN works for everyone), and so are guard markers 
   the flags are copied).  Since 6.10 a page of a large folio shows the flag of the folio's head
   page, not its own.  False for the zero pages and other non-anonymous pages;
 * ``mapcount``: ``/proc/kpagecount``, the page's precise mapcount (PTE mappings of the page plus
-  PMD mappings of its folio); 0 for the zero pages, which are not mapcounted;
+  PMD mappings of its folio); 0 for the zero pages, which are not mapcounted.  Hidden for a KSM
+  page: KSM merges equal pages across all processes, so its mapcount counts other programs too;
 * ``order``: the folio's order (0 for a small folio, 9 for a PMD-size THP), from kpageflags'
   compound head/tail bits (:func:`~uffdsim.backends.kernel.sys.pagemap.folio_order`); without root
   a PMD-mapped page (PAGEMAP_SCAN's PAGE_IS_HUGE) is order 9 and any other order is hidden.
@@ -190,6 +191,10 @@ def kpage_view(view: dict[str, Any], pfn: int, flags: int, observable: bool,
     if observable and pfn:
         view["anon_exclusive"] = k.kpf_anon_exclusive(flags)
         view["mapcount"] = k.kpagecount(pfn)
+        if k.kpf_test(flags, "ksm"):
+            # KSM merges equal pages of *every* process on the machine: a KSM page's mapcount
+            # counts other programs' mappings too (seen when two corpus runs overlapped)
+            view["hidden"] = view.get("hidden", []) + ["mapcount"]
         view["order"] = order_of(pfn, flags, spans if spans is not None else [])
         return
     hidden = ["anon_exclusive", "mapcount"]
