@@ -126,6 +126,8 @@ def test_every_entry_and_frame_state_is_drawn() -> None:
     assert thp_entry.get_hatch() == S.HATCH_THP
     thp = next(f for f in snap.folios if f.thp)
     assert any(w.startswith(f"THP pfn {thp.pfn:#x} ×512") and "PMD map 2" in w for w in words)
+    # folio_mapcount() of a THP PMD-mapped by parent and child: 2, as /proc/kpagecount says (not 1024)
+    assert thp.entire_mapcount == 2 and thp.total_mapcount == 2
     # KSM: one folio mapped three times by each process, purple
     ksm = next(f for f in snap.folios if f.kind == "ksm")
     assert face(patch(fig, f"frame:{ksm.pfn:#x}")) == S.FOLIO_COLOURS["ksm"].lower()

@@ -62,6 +62,18 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
            "662df3e5c376 mm: madvise: implement lightweight guard page mechanism (hash not verified here)",
            "MADV_GUARD_INSTALL/REMOVE are unknown advices: EINVAL", "guard markers are installed",
            "guard-install-zaps-page", "lab: 6.12.118 refuses MADV_GUARD_INSTALL (the guard scenarios skip there)"),
+    Change("kpageflags_folio", (6, 10),
+           "proc: rewrite stable_page_flags() (Matthew Wilcox; hash not verified here)",
+           "/proc/kpageflags copies each page's own flags: bit 34 is the page's PG_anon_exclusive",
+           "it copies the folio's flags: every page of a large folio shows its head page's PG_anon_exclusive",
+           "fork-anon-exclusive-observed",
+           "lab: a PMD-mapped THP's tail page shows 0 on 6.1.0-57, 1 on 6.12.118 and 6.18 (and on 6.18 a reused "
+           "tail page of a PTE-mapped THP shows its head's 0: thp-kpageflags-shows-head-flag)"),
+    Change("large_cow_reuse", (6, 15), "1da190f4d0a6 mm: Copy-on-Write (COW) reuse support for PTE-mapped THP",
+           "a write fault on a not-exclusive page of a large folio always copies the page",
+           "it reuses the page (and makes it exclusive) when every reference is a mapping of this one mm "
+           "(__wp_can_reuse_large_anon_folio(), CONFIG_MM_ID)", "thp-kpageflags-shows-head-flag",
+           "6.18 (a PTE-mapped THP after fork and exit keeps its frame on a write); modelled only for 6.12"),
     Change("eagain_out", (6, 15), "95567729173e userfaultfd: fix uninitialized output field for -EAGAIN race",
            "an early EAGAIN (mmap_changing on entry) leaves the move/copy/zeropage field unwritten",
            "the field gets -EAGAIN", "mmap-changing-remove-event",

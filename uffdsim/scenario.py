@@ -84,8 +84,8 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 #: the keys of a step besides its op
 STEP_KEYS = ("expect", "expect_by_kernel", "name")
 OUT_FIELDS = {"move": "move", "copy": "copy", "zeropage": "zeropage"}
-EXPECT_KEYS = ("ok", "errno", "move", "copy", "zeropage", "pages", "blocked", "events", "hung", "trail")
-PAGE_KEYS = ("state", "value", "frame", "thp")
+EXPECT_KEYS = ("ok", "errno", "move", "copy", "zeropage", "pages", "all_pages", "blocked", "events", "hung", "trail")
+PAGE_KEYS = ("state", "value", "frame", "thp", "anon_exclusive", "mapcount", "order")
 EVENT_KEYS = ("type", "at", "write")
 
 
@@ -377,6 +377,9 @@ def _expect_value(key: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise ValueError(f"expected text to find in the trail, got {show(value)}")
         return value
+    if key == "all_pages":
+        # one page expectation that every observed page must meet (ported suites check whole ranges)
+        return _expect_value("pages", [value])[0]
     if key == "pages":
         if not isinstance(value, list):
             raise ValueError(f"expected a list of pages, got {show(value)}")
@@ -391,6 +394,12 @@ def _expect_value(key: str, value: Any) -> Any:
                 p["value"] = _int(p["value"], 0, 255)
             if "thp" in p:
                 _bool(p["thp"])
+            if "anon_exclusive" in p:
+                _bool(p["anon_exclusive"])
+            if "mapcount" in p:
+                p["mapcount"] = _int(p["mapcount"], 0, 1 << 31)
+            if "order" in p:
+                p["order"] = _int(p["order"], 0, 20)
             if "frame" in p and not isinstance(p["frame"], str):
                 raise ValueError(f"a frame is a label like f0 or zero, got {show(p['frame'])}")
             pages.append(p)

@@ -102,10 +102,18 @@ def op_mmap(run: SimRun, step: Step, proc: Process, rec: dict[str, Any]) -> None
     rec["addr"] = addr
 
 
+def page_record(v: Any) -> dict[str, Any]:
+    """A page of ``observe`` as both backends report it: what /proc/kpageflags and /proc/kpagecount
+    say (``anon_exclusive``, ``mapcount``, ``order``) only for a mapped page (present or zero);
+    the exclusive bit of a swap entry is not something the kernel shows."""
+    mapped = v.state in ("present", "zero")
+    return {"state": v.state, "value": v.value, "frame": v.pfn, "thp": v.thp,
+            "anon_exclusive": v.anon_exclusive if mapped else None,
+            "mapcount": v.mapcount if mapped else None, "order": v.order if mapped else None}
+
+
 def op_observe(run: SimRun, step: Step, proc: Process, rec: dict[str, Any]) -> None:
-    rec["pages"] = [{"state": v.state, "value": v.value, "frame": v.pfn, "thp": v.thp,
-                     "anon_exclusive": v.anon_exclusive, "mapcount": v.mapcount}
-                    for v in proc.observe(run.addr(step.args["at"]), _len(step))]
+    rec["pages"] = [page_record(v) for v in proc.observe(run.addr(step.args["at"]), _len(step))]
     run.machine.trail.path.clear()
 
 

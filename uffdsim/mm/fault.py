@@ -102,8 +102,13 @@ def do_pte_missing(machine: "Machine", mm: "MM", vma: VMA, addr: int, write: boo
 
 
 def do_anonymous_page(machine: "Machine", mm: "MM", vma: VMA, addr: int, write: bool) -> None:
-    """do_anonymous_page(): the zero page on a read, a new exclusive page on a write."""
+    """do_anonymous_page(): the zero page on a read, a new exclusive page on a write.
+
+    The page table is allocated first (pte_alloc()), so even a fault handed to userfaultfd leaves
+    one behind: a later move of a PMD-mapped THP into that PMD must split it (peer-kselftest-move-pmd-split).
+    """
     machine.trail.enter("do_anonymous_page")
+    mm.pt.pte_alloc(addr)
     if userfaultfd_missing(vma):
         handle_userfault(machine, vma, addr, write)
     if not write:
@@ -157,7 +162,7 @@ def do_wp_page(machine: "Machine", mm: "MM", vma: VMA, addr: int, pte: PresentPt
             trail.note("page is anon-exclusive: reuse it")
             wp_reuse(pte)
             return
-        if wp_can_reuse_anon_folio(machine, folio):
+        if wp_can_reuse_anon_folio(machine, folio, mm):
             trail.note("wp_can_reuse_anon_folio(): only reference left, page becomes exclusive again")
             folio.exclusive[pte.idx] = True
             wp_reuse(pte)
@@ -166,16 +171,42 @@ def do_wp_page(machine: "Machine", mm: "MM", vma: VMA, addr: int, pte: PresentPt
     wp_page_copy(machine, mm, vma, addr, folio.data[pte.idx], pte)
 
 
-def wp_can_reuse_anon_folio(machine: "Machine", folio: Folio) -> bool:
+def wp_can_reuse_anon_folio(machine: "Machine", folio: Folio, mm: "MM | None" = None) -> bool:
     """wp_can_reuse_anon_folio(): reuse when ours is the only reference (after dropping the swap cache)."""
     if folio.large:
-        return False
+        if not machine.kernel.has("large_cow_reuse"):
+            return False
+        return __wp_can_reuse_large_anon_folio(machine, folio, mm)
     if folio.swap_entry is not None and machine.swap.count(folio.swap_entry) == 0:
         slot = machine.swap.slots.pop(folio.swap_entry, None)
         if slot is not None:
             slot.cache = None
         folio.swap_entry = None
     return folio.refcount() == 1
+
+
+def __wp_can_reuse_large_anon_folio(machine: "Machine", folio: Folio, mm: "MM | None") -> bool:
+    """__wp_can_reuse_large_anon_folio() (6.15+, CONFIG_MM_ID): a PTE-mapped large folio is reused
+    when every reference is a mapping and all mappings are in this one mm."""
+    if folio.total_mapcount() <= 1:
+        return False            # "just free up a large folio if only a single page is mapped"
+    if folio.swap_entry is not None or folio.refcount() != folio.total_mapcount():
+        return False
+    return not folio_maybe_mapped_shared(machine, folio, mm)
+
+
+def folio_maybe_mapped_shared(machine: "Machine", folio: Folio, mm: "MM | None") -> bool:
+    """folio_maybe_mapped_shared(): is the folio mapped by any mm other than ``mm``?"""
+    for proc in machine.live_processes():
+        if proc.mm is mm:
+            continue
+        for table in proc.mm.pt.pmds.values():
+            if isinstance(table, HugePmd):
+                if table.folio is folio:
+                    return True
+            elif any(isinstance(pte, PresentPte) and pte.folio is folio for pte in table.ptes.values()):
+                return True
+    return False
 
 
 def wp_reuse(pte: PresentPte) -> None:

@@ -45,6 +45,10 @@ class Folio:
         """The shared zero page or huge zero page: no folio the move code may touch."""
         return self.zero or self.huge_zero
 
+    def order(self) -> int:
+        """folio_order(): log2 of the folio's pages (0 for a small folio, 9 for a PMD-size THP)."""
+        return self.nr.bit_length() - 1
+
     def total_mapcount(self) -> int:
         """folio_mapcount(): every PTE that maps a page of the folio, and every PMD that maps it whole."""
         return sum(self.mapcount) + self.entire_mapcount

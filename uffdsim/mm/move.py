@@ -197,9 +197,10 @@ def move_pages_ptes(machine: "Machine", mm: "MM", dst_vma: VMA, src_vma: VMA, ds
                     trail.end("zero-page source: not movable before 6.9 -> EBUSY")
                     return -E.EBUSY
                 return move_zeropage_pte(machine, mm, dst_addr, src_addr)
-            if not folio.anon or not folio.exclusive[src_pte.idx]:
-                # the check is PageAnonExclusive(): it cannot tell why the flag is clear
-                # (fork COW-sharing, KSM merging, ...), and neither does the trail
+            # PageAnonExclusive(&folio->page): for a large folio the flag of its *head* page, checked
+            # before the split, whichever page is moved; it cannot tell why the flag is clear (fork
+            # COW-sharing, KSM merging, ...), and neither does the trail
+            if not folio.anon or not folio.exclusive[0 if folio.large else src_pte.idx]:
                 trail.end("folio not anon-exclusive -> EBUSY")
                 return -E.EBUSY
             if folio.large:

@@ -34,6 +34,7 @@ class PageView:
     thp: bool = False
     anon_exclusive: bool = False
     mapcount: int = 0
+    order: int = 0             #: folio order: log2 of the folio's pages
     ksm: bool = False
     pinned: bool = False
     marker: str | None = None
@@ -422,9 +423,10 @@ class Process:
         if isinstance(pmd, HugePmd):
             folio, i = pmd.folio, pmd_subpage(addr)
             if folio.huge_zero:     # PAGEMAP_SCAN: PAGE_IS_HUGE | PAGE_IS_PFNZERO for the huge zero PMD
-                return PageView("zero", 0, folio.pfn + i, thp=True)
+                return PageView("zero", 0, folio.pfn + i, thp=True, order=folio.order())
             return PageView("present", folio.data[i], folio.pfn + i, thp=True,
-                            anon_exclusive=folio.exclusive[i], mapcount=folio.page_mapcount(i),
+                            anon_exclusive=self._kpf_anon_exclusive(folio, i, pmd_mapped=True),
+                            mapcount=folio.page_mapcount(i), order=folio.order(),
                             ksm=folio.ksm, pinned=folio.maybe_dma_pinned(), write=pmd.write)
         pte = self.mm.pt.get_pte(addr)
         if pte is None:
@@ -437,8 +439,23 @@ class Process:
         if folio.zero:
             return PageView("zero", 0, folio.pfn)
         return PageView("present", folio.data[pte.idx], pte.pfn, thp=False,
-                        anon_exclusive=folio.exclusive[pte.idx], mapcount=folio.page_mapcount(pte.idx),
+                        anon_exclusive=self._kpf_anon_exclusive(folio, pte.idx),
+                        mapcount=folio.page_mapcount(pte.idx), order=folio.order(),
                         ksm=folio.ksm, pinned=folio.maybe_dma_pinned(), write=pte.write)
+
+    def _kpf_anon_exclusive(self, folio: Folio, i: int, pmd_mapped: bool = False) -> bool:
+        """stable_page_flags()'s KPF_OWNER_2 for page ``i``: PG_anon_exclusive of an anonymous page.
+
+        Since 6.10 the flags are the folio's, so every page of a large folio shows its head
+        page's flag; before, each page showed its own (and a PMD-mapped THP keeps the flag on its
+        head page only, __folio_add_anon_rmap(): its tail pages show 0)."""
+        if not folio.anon or folio.special:
+            return False
+        if folio.large and self.machine.kernel.has("kpageflags_folio"):
+            return folio.exclusive[0]
+        if pmd_mapped and i:
+            return False
+        return folio.exclusive[i]
 
     # -- userfaultfd -------------------------------------------------------------------------
     def userfaultfd(self, name: str | None = None, features: Any = (), user_mode_only: bool = False,
