@@ -179,7 +179,7 @@ def check_expect(expect: dict[str, Any], rec: dict[str, Any], op: str) -> list[s
 
 #: the fields of a step record that two backends must agree on
 COMPARED = ("ret", "errno", "move", "copy", "zeropage", "blocked", "hung")
-COMPARED_PAGE = ("state", "value", "frame", "thp")
+COMPARED_PAGE = ("state", "value", "frame", "thp", "order")
 
 
 def compare(a: ScenarioResult, b: ScenarioResult) -> list[dict[str, Any]]:

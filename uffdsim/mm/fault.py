@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .folio import HPAGE_PMD_SIZE, PAGE_SIZE, Folio
-from .huge_memory import map_huge_zero, map_new_thp, split_huge_pmd, thp_vma_allowable
+from .huge_memory import (PMD_ORDER, map_huge_zero, map_new_thp, split_huge_pmd, thp_vma_allowable,
+                          thp_vma_allowable_orders, thp_vma_suitable_order)
 from .machine import FaultBlocked, Segv
 from .pagetable import HugePmd, MarkerPte, PresentPte, SwapPte, pmd_subpage
 from .rmap import folio_add_new_anon_rmap, folio_add_rmap_pte, folio_remove_rmap_pte
@@ -102,17 +103,46 @@ def do_pte_missing(machine: "Machine", mm: "MM", vma: VMA, addr: int, write: boo
 
 
 def do_anonymous_page(machine: "Machine", mm: "MM", vma: VMA, addr: int, write: bool) -> None:
-    """do_anonymous_page(): the zero page on a read, a new exclusive page on a write."""
+    """do_anonymous_page(): the zero page on a read; on a write a new exclusive folio, small or (mTHP)
+    large, every page of it mapped by its own writable PTE."""
     machine.trail.enter("do_anonymous_page")
     if userfaultfd_missing(vma):
         handle_userfault(machine, vma, addr, write)
     if not write:
         mm.pt.set_pte(addr, PresentPte(machine.phys.zero_page))
         return
-    folio = machine.phys.alloc_folio()
-    folio_add_new_anon_rmap(folio, 0)
+    order = alloc_anon_folio(machine, mm, vma, addr)
+    nr = 1 << order
+    folio = machine.phys.alloc_folio(nr)
+    start = addr & ~((PAGE_SIZE << order) - 1)
     mm.vmas.anon_vma_prepare(vma)
-    mm.pt.set_pte(addr, PresentPte(folio, 0, write=True, dirty=True))
+    for i in range(nr):
+        folio_add_new_anon_rmap(folio, i)
+        mm.pt.set_pte(start + i * PAGE_SIZE, PresentPte(folio, i, write=True, dirty=True))
+    if nr > 1:
+        machine.trail.note(f"mTHP: a {(PAGE_SIZE << order) // 1024} KiB folio (order {order}) "
+                           f"mapped by {nr} PTEs at {start:#x}")
+
+
+def alloc_anon_folio(machine: "Machine", mm: "MM", vma: VMA, addr: int) -> int:
+    """alloc_anon_folio() (6.8+): the order of the folio a write fault allocates.
+
+    The highest order below the PMD's that the mTHP policy allows (thp_vma_allowable_orders()),
+    whose naturally aligned range lies inside the VMA (thp_vma_suitable_order()) and has no PTE
+    yet (pte_range_none(): a marker or swap entry counts as one); else the next lower such order,
+    down to 0.  A VMA registered with a userfaultfd (userfaultfd_armed()) always gets order 0.
+    """
+    if vma.uffd_ctx is not None:
+        return 0
+    orders = thp_vma_allowable_orders(machine, vma, list(range(PMD_ORDER - 1, 1, -1)))
+    for order in orders:
+        if not thp_vma_suitable_order(vma, addr, order):
+            continue
+        size = PAGE_SIZE << order
+        start = addr & ~(size - 1)
+        if not mm.pt.entries_in(start, start + size):
+            return order
+    return 0
 
 
 def do_fault(machine: "Machine", mm: "MM", vma: VMA, addr: int, write: bool) -> None:

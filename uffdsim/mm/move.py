@@ -203,10 +203,16 @@ def move_pages_ptes(machine: "Machine", mm: "MM", dst_vma: VMA, src_vma: VMA, ds
                 trail.end("folio not anon-exclusive -> EBUSY")
                 return -E.EBUSY
             if folio.large:
+                # 6.18 splits every PTE-mapped large folio before moving a page of it, even when the
+                # whole folio is moved at aligned addresses (measured: the destination gets small pages)
                 trail.enter("split_folio")
-                trail.note("PTE-mapped large folio: split_folio() before moving")
+                trail.note(f"PTE-mapped large folio (order {folio.order}): split_folio() before moving")
                 if split_large_folio(machine, [p.mm for p in machine.live_processes()], folio, remap_zero=True) is None:
-                    trail.end("large folio cannot be split (pinned) -> EBUSY")
+                    why = ("is pinned" if folio.pincount else "has an extra reference" if folio.refs
+                           else "is mapped by a PMD")
+                    # can_split_folio() fails; 6.18 answers EBUSY at once and leaves the folio whole
+                    # (measured: no -EAGAIN retry is visible, see uffd_move_eagain_retry.c)
+                    trail.end(f"split_folio() refused: large folio {why} -> EBUSY")
                     return -E.EBUSY
                 continue
             return move_present_ptes(machine, mm, dst_vma, dst_addr, src_addr, length)
