@@ -39,6 +39,20 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
            "no UFFD_FEATURE_MOVE (features 0x1fff); the UFFDIO_MOVE ioctl fails with EINVAL",
            "UFFD_FEATURE_MOVE offered; UFFDIO_MOVE moves pages", "api-move-feature-not-required",
            "lab: 6.1.192 (no MOVE) vs 6.12.118 and 6.18"),
+    Change("mthp", (6, 8), "19eaf44954df mm: thp: support allocation of anonymous multi-size THP (hash not verified here)",
+           "anonymous faults map small pages or PMD-size THPs only; no hugepages-<size>kB knobs",
+           "hugepages-<size>kB/enabled per size (16 KiB to 1 MiB): a write fault may map a large folio",
+           "mthp-fault-64k-always", "lab: 6.1.192 has no hugepages-64kB knob; 6.12.118 and 6.18 do"),
+    Change("move_batch", (6, 18), "userfaultfd: opportunistic TLB-flush batching for present pages in MOVE "
+           "(Lokesh Gidra; hash not verified here)",
+           "move_pages() stores every PTE step's result in err: after an internal -EAGAIN retry the "
+           "next step counts normally",
+           "move_pages_ptes() returns bytes and move_pages() stores only negative results in err: after "
+           "an internal -EAGAIN, a later successful step is neither counted nor advanced past (pages "
+           "moved but missing from the count, EEXIST on their own destination; with ALLOW_SRC_HOLES "
+           "a hole makes the ioctl spin until a fatal signal)",
+           "mthp-move-whole-folio-splits",
+           "6.18 (uffd_move_eagain_retry.c reproduces both); a race, so no scenario shows it"),
     Change("move_zeropage", (6, 9), "eb1521dad8f3 userfaultfd: handle zeropage moves by UFFDIO_MOVE (hash not verified here)",
            "a zero-page source (small or huge) gives EBUSY", "the zero page moves (the destination maps it)",
            "zero-page-move", "modelled only (6.8 cannot be booted here)"),

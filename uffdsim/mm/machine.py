@@ -97,6 +97,8 @@ class Machine:
 
     def set_mthp(self, size_kb: int, policy: str) -> None:
         """Write ``policy`` to /sys/kernel/mm/transparent_hugepage/hugepages-<size_kb>kB/enabled (root)."""
+        if size_kb != 2048 and not self.kernel.has("mthp"):
+            raise UffdError(E.ENOENT, f"no hugepages-{size_kb}kB knob before Linux 6.8 (profile {self.kernel.name})")
         if size_kb not in MTHP_SIZES_KB:
             raise UffdError(E.EINVAL, f"no anonymous mTHP size {size_kb} KiB here (sizes: {', '.join(map(str, MTHP_SIZES_KB))})")
         if policy not in MTHP_POLICIES:

@@ -157,7 +157,16 @@ def move_pages(machine: "Machine", ctx: Any, mm: "MM", dst_start: int, src_start
             pt.pte_alloc(dst_addr)
             ret = move_pages_ptes(machine, mm, dst_vma, src_vma, dst_addr, src_addr,
                                   src_end - src_addr, holes)
-            err, step = (ret, 0) if ret < 0 else (0, ret)
+            if machine.kernel.has("move_batch"):
+                # 6.18 stores only a negative result: after an -EAGAIN, err stays -EAGAIN through a
+                # step that then succeeds (kernels.CHANGES['move_batch']).  Model steps never
+                # return -EAGAIN (no races), so this only mirrors the code.
+                if ret < 0:
+                    err = ret
+                else:
+                    step = ret
+            else:
+                err, step = (ret, 0) if ret < 0 else (0, ret)
         if err:
             if err == -E.EAGAIN:
                 continue
