@@ -43,6 +43,13 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
            "anonymous faults map small pages or PMD-size THPs only; no hugepages-<size>kB knobs",
            "hugepages-<size>kB/enabled per size (16 KiB to 1 MiB): a write fault may map a large folio",
            "mthp-fault-64k-always", "lab: 6.1.192 has no hugepages-64kB knob; 6.12.118 and 6.18 do"),
+    Change("large_folio_reuse", (6, 15),
+           "mm: reuse large anonymous folios on write fault (David Hildenbrand, with per-folio mm ids; "
+           "version and hash not verified here)",
+           "a write to a not-exclusive page of a large folio always copies the page out",
+           "the page is reused in place (and marked exclusive) when all the folio's mappings are this mm's "
+           "and nothing else holds a reference", "mthp-fork-exit-reuse-head-decides",
+           "6.18 reuses (this machine)"),
     Change("move_batch", (6, 18), "userfaultfd: opportunistic TLB-flush batching for present pages in MOVE "
            "(Lokesh Gidra; hash not verified here)",
            "move_pages() stores every PTE step's result in err: after an internal -EAGAIN retry the "

@@ -187,7 +187,7 @@ def do_wp_page(machine: "Machine", mm: "MM", vma: VMA, addr: int, pte: PresentPt
             trail.note("page is anon-exclusive: reuse it")
             wp_reuse(pte)
             return
-        if wp_can_reuse_anon_folio(machine, folio):
+        if wp_can_reuse_anon_folio(machine, folio, mm):
             trail.note("wp_can_reuse_anon_folio(): only reference left, page becomes exclusive again")
             folio.exclusive[pte.idx] = True
             wp_reuse(pte)
@@ -196,16 +196,35 @@ def do_wp_page(machine: "Machine", mm: "MM", vma: VMA, addr: int, pte: PresentPt
     wp_page_copy(machine, mm, vma, addr, folio.data[pte.idx], pte)
 
 
-def wp_can_reuse_anon_folio(machine: "Machine", folio: Folio) -> bool:
-    """wp_can_reuse_anon_folio(): reuse when ours is the only reference (after dropping the swap cache)."""
+def wp_can_reuse_anon_folio(machine: "Machine", folio: Folio, mm: "MM | None" = None) -> bool:
+    """wp_can_reuse_anon_folio(): reuse when ours is the only reference (after dropping the swap cache).
+
+    A large folio (kernels.CHANGES['large_folio_reuse']) is reused when every reference is one of
+    its mappings and all of them belong to this mm; only the written page becomes exclusive again.
+    """
     if folio.large:
-        return False
+        if not machine.kernel.has("large_folio_reuse") or mm is None or folio.swap_entry is not None:
+            return False
+        if folio.refcount() != folio.total_mapcount():
+            return False
+        return all(p.mm is mm for p in machine.live_processes() if maps_folio(p.mm, folio))
     if folio.swap_entry is not None and machine.swap.count(folio.swap_entry) == 0:
         slot = machine.swap.slots.pop(folio.swap_entry, None)
         if slot is not None:
             slot.cache = None
         folio.swap_entry = None
     return folio.refcount() == 1
+
+
+def maps_folio(mm: "MM", folio: Folio) -> bool:
+    """Does any PTE or PMD of this address space map a page of ``folio``?"""
+    for table in mm.pt.pmds.values():
+        if isinstance(table, HugePmd):
+            if table.folio is folio:
+                return True
+        elif any(isinstance(pte, PresentPte) and pte.folio is folio for pte in table.ptes.values()):
+            return True
+    return False
 
 
 def wp_reuse(pte: PresentPte) -> None:

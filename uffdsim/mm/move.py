@@ -206,10 +206,13 @@ def move_pages_ptes(machine: "Machine", mm: "MM", dst_vma: VMA, src_vma: VMA, ds
                     trail.end("zero-page source: not movable before 6.9 -> EBUSY")
                     return -E.EBUSY
                 return move_zeropage_pte(machine, mm, dst_addr, src_addr)
-            if not folio.anon or not folio.exclusive[src_pte.idx]:
-                # the check is PageAnonExclusive(): it cannot tell why the flag is clear
-                # (fork COW-sharing, KSM merging, ...), and neither does the trail
-                trail.end("folio not anon-exclusive -> EBUSY")
+            if not folio.anon or not folio.exclusive[0]:
+                # the check is PageAnonExclusive(&folio->page): the folio's first page, whichever page
+                # is moved (for a large folio, the head; scenario mthp-fork-exit-reuse-head-decides).
+                # It cannot tell why the flag is clear (fork COW-sharing, KSM merging, ...), and
+                # neither does the trail
+                trail.end("folio not anon-exclusive -> EBUSY" if not folio.large else
+                          "large folio's first page not anon-exclusive -> EBUSY")
                 return -E.EBUSY
             if folio.large:
                 # 6.18 splits every PTE-mapped large folio before moving a page of it, even when the
