@@ -9,6 +9,7 @@ from .pagetable import HugePmd, PresentPte, SwapPte
 from .vma import VMA
 
 if TYPE_CHECKING:
+    from .folio import Folio
     from .machine import MM, Machine
 
 
@@ -24,10 +25,38 @@ def madvise_pageout(machine: "Machine", mm: "MM", vma: VMA, start: int, end: int
         if not isinstance(pte, PresentPte) or pte.folio.special or not pte.folio.anon:
             continue
         folio = pte.folio
+        if folio.large and not folio.freed:
+            pageout_large_folio(machine, mm, start, end, folio)
+            pte = mm.pt.get_pte(addr)  # type: ignore[assignment]
+            if not isinstance(pte, PresentPte):
+                continue
+            folio = pte.folio
         if folio.large or folio.total_mapcount() > 1:
             trail.note("page mapped more than once: MADV_PAGEOUT leaves it alone")
             continue
         shrink_folio(machine, mm, addr, pte)
+
+
+def pageout_large_folio(machine: "Machine", mm: "MM", start: int, end: int, folio: "Folio") -> None:
+    """madvise_cold_or_pageout_pte_range() for a PTE-mapped large folio (6.10+ swaps mTHP out whole):
+    a folio the range covers only in part is split first (unless mapped more than once); a whole,
+    exclusively mapped one is written out page by page, each PTE becoming an exclusive swap entry."""
+    ptes = [(a, p) for a, p in mm.pt.entries_in(start, end) if isinstance(p, PresentPte) and p.folio is folio]
+    if folio.total_mapcount() != len(ptes) or folio.maybe_dma_pinned() or folio.refs or folio.ksm:
+        return
+    if len(ptes) < folio.nr:
+        split_large_folio(machine, [p.mm for p in machine.live_processes()], folio)
+        return
+    if not machine.config.swap:
+        return
+    machine.trail.enter("try_to_unmap_one")
+    machine.trail.note(f"large folio (order {folio.order}) written to swap whole: one exclusive swap entry per page")
+    for addr, pte in ptes:
+        entry = machine.swap.alloc(folio.data[pte.idx], count=1)
+        mm.pt.set_pte(addr, SwapPte(entry, exclusive=folio.exclusive[pte.idx]))
+        folio.mapcount[pte.idx] -= 1
+    folio.exclusive = [False] * folio.nr
+    machine.release_folio(folio)
 
 
 def shrink_folio(machine: "Machine", mm: "MM", addr: int, pte: PresentPte) -> None:
