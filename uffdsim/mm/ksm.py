@@ -77,7 +77,7 @@ def split_for_merge(machine: "Machine", mm: object, addr: int, pte: PresentPte) 
     if not pte.folio.large:
         return pte
     from .huge_memory import split_large_folio
-    if split_large_folio(machine, [p.mm for p in machine.live_processes()], pte.folio) is None:
+    if split_large_folio(machine, [p.mm for p in machine.live_processes()], pte.folio, remap_zero=True) is None:
         return None
     new = mm.pt.get_pte(addr)  # type: ignore[attr-defined]
     return new if isinstance(new, PresentPte) and not new.folio.zero else None

@@ -122,7 +122,7 @@ def madvise_free(machine: "Machine", mm: "MM", vma: VMA, start: int, end: int) -
             machine.swap_free(pte.entry)
         elif isinstance(pte, PresentPte) and pte.folio.anon and not pte.folio.special:
             if pte.folio.large and not folio_covered(mm, pte.folio, start, end):
-                split_large_folio(machine, [p.mm for p in machine.live_processes()], pte.folio)
+                split_large_folio(machine, [p.mm for p in machine.live_processes()], pte.folio, remap_zero=True)
                 pte = mm.pt.get_pte(addr)  # type: ignore[assignment]
             elif pte.folio.large:
                 # madvise_folio_pte_batch() covers the whole folio: it stays large, lazily freed

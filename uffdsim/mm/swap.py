@@ -45,7 +45,7 @@ def pageout_large_folio(machine: "Machine", mm: "MM", start: int, end: int, foli
     if folio.total_mapcount() != len(ptes) or folio.maybe_dma_pinned() or folio.refs or folio.ksm:
         return
     if len(ptes) < folio.nr:
-        split_large_folio(machine, [p.mm for p in machine.live_processes()], folio)
+        split_large_folio(machine, [p.mm for p in machine.live_processes()], folio, remap_zero=True)
         return
     if not machine.config.swap:
         return
