@@ -39,13 +39,17 @@ def madvise_pageout(machine: "Machine", mm: "MM", vma: VMA, start: int, end: int
 
 def pageout_large_folio(machine: "Machine", mm: "MM", start: int, end: int, folio: "Folio") -> None:
     """madvise_cold_or_pageout_pte_range() for a PTE-mapped large folio (6.10+ swaps mTHP out whole):
-    a folio the range covers only in part is split first (unless mapped more than once); a whole,
-    exclusively mapped one is written out page by page, each PTE becoming an exclusive swap entry."""
+    a folio mapped by another process is left alone (folio_maybe_mapped_shared()); one the range
+    covers only in part is split first (if it can be); a whole one, mapped once, is written out
+    page by page, each PTE becoming an exclusive swap entry."""
+    from .fault import maps_folio
     ptes = [(a, p) for a, p in mm.pt.entries_in(start, end) if isinstance(p, PresentPte) and p.folio is folio]
-    if folio.total_mapcount() != len(ptes) or folio.maybe_dma_pinned() or folio.refs or folio.ksm:
-        return
+    if folio.ksm or any(p.mm is not mm and maps_folio(p.mm, folio) for p in machine.live_processes()):
+        return                                  # folio_maybe_mapped_shared(): left alone
     if len(ptes) < folio.nr:
         split_large_folio(machine, [p.mm for p in machine.live_processes()], folio, remap_zero=True)
+        return
+    if folio.total_mapcount() != folio.nr or folio.maybe_dma_pinned() or folio.refs:
         return
     if not machine.config.swap:
         return
