@@ -42,14 +42,21 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
     Change("mthp", (6, 8), "19eaf44954df mm: thp: support allocation of anonymous multi-size THP (hash not verified here)",
            "anonymous faults map small pages or PMD-size THPs only; no hugepages-<size>kB knobs",
            "hugepages-<size>kB/enabled per size (16 KiB to 1 MiB): a write fault may map a large folio",
-           "mthp-fault-64k-always", "lab: 6.1.192 has no hugepages-64kB knob; 6.12.118 and 6.18 do"),
+           "mthp-fault-64k-always", "lab: 6.12.118 and 6.18 map 64 KiB folios; 6.1.192 has no hugepages-64kB knob"),
+    Change("mthp_swapin", (6, 13),
+           "mm: support large folios swap-in for sync io devices (Chuanhua Han, Barry Song; version and "
+           "hash not verified here)",
+           "a swapped-out page comes back as a small folio, one page per fault",
+           "on a synchronous swap device (zram) a fault swaps in a whole mTHP folio when the aligned range "
+           "is all contiguous, exclusive swap entries and the policy allows that size",
+           "mthp-swapin-whole-folio", "6.18 (this machine, zram); 6.12.118 not checked"),
     Change("large_folio_reuse", (6, 15),
            "mm: reuse large anonymous folios on write fault (David Hildenbrand, with per-folio mm ids; "
            "version and hash not verified here)",
            "a write to a not-exclusive page of a large folio always copies the page out",
            "the page is reused in place (and marked exclusive) when all the folio's mappings are this mm's "
-           "and nothing else holds a reference", "mthp-fork-exit-reuse-head-decides",
-           "6.18 reuses (this machine)"),
+           "and nothing else holds a reference", "mthp-fork-exit-still-busy",
+           "lab: 6.12.118 copies the written page out of the folio, 6.18 reuses it in place"),
     Change("move_batch", (6, 18), "userfaultfd: opportunistic TLB-flush batching for present pages in MOVE "
            "(Lokesh Gidra; hash not verified here)",
            "move_pages() stores every PTE step's result in err: after an internal -EAGAIN retry the "

@@ -249,6 +249,8 @@ def do_swap_page(machine: "Machine", mm: "MM", vma: VMA, addr: int, pte: SwapPte
     """do_swap_page(): read the page back; it is exclusive if the swap PTE said so or nobody else has it."""
     trail = machine.trail
     trail.enter("do_swap_page")
+    if machine.kernel.has("mthp_swapin") and swapin_large_folio(machine, mm, vma, addr, pte, write):
+        return
     slot = machine.swap.slots[pte.entry]
     folio = slot.cache
     if folio is None:
@@ -268,6 +270,51 @@ def do_swap_page(machine: "Machine", mm: "MM", vma: VMA, addr: int, pte: SwapPte
     mm.pt.set_pte(addr, PresentPte(folio, 0, write=exclusive and vma.writable(), dirty=write))
     if write and not exclusive:
         do_wp_page(machine, mm, vma, addr, mm.pt.get_pte(addr))  # type: ignore[arg-type]
+
+
+def alloc_swap_folio(machine: "Machine", mm: "MM", vma: VMA, addr: int, pte: SwapPte) -> int:
+    """alloc_swap_folio() (the skip-swapcache path of a synchronous swap device such as zram): the
+    order to swap in at once - the highest the mTHP policy allows whose aligned range is all swap
+    PTEs with contiguous entries, aligned like the addresses (thp_swap_suitable_orders()), each
+    used once and exclusive (can_swapin_thp()); 0 for a single page.  Never in userfaultfd-armed VMAs."""
+    if vma.uffd_ctx is not None:
+        return 0
+    for order in thp_vma_allowable_orders(machine, vma, list(range(PMD_ORDER - 1, 1, -1))):
+        nr = 1 << order
+        if not thp_vma_suitable_order(vma, addr, order) or (pte.entry - (addr >> 12)) % nr:
+            continue
+        start = addr & ~((PAGE_SIZE << order) - 1)
+        first = pte.entry - ((addr - start) >> 12)
+        ok = True
+        for i in range(nr):
+            other = mm.pt.get_pte(start + i * PAGE_SIZE)
+            slot = machine.swap.slots.get(first + i)
+            if (not isinstance(other, SwapPte) or other.entry != first + i or not other.exclusive
+                    or slot is None or slot.count != 1 or slot.cache is not None):
+                ok = False
+                break
+        if ok:
+            return order
+    return 0
+
+
+def swapin_large_folio(machine: "Machine", mm: "MM", vma: VMA, addr: int, pte: SwapPte, write: bool) -> bool:
+    """do_swap_page() with a large folio from alloc_swap_folio(): every page of the range read back
+    and mapped (exclusive, writable where the VMA is); False when a single page is swapped in."""
+    order = alloc_swap_folio(machine, mm, vma, addr, pte)
+    if not order:
+        return False
+    nr = 1 << order
+    start = addr & ~((PAGE_SIZE << order) - 1)
+    first = pte.entry - ((addr - start) >> 12)
+    folio = machine.phys.alloc_folio(nr, data=[machine.swap.slots[first + i].data for i in range(nr)])
+    for i in range(nr):
+        machine.swap_free(first + i)
+        folio_add_new_anon_rmap(folio, i)
+        at = start + i * PAGE_SIZE
+        mm.pt.set_pte(at, PresentPte(folio, i, write=vma.writable(), dirty=write and at == addr & ~(PAGE_SIZE - 1)))
+    machine.trail.note(f"swapped in a {(PAGE_SIZE << order) // 1024} KiB folio (order {order}) at once")
+    return True
 
 
 def do_huge_pmd_anonymous_page(machine: "Machine", mm: "MM", vma: VMA, addr: int, write: bool) -> None:

@@ -143,6 +143,11 @@ class SwapDevice:
         self.slots[entry] = SwapSlot(data=data, count=count)
         return entry
 
+    def alloc_aligned(self, nr: int) -> None:
+        """The swap allocator gives a large folio a naturally aligned run of slots (a cluster of
+        its order): the next entry is rounded up to a multiple of ``nr``."""
+        self.next_entry = -(-self.next_entry // nr) * nr
+
     def dup(self, entry: int) -> None:
         """swap_duplicate(): one more swap PTE references the slot (fork)."""
         self.slots[entry].count += 1

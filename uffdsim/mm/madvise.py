@@ -122,6 +122,9 @@ def madvise_free(machine: "Machine", mm: "MM", vma: VMA, start: int, end: int) -
             machine.swap_free(pte.entry)
         elif isinstance(pte, PresentPte) and pte.folio.anon and not pte.folio.special:
             if pte.folio.large and not folio_covered(mm, pte.folio, start, end):
+                from .fault import maps_folio
+                if any(p.mm is not mm and maps_folio(p.mm, pte.folio) for p in machine.live_processes()):
+                    continue                    # folio_maybe_mapped_shared(): neither split nor freed
                 split_large_folio(machine, [p.mm for p in machine.live_processes()], pte.folio, remap_zero=True)
                 pte = mm.pt.get_pte(addr)  # type: ignore[assignment]
             elif pte.folio.large:

@@ -28,8 +28,8 @@ def madvise_pageout(machine: "Machine", mm: "MM", vma: VMA, start: int, end: int
         if folio.large and not folio.freed:
             pageout_large_folio(machine, mm, start, end, folio)
             pte = mm.pt.get_pte(addr)  # type: ignore[assignment]
-            if not isinstance(pte, PresentPte):
-                continue
+            if not isinstance(pte, PresentPte) or pte.folio.special:
+                continue                        # swapped out whole, or split to the zero page
             folio = pte.folio
         if folio.large or folio.total_mapcount() > 1:
             trail.note("page mapped more than once: MADV_PAGEOUT leaves it alone")
@@ -55,6 +55,7 @@ def pageout_large_folio(machine: "Machine", mm: "MM", start: int, end: int, foli
         return
     machine.trail.enter("try_to_unmap_one")
     machine.trail.note(f"large folio (order {folio.order}) written to swap whole: one exclusive swap entry per page")
+    machine.swap.alloc_aligned(folio.nr)
     for addr, pte in ptes:
         entry = machine.swap.alloc(folio.data[pte.idx], count=1)
         mm.pt.set_pte(addr, SwapPte(entry, exclusive=folio.exclusive[pte.idx]))
