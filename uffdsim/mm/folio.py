@@ -127,6 +127,7 @@ class SwapSlot:
     data: int
     count: int                  #: swap_map count: swap PTEs that reference the slot
     cache: Folio | None = None  #: the swap-cache folio, if any
+    order: int = 0              #: the order of the folio written out (its slots are one aligned cluster)
 
 
 @dataclass

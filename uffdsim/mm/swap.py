@@ -58,6 +58,7 @@ def pageout_large_folio(machine: "Machine", mm: "MM", start: int, end: int, foli
     machine.swap.alloc_aligned(folio.nr)
     for addr, pte in ptes:
         entry = machine.swap.alloc(folio.data[pte.idx], count=1)
+        machine.swap.slots[entry].order = folio.order
         mm.pt.set_pte(addr, SwapPte(entry, exclusive=folio.exclusive[pte.idx]))
         folio.mapcount[pte.idx] -= 1
     folio.exclusive = [False] * folio.nr
