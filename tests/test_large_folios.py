@@ -258,3 +258,38 @@ def test_reproducer_shows_the_spin_on_6_18(tmp_path: Path) -> None:
         assert run.returncode == 1 and "RESULT: REPRODUCED" in run.stdout, run.stdout
     else:
         assert run.returncode == 0 and "NOT REPRODUCED" in run.stdout, run.stdout
+
+
+# -- what the mTHP fuzzer found (each failed before its fix) ---------------------------------------
+
+def test_free_of_part_of_a_shared_folio_neither_splits_nor_frees() -> None:
+    """folio_maybe_mapped_shared(): MADV_FREE leaves a large folio another process maps alone."""
+    m, p = machine(k64="always")
+    src = p.mmap(16, align=2 << 20)
+    p.write(src, PAGE, 1)                                   # pages 1..15 zero-filled
+    p.fork("c")
+    p.madvise(src + 4 * PAGE, 4 * PAGE, "free")
+    assert orders(p, src, 16) == [4] * 16
+
+
+def test_pageout_of_part_splits_and_leaves_zero_pages_unswapped() -> None:
+    m, p = machine(k64="always")
+    src = p.mmap(32, align=2 << 20)
+    p.write(src + 8 * PAGE, 16 * PAGE, 0x54)                # folios [0,16) and [16,32), half zero
+    p.madvise(src + 8 * PAGE, 24 * PAGE, "pageout")
+    assert [v.state for v in p.observe(src + 6 * PAGE, 4 * PAGE)] == ["zero", "zero", "swap", "swap"]
+
+
+def test_large_swapin_only_of_slots_written_out_together() -> None:
+    m, p = machine(k64="always", k16="always")
+    src = p.mmap(16, align=2 << 20)
+    p.write(src, 16 * PAGE, 5)
+    p.madvise(src, 16 * PAGE, "pageout")                    # one aligned cluster of 16 slots
+    p.read(src + 3 * PAGE, PAGE)
+    assert orders(p, src, 16) == [4] * 16
+    other = p.mmap(16, align=2 << 20)
+    p.write(other, 16 * PAGE, 6)
+    p.madvise(other + PAGE, PAGE, "pageout")                # splits: small folios from here on
+    p.madvise(other, 16 * PAGE, "pageout")                  # 16 slots written one by one
+    p.read(other + 5 * PAGE, PAGE)
+    assert orders(p, other + 4 * PAGE, 2) == [None, 0]

@@ -21,11 +21,12 @@ def madvise_pageout(machine: "Machine", mm: "MM", vma: VMA, start: int, end: int
         if not pmd.folio.huge_zero and pmd.folio.entire_mapcount == 1 and not pmd.folio.pincount:
             split_huge_pmd(machine, mm, vma, addr)
             split_large_folio(machine, [p.mm for p in machine.live_processes()], pmd.folio)
-    for addr, pte in mm.pt.entries_in(start, end):
+    for addr, _ in mm.pt.entries_in(start, end):
+        pte = mm.pt.get_pte(addr)               # an earlier split may have replaced it
         if not isinstance(pte, PresentPte) or pte.folio.special or not pte.folio.anon:
             continue
         folio = pte.folio
-        if folio.large and not folio.freed:
+        if folio.large:
             pageout_large_folio(machine, mm, start, end, folio)
             pte = mm.pt.get_pte(addr)  # type: ignore[assignment]
             if not isinstance(pte, PresentPte) or pte.folio.special:
