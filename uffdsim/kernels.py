@@ -43,13 +43,13 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
            "anonymous faults map small pages or PMD-size THPs only; no hugepages-<size>kB knobs",
            "hugepages-<size>kB/enabled per size (16 KiB to 1 MiB): a write fault may map a large folio",
            "mthp-fault-64k-always", "lab: 6.12.118 and 6.18 map 64 KiB folios; 6.1.192 has no hugepages-64kB knob"),
-    Change("mthp_swapin", (6, 13),
+    Change("mthp_swapin", (6, 12),
            "mm: support large folios swap-in for sync io devices (Chuanhua Han, Barry Song; version and "
            "hash not verified here)",
            "a swapped-out page comes back as a small folio, one page per fault",
            "on a synchronous swap device (zram) a fault swaps in a whole mTHP folio when the aligned range "
            "is all contiguous, exclusive swap entries and the policy allows that size",
-           "mthp-swapin-whole-folio", "6.18 (this machine, zram); 6.12.118 not checked"),
+           "mthp-swapin-whole-folio", "lab: 6.12.118 and 6.18 (zram) swap the whole 64 KiB folio back in"),
     Change("large_folio_reuse", (6, 15),
            "mm: reuse large anonymous folios on write fault (David Hildenbrand, with per-folio mm ids; "
            "version and hash not verified here)",
