@@ -71,7 +71,7 @@ class SimRun:
             rec[out_key] = None
         proc = self.machine.processes[step.proc]
         try:
-            if not proc.alive and step.op != "thread":
+            if not proc.alive and step.op not in ("thread", "mthp"):
                 raise UffdError(3, f"process {proc.name} has exited")   # ESRCH
             result = OPS[step.op](self, step, proc, rec)
             if out_key:
@@ -198,11 +198,13 @@ def op_memory(run: SimRun, step: Step, proc: Process, rec: dict[str, Any]) -> No
         proc.read(at, length)
     elif step.op == "pin":
         proc.pin(at, length, a["name"])
+    elif step.op == "ref":
+        proc.ref(at, length, a["name"])
 
 
 OPS: dict[str, Callable[[SimRun, Step, Process, dict[str, Any]], Any]] = {
     "mmap": op_mmap,
-    **dict.fromkeys(("munmap", "mprotect", "mlock", "munlock", "write", "read", "pin"), op_memory),
+    **dict.fromkeys(("munmap", "mprotect", "mlock", "munlock", "write", "read", "pin", "ref"), op_memory),
     **dict.fromkeys(("api", "register", "unregister", "copy", "zeropage", "move", "wake", "writeprotect"), op_ioctl),
     "madvise": op_madvise,
     "fork": op_fork,
@@ -210,6 +212,8 @@ OPS: dict[str, Callable[[SimRun, Step, Process, dict[str, Any]], Any]] = {
     "uffd": op_uffd,
     "ksm_merge": lambda r, s, p, rec: p.ksm_merge(),
     "unpin": lambda r, s, p, rec: p.unpin(s.args["name"]),
+    "unref": lambda r, s, p, rec: p.unref(s.args["name"]),
+    "mthp": lambda r, s, p, rec: r.machine.set_mthp(s.args["size"], s.args["enabled"]),
     "observe": op_observe,
     "fault_async": op_fault_async,
     "thread": op_thread,

@@ -122,12 +122,27 @@ def madvise_free(machine: "Machine", mm: "MM", vma: VMA, start: int, end: int) -
             mm.pt.set_pte(addr, None)
             machine.swap_free(pte.entry)
         elif isinstance(pte, PresentPte) and pte.folio.anon and not pte.folio.special:
-            if pte.folio.large:
-                split_large_folio(machine, [p.mm for p in machine.live_processes()], pte.folio)
+            if pte.folio.large and not folio_covered(mm, pte.folio, start, end):
+                from .fault import maps_folio
+                if any(p.mm is not mm and maps_folio(p.mm, pte.folio) for p in machine.live_processes()):
+                    continue                    # folio_maybe_mapped_shared(): neither split nor freed
+                split_large_folio(machine, [p.mm for p in machine.live_processes()], pte.folio, remap_zero=True)
                 pte = mm.pt.get_pte(addr)  # type: ignore[assignment]
+            elif pte.folio.large:
+                # madvise_folio_pte_batch() covers the whole folio: it stays large, lazily freed
+                if pte.folio.total_mapcount() == pte.folio.nr and not pte.folio.ksm:
+                    pte.folio.lazyfree = True
+                    pte.folio.dirty = pte.dirty = False
+                continue
             if isinstance(pte, PresentPte) and pte.folio.total_mapcount() == 1 and not pte.folio.ksm:
                 pte.folio.lazyfree = True
                 pte.folio.dirty = pte.dirty = False
+
+
+def folio_covered(mm: "MM", folio: object, start: int, end: int) -> bool:
+    """Does [start, end) map every page of the (PTE-mapped) folio, in this mm?"""
+    n = sum(1 for _, pte in mm.pt.entries_in(start, end) if isinstance(pte, PresentPte) and pte.folio is folio)
+    return n == folio.nr  # type: ignore[attr-defined]
 
 
 def break_ksm(machine: "Machine", mm: "MM", start: int, end: int) -> None:

@@ -7,6 +7,9 @@ Per page, from ``/proc/self/pagemap`` (Documentation/admin-guide/mm/pagemap.rst)
   type 31, their offset says which: guard, poison, uffd-wp), ``zero`` (a present entry for the shared zero page or the huge zero page:
   PAGEMAP_SCAN's ``PAGE_IS_PFNZERO``, or ``KPF_ZERO_PAGE`` in /proc/kpageflags), else ``none``;
 * ``frame``: the PFN (bits 0-54; only root sees it, else None);
+* ``order``: the order of the present page's folio (0 for a small page and the zero page, 4 for a
+  64 KiB mTHP, 9 for a PMD-size THP or the huge zero page), from the compound head/tail bits of
+  /proc/kpageflags (root; else not observable); None for a page that is not present;
 * ``value``: the first byte of a present page, read with a plain load (the page is present, so
   nothing faults), or through ``/proc/self/mem`` on a PROT_NONE mapping; 0 for the zero page;
 * ``thp``: the page is mapped by a huge PMD.  Decided with PAGEMAP_SCAN's ``PAGE_IS_HUGE``, which
@@ -116,6 +119,7 @@ def observe(addr: int, length: int) -> list[dict[str, Any]]:
     spans: list[tuple[int, int]] = []      # folios already measured: (first frame, frames)
     views: list[dict[str, Any]] = []
     present: list[int] = []
+    orders: dict[int, int] = {}
     for e in entries:
         view: dict[str, Any] = {"state": "none", "value": None, "frame": None, "thp": False,
                                 "anon_exclusive": None, "mapcount": None, "order": None}
@@ -130,6 +134,13 @@ def observe(addr: int, length: int) -> list[dict[str, Any]]:
                 view["thp"] = guess is not False
                 if guess is None:
                     view["hidden"] = ["thp"]
+            if e.pfn:
+                if e.pfn not in orders:
+                    head, nr = k.folio_span(e.pfn, flags)
+                    orders.update(dict.fromkeys(range(head, head + nr), (nr - 1).bit_length()))
+                view["order"] = orders[e.pfn]
+            else:
+                view["hidden"] = view.get("hidden", []) + ["order"]
             if zero:
                 view.update(state="zero", value=0, frame=e.pfn or None)
             else:

@@ -232,6 +232,21 @@ def op_unpin(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
     pin.release()
 
 
+def op_ref(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
+    if a["name"] in state.refs or a["name"] in state.pins:
+        raise UffdError(E.EBUSY, f"reference {a['name']!r} exists already")
+    if _foreign(a["at"], a["length"]):
+        raise UffdError(E.EFAULT, "ref: the range reaches memory the scenario did not map")
+    state.refs[a["name"]] = k.PageRef(a["at"], a["length"])
+
+
+def op_unref(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
+    ref = state.refs.pop(a["name"], None)
+    if ref is None:
+        raise UffdError(E.EINVAL, f"no reference named {a['name']!r}")
+    ref.release()
+
+
 def ksm_registered(pids: list[int]) -> bool:
     """Has any of these processes memory that KSM scans (an MADV_MERGEABLE area)?
 
@@ -309,6 +324,8 @@ OPS: dict[str, Op] = {
     "ksm_merge": op_ksm_merge,
     "pin": op_pin,
     "unpin": op_unpin,
+    "ref": op_ref,
+    "unref": op_unref,
     "observe": lambda s, a, r: r.update(pages=observe(a["at"], a["length"])),
     "fault_async": op_fault_async,
     "thread": op_thread,

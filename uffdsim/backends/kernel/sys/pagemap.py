@@ -159,6 +159,22 @@ def folio_order(pfn: int, flags: int | None = None) -> int:
     return max(folio_span(pfn, flags)[1].bit_length() - 1, 0)
 
 
+def folio_span(pfn: int, flags: int | None = None, limit: int = 512) -> tuple[int, int]:
+    """The folio holding frame ``pfn`` as (first frame, number of frames), from the compound head and
+    tail bits of /proc/kpageflags (root); (pfn, 1) for a page that is neither head nor tail."""
+    flags = kpageflags(pfn) if flags is None else flags
+    head = pfn
+    if not kpf_test(flags, "compound_head"):
+        if not kpf_test(flags, "compound_tail"):
+            return pfn, 1
+        while head > pfn - limit and not kpf_test(kpageflags(head), "compound_head"):
+            head -= 1
+    nr = 1
+    while nr < limit and kpf_test(kpageflags(head + nr), "compound_tail"):
+        nr += 1
+    return head, nr
+
+
 def kpf_test(flags: int, name: str) -> bool:
     return bool(flags >> KPF[name] & 1)
 
