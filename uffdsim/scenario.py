@@ -422,7 +422,7 @@ def _expect_value(key: str, value: Any) -> Any:
             if "mapcount" in p:
                 p["mapcount"] = _int(p["mapcount"], 0, 1 << 31)
             if "order" in p and p["order"] is not None:
-                p["order"] = _int(p["order"], 0, 20)
+                p["order"] = _int(p["order"], 0, 9)          # anonymous folios: at most PMD order (x86-64, 4 KiB pages)
             if "frame" in p and not isinstance(p["frame"], str):
                 raise ValueError(f"a frame is a label like f0 or zero, got {show(p['frame'])}")
             pages.append(p)
