@@ -34,6 +34,9 @@ class Folio:
     lazyfree: bool = False
     swap_entry: int | None = None      #: in the swap cache for this entry
     page_cache: bool = False           #: held by a file's page cache (not anonymous)
+    #: references a kernel path holds for a while, e.g. do_swap_page() from the swap-cache
+    #: lookup (swap_cache_get_folio()) until the folio is mapped
+    refs: int = 0
     freed: bool = False
 
     @property
@@ -58,9 +61,10 @@ class Folio:
         return self.pincount > 0
 
     def refcount(self) -> int:
-        """folio_ref_count(), derived: one per PTE or PMD mapping, pins, the swap or page cache's reference."""
+        """folio_ref_count(), derived: one per PTE or PMD mapping, pins, the swap or page cache's
+        reference, and the references a kernel path holds for the moment (``refs``)."""
         held = (self.swap_entry is not None) + self.page_cache
-        return self.total_mapcount() + self.pincount + held
+        return self.total_mapcount() + self.pincount + held + self.refs
 
     def is_mapped(self) -> bool:
         return self.total_mapcount() > 0
