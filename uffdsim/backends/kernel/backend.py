@@ -26,6 +26,7 @@ from .caps import capabilities
 from .khugepaged import quiet_khugepaged, uses_thp
 from .ksm import ksm_guard, uses_ksm
 from .needs import unmet
+from .profile import running_profile_cached
 from .proctree import ProcessDied, ProcTree
 from .swap import temporary_swap
 
@@ -53,7 +54,7 @@ class KernelBackend:
 
     def run(self, scenario: Scenario) -> BackendRun:
         caps = capabilities()
-        info: dict[str, Any] = {"kernel": caps.kernel, "uffd": caps.uffd_via}
+        info: dict[str, Any] = {"kernel": caps.kernel, "uffd": caps.uffd_via, "profile": running_profile_cached()}
         why = caps.missing(scenario.requires) or unmet(scenario, caps)
         if why:
             return BackendRun(skipped=why, info=info)
