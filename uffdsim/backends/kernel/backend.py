@@ -140,8 +140,10 @@ class KernelRun:
             rec.update(ret=-1, errno=errno_name(err.errno), why=err.message)
             return rec
         except ProcessDied as died:
+            # never a guessed errno: user accesses are made by accessors (.access), so a scenario
+            # process that dies is a crash, reported as one (a divergence on any expectation)
             self.stopped = True
-            rec.update(ret=-1, errno="EFAULT", why=f"{died} during {step.op}")
+            rec.update(ret=-1, errno="ECRASHED", crashed=True, why=f"the scenario process crashed: {died} during {step.op}")
             return rec
         except TimeoutError:
             self.stopped = True

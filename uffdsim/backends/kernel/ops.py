@@ -17,7 +17,7 @@ from typing import Any, Callable
 from ...errors import UffdError
 from . import sys as k
 from . import owned, probe
-from .access import Mapping, check_access, mappings, page_range
+from .access import Mapping, mappings, page_range, user_access
 from .observe import observe
 from .procstate import THREAD_MAX, THREAD_SETTLE, AsyncThread, ProcState, wait_blocked_or_done
 
@@ -91,19 +91,20 @@ def op_mmap(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
 
 
 def op_write(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
-    pages = page_range(a["at"], a["length"])
-    for page, err in zip(pages, check_access(state, pages, True)):
+    """Each page: a user write made for real (:mod:`.access`); once the kernel let it through, the value."""
+    for page in page_range(a["at"], a["length"]):
+        err = user_access(page, True)
         if err:
             raise err
         k.fill(page, PAGE, a["value"])
 
 
 def op_read(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
-    pages = page_range(a["at"], a["length"])
-    for page, err in zip(pages, check_access(state, pages, False)):
+    """Each page: a user read made for real (:mod:`.access`)."""
+    for page in page_range(a["at"], a["length"]):
+        err = user_access(page, False)
         if err:
             raise err
-        k.peek(page, 1)
 
 
 def op_uffd(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
@@ -182,16 +183,14 @@ def start_async(state: ProcState, name: str, body: Callable[[], None], rec: dict
 
 def op_fault_async(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
     addr, write, value = a["at"], a.get("write", False), a.get("value", 0)
-    err = check_access(state, [addr & ~(PAGE - 1)], write)[0]
-    if err:
-        state.threads.setdefault(a["thread"], AsyncThread(a["thread"]))
-        raise err
+    page = addr & ~(PAGE - 1)
 
     def touch() -> None:
+        err = user_access(page, write)      # made for real by an accessor; blocks as the thread would
+        if err:
+            raise err
         if write:
-            k.fill(addr & ~(PAGE - 1), PAGE, value)
-        else:
-            k.peek(addr, 1)
+            k.fill(page, PAGE, value)
 
     start_async(state, a["thread"], touch, rec)
 
