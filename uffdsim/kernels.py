@@ -166,12 +166,23 @@ def read_config(path: str = "/proc/config.gz") -> "dict[str, bool] | None":
 
 
 def release_profile() -> KernelProfile:
-    """The profile for the running kernel from uname and /proc/config.gz alone (MOVE decided by the version).
+    """The profile for the running kernel: the one the kernel backend found, else from uname and
+    /proc/config.gz alone (MOVE decided by the version).
 
-    The kernel backend refines it with what it finds userfaultfd can do
-    (:func:`uffdsim.backends.kernel.profile.running_profile`); the simulator never imports the backend.
+    The kernel backend registers what it finds userfaultfd can do here (:func:`remember_running`,
+    from :func:`uffdsim.backends.kernel.profile.running_profile`): the simulator never imports it.
     """
+    if _RUNNING:
+        return _RUNNING[0]
     return profile_for_release(platform.release(), read_config(), None)
+
+
+_RUNNING: list[KernelProfile] = []
+
+
+def remember_running(profile: KernelProfile) -> None:
+    """The kernel backend's word on the running kernel's profile, for :func:`profile_of`."""
+    _RUNNING[:] = [profile]
 
 
 # -- version specs in scenarios ------------------------------------------------------------------

@@ -34,7 +34,10 @@ from .swap import temporary_swap
 TOP = 0x7E00_0000_0000
 STEP_TIMEOUT = 5.0
 SCENARIO_TIMEOUT = 300.0
-SLOW_STEPS = {"ksm_merge": 60.0, "madvise": 30.0, "pin": 10.0, "mlock": 10.0}
+#: steps that may take longer: ksmd scans, populating, and the range calls that may ask the
+#: kernel in a probe process first (a new interpreter: seconds under TCG in the lab; .probe)
+SLOW_STEPS = {"ksm_merge": 60.0, "madvise": 30.0, "pin": 10.0, "mlock": 30.0, "munlock": 30.0,
+              "mprotect": 30.0, "munmap": 30.0, "register": 30.0, "move": 30.0}
 
 
 class KernelBackend:
@@ -54,7 +57,8 @@ class KernelBackend:
 
     def run(self, scenario: Scenario) -> BackendRun:
         caps = capabilities()
-        info: dict[str, Any] = {"kernel": caps.kernel, "uffd": caps.uffd_via, "profile": running_profile_cached()}
+        running_profile_cached()          # kernels.profile_of() answers for this kernel with it
+        info: dict[str, Any] = {"kernel": caps.kernel, "uffd": caps.uffd_via}
         why = caps.missing(scenario.requires) or unmet(scenario, caps)
         if why:
             return BackendRun(skipped=why, info=info)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import platform
 
-from ...kernels import KernelProfile, profile_for_release, read_config
+from ...kernels import KernelProfile, profile_for_release, read_config, remember_running
 from .caps import capabilities
 
 
@@ -26,4 +26,5 @@ def running_profile_cached() -> KernelProfile:
     """:func:`running_profile`, probed once per process."""
     if not _RUNNING:
         _RUNNING.append(running_profile())
+        remember_running(_RUNNING[0])
     return _RUNNING[0]
