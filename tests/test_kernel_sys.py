@@ -423,17 +423,18 @@ def test_a_user_access_is_made_for_real_and_only_the_accessor_dies(tmp_path) -> 
     try:
         k.mprotect(a + page, page, k.PROT_READ)
         k.munmap(a + 2 * page, page)
-        assert touch.access(a, True) == 0 and k.peek(a, 4) != b"\0\0\0\0"   # the store landed here
-        assert touch.access(a + page, False) == 0
-        assert touch.access(a + page, True) == signal.SIGSEGV
-        assert touch.access(a + 2 * page, False) == signal.SIGSEGV
+        assert touch.access(a, page, True, 0x41) == 0 and k.peek(a, page) == b"\x41" * page
+        assert touch.access(a + page, page, False) == 0
+        # a write across the read-only page: the writable one is written, then SIGSEGV
+        assert touch.access(a, 2 * page, True, 0x42) == signal.SIGSEGV and k.peek(a, page) == b"\x42" * page
+        assert touch.access(a + 2 * page, page, False) == signal.SIGSEGV
         # a signal no model of ours predicts: a shared file mapping past the end of the file
         fd = os.open(tmp_path, os.O_TMPFILE | os.O_RDWR, 0o600)
         try:
             os.ftruncate(fd, 1)
             b = k.mmap(2 * page, k.PROT_READ | k.PROT_WRITE, k.MAP_SHARED, fd, 0)
-            assert touch.access(b + page, False) == signal.SIGBUS
-            assert touch.access(b, True) == 0
+            assert touch.access(b + page, page, False) == signal.SIGBUS
+            assert touch.access(b, page, True, 1) == 0
             k.munmap(b, 2 * page)
         finally:
             os.close(fd)

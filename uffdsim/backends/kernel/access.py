@@ -36,21 +36,43 @@ def interpreter_page(page: int) -> bool:
     return bool(owned.interpreter_parts(page, page + PAGE))
 
 
-def user_access(page: int, write: bool) -> UffdError | None:
-    """Touch the page once in user mode, as the scenario's thread would: None, or the signal as EFAULT."""
-    if interpreter_page(page):
-        return segv(page, "SIGSEGV (not made: the interpreter's memory, a hole for the scenario)")
+def accessor_access(addr: int, length: int, write: bool, value: int) -> int:
+    """One accessor over ``[addr, addr+length)``; 0 or the signal.  While it runs, its sleep is the
+    calling thread's for :func:`.procstate.in_userfault`."""
     tid = threading.get_native_id()
-    pid, stack = touch.start(page, write)
-    ACCESSORS[tid] = pid
+    acc = touch.start(addr, length, write, value)
+    ACCESSORS[tid] = acc.pid
     try:
-        sig = touch.finish(pid, stack)
+        return touch.finish(acc)
     finally:
         ACCESSORS.pop(tid, None)
-    if not sig:
-        return None
+
+
+def signal_error(page: int, sig: int, write: bool) -> UffdError:
     what = "write" if write else "read"
     return segv(page, f"{NAMES.get(sig, f'signal {sig}')}: the kernel ended the {what} access")
+
+
+def user_access(pages: list[int], write: bool, value: int = 0) -> UffdError | None:
+    """Touch the pages in order, in user mode, as the scenario's thread would (a write stores
+    ``value`` in every byte): None, or the first page's signal as EFAULT.
+
+    One accessor goes over them all; if the kernel ends it with a signal, one accessor per page
+    goes over them again (the pages before the fault are written already: the same bytes again)
+    to find the page that faults.  The interpreter's pages are never touched (a hole's SIGSEGV)."""
+    mine = []
+    for page in pages:
+        if interpreter_page(page):
+            break
+        mine.append(page)
+    if mine and accessor_access(mine[0], len(mine) * PAGE, write, value):
+        for page in mine:
+            sig = accessor_access(page, PAGE, write, value)
+            if sig:
+                return signal_error(page, sig, write)
+    if len(mine) < len(pages):
+        return segv(pages[len(mine)], "SIGSEGV (not made: the interpreter's memory, a hole for the scenario)")
+    return None
 
 
 def page_range(addr: int, length: int) -> list[int]:

@@ -22,6 +22,7 @@ from ...errors import UffdError, errno_name
 from ...results import BackendRun
 from ...scenario import Addr, Scenario, Step
 from . import signals
+from . import sys as k
 from .caps import capabilities
 from .khugepaged import quiet_khugepaged, uses_thp
 from .ksm import ksm_guard, uses_ksm
@@ -38,6 +39,9 @@ SCENARIO_TIMEOUT = 300.0
 #: kernel in a probe process first (a new interpreter: seconds under TCG in the lab; .probe)
 SLOW_STEPS = {"ksm_merge": 60.0, "madvise": 30.0, "pin": 10.0, "mlock": 30.0, "munlock": 30.0,
               "mprotect": 30.0, "munmap": 30.0, "register": 30.0, "move": 30.0}
+#: s per page a write or read may take: each page is a user access by an accessor task of its
+#: own (.access), a few milliseconds each under TCG in the lab
+ACCESS_SECONDS = 0.05
 
 
 class KernelBackend:
@@ -138,6 +142,9 @@ class KernelRun:
                 args["pids"] = [p.pid for p in self.tree.procs.values() if p.alive]
                 args["runner"] = os.getpid()
             timeout = SLOW_STEPS.get(step.op, self.step_timeout)
+            if step.op in ("write", "read"):
+                pages = args.get("length", 0) // k.PAGE_SIZE
+                timeout = min(max(timeout, pages * ACCESS_SECONDS), SCENARIO_TIMEOUT)
             reply, fds = self.tree.call(name, {"i": step.i, "op": step.op, "args": args,
                                                "timeout": timeout}, timeout)
         except UffdError as err:

@@ -91,20 +91,17 @@ def op_mmap(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
 
 
 def op_write(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
-    """Each page: a user write made for real (:mod:`.access`); once the kernel let it through, the value."""
-    for page in page_range(a["at"], a["length"]):
-        err = user_access(page, True)
-        if err:
-            raise err
-        k.fill(page, PAGE, a["value"])
+    """The value stored in every byte of each page, by user writes made for real (:mod:`.access`)."""
+    err = user_access(page_range(a["at"], a["length"]), True, a["value"])
+    if err:
+        raise err
 
 
 def op_read(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
-    """Each page: a user read made for real (:mod:`.access`)."""
-    for page in page_range(a["at"], a["length"]):
-        err = user_access(page, False)
-        if err:
-            raise err
+    """Every byte of each page read by user loads made for real (:mod:`.access`)."""
+    err = user_access(page_range(a["at"], a["length"]), False)
+    if err:
+        raise err
 
 
 def op_uffd(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
@@ -186,11 +183,9 @@ def op_fault_async(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> 
     page = addr & ~(PAGE - 1)
 
     def touch() -> None:
-        err = user_access(page, write)      # made for real by an accessor; blocks as the thread would
+        err = user_access([page], write, value)   # made for real by an accessor; blocks as the thread would
         if err:
             raise err
-        if write:
-            k.fill(page, PAGE, value)
 
     start_async(state, a["thread"], touch, rec)
 
