@@ -81,6 +81,8 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "thread": (("thread",), ()),
     "read_events": ((), IOCTL),
 }
+#: the keys of a step besides its op
+STEP_KEYS = ("expect", "expect_by_kernel", "name")
 OUT_FIELDS = {"move": "move", "copy": "copy", "zeropage": "zeropage"}
 EXPECT_KEYS = ("ok", "errno", "move", "copy", "zeropage", "pages", "blocked", "events", "hung", "trail")
 PAGE_KEYS = ("state", "value", "frame", "thp")
@@ -146,6 +148,9 @@ class Step:
     raw: dict[str, Any] = field(default_factory=dict)
     #: (kernel spec, expectation) pairs: the first whose spec the kernel satisfies replaces ``expect``
     expect_by_kernel: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: the step's optional ``name:`` (kebab-case, unique in the scenario): the book cites it as
+    #: ``{claim}`scenario#name```
+    name: str | None = None
 
     def expect_for(self, profile: Any) -> dict[str, Any] | None:
         """The expectation for a kernel profile (:mod:`uffdsim.kernels`)."""
@@ -270,7 +275,7 @@ def parse_step(path: str, i: int, raw: Any) -> Step:
     """Validate one step mapping and turn it into a :class:`Step`."""
     if not isinstance(raw, dict):
         raise _fail(path, f"step {i}", f"expected a mapping with one op, got {show(raw)}")
-    keys = [k for k in raw if k not in ("expect", "expect_by_kernel")]
+    keys = [k for k in raw if k not in STEP_KEYS]
     if len(keys) != 1:
         raise _fail(path, f"step {i}", f"expected exactly one op key, got {show(keys) if keys else 'none'}")
     op = keys[0]
@@ -325,7 +330,18 @@ def parse_step(path: str, i: int, raw: Any) -> Step:
             except ValueError as err:
                 raise _fail(path, f"{where}: field 'expect_by_kernel.{spec[:60] if isinstance(spec, str) else show(spec)}'", str(err)[:200]) from None
             by_kernel.append((spec, parse_expect(path, f"{where}: expect_by_kernel.{spec}", op, exp)))
-    return Step(i, op, args, expect, raw, by_kernel)
+    return Step(i, op, args, expect, raw, by_kernel, _step_name(path, where, raw))
+
+
+def _step_name(path: str, where: str, raw: dict[str, Any]) -> str | None:
+    """A step's ``name:``: kebab-case, not a number (a number cites a step by its index)."""
+    name = raw.get("name")
+    if name is None:
+        return None
+    if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 100 or name.isdigit():
+        raise _fail(path, f"{where}: field 'name'",
+                    f"expected a kebab-case step name (not a number), got {show(name)}")
+    return name
 
 
 def parse_expect(path: str, where: str, op: str, expect: Any) -> dict[str, Any]:
@@ -420,6 +436,11 @@ def parse_scenario(data: Any, path: str = "<string>") -> Scenario:
     if len(steps_raw) > MAX_STEPS:
         raise ScenarioError(f"{path}: field 'steps': {len(steps_raw)} steps, more than the limit of {MAX_STEPS}")
     steps = [parse_step(path, i, raw) for i, raw in enumerate(steps_raw)]
+    named: dict[str, int] = {}
+    for s in steps:
+        if s.name is not None and named.setdefault(s.name, s.i) != s.i:
+            raise _fail(path, f"step {s.i} ({s.op}): field 'name'",
+                        f"step {named[s.name]} is named {s.name!r} already (a step name is unique)")
     check_names(path, steps)
     check_limits(path, steps)
     kernel = data.get("kernel")
