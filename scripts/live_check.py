@@ -321,10 +321,31 @@ def compare(browser: dict[str, Any], kind: str, source: str) -> list[str]:
     return [k for k in ("text", "ok", "svg_sha256") if browser.get(k) != ref.get(k)]
 
 
+#: axe-core's WCAG 2.0/2.1 A and AA rules, run in a page after its live cells ran (its output,
+#: picture and controls in their final state); returns the violations, each with its elements
+AXE_AFTER_RUN_JS = """(async (tags) => {
+  const r = await window.axe.run(document, {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']});
+  return r.violations.map((v) => ({id: v.id, impact: v.impact, help: v.help,
+                                   nodes: v.nodes.map((n) => n.target.join(' '))}));
+})"""
+
+
+def axe_after_run(tab: Tab) -> list[dict[str, Any]] | None:
+    """axe-core's violations in the page as it is now (None when axe-core is not vendored)."""
+    dom_check = _dom_check()
+    axe = dom_check.TEST_ASSETS / "axe.min.js"
+    if not axe.is_file():
+        return None
+    if not tab.eval("typeof window.axe === 'object'"):
+        tab.eval(axe.read_text() + "\n;true")
+    return tab.eval(f"({AXE_AFTER_RUN_JS})({json.dumps(list(dom_check.AXE_TAGS))})", timeout=120)
+
+
 def check_site(site: Path, chromium: str, timeout: float = 120.0) -> dict[str, Any]:
-    """Run every page's live cells in Chromium; per cell, the fields that differ from native."""
+    """Run every page's live cells in Chromium; per cell, the fields that differ from native; then
+    axe-core on the page with its cells' output shown (``violations`` per page, None without axe)."""
     server = serve(site)
-    out: dict[str, Any] = {"pages": [], "cells": 0, "identical": 0, "different": 0}
+    out: dict[str, Any] = {"pages": [], "cells": 0, "identical": 0, "different": 0, "violations": 0}
     try:
         with Browser(chromium) as browser:
             tab = browser.new_page()
@@ -333,8 +354,11 @@ def check_site(site: Path, chromium: str, timeout: float = 120.0) -> dict[str, A
                 try:
                     live = LivePage(tab, server, path)
                     got = [live.run(i, timeout) for i in range(len(cells))]
+                    page["violations"] = axe_after_run(tab)
                 except CdpError as err:
                     got = [{"error": str(err)}] * len(cells)
+                    page["violations"] = [{"id": "not-checked", "impact": None, "help": str(err), "nodes": []}]
+                out["violations"] += sum(max(1, len(v["nodes"])) for v in page["violations"] or [])
                 for (cid, kind, source), browser_out in zip(cells, got):
                     diffs = compare(browser_out, kind, source) if "error" not in browser_out else ["not run"]
                     page["cells"].append({"id": cid, "kind": kind, "differs": diffs,
@@ -372,9 +396,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{page['page']}: {len(page['cells'])} live cell(s), "
                   + ("identical" if not bad else "DIFFERENT: " + "; ".join(
                       f"{c['id']} {','.join(c['differs'])}: {str(c['browser_text'])[:120]!r}" for c in bad)))
+            for v in page.get("violations") or []:
+                print(f"  accessibility after a run: {v['id']} ({v['impact']}): {v['help']}: {', '.join(v['nodes'][:3])}")
         print(f"live cells: {res['cells']} on {len(res['pages'])} pages, {res['identical']} identical, "
-              f"{res['different']} different; {len(res['failed_requests'])} failed requests")
-    return 0 if res["different"] == 0 and not res["failed_requests"] and res["cells"] else 1
+              f"{res['different']} different; {len(res['failed_requests'])} failed requests; "
+              f"{res['violations']} accessibility violations after the runs")
+    return 0 if (res["different"] == 0 and not res["failed_requests"] and res["cells"]
+                 and not res["violations"]) else 1
 
 
 if __name__ == "__main__":

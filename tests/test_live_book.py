@@ -277,11 +277,16 @@ def test_every_live_cell_gives_the_native_output_in_chromium(capsys: pytest.Capt
     res = live_check.check_site(SITE, chromium, timeout=180)
     with capsys.disabled():
         print(f"\nlive cells: {res['cells']} on {len(res['pages'])} pages, {res['identical']} identical, "
-              f"{res['different']} different; {len(res['failed_requests'])} failed requests")
+              f"{res['different']} different; {len(res['failed_requests'])} failed requests; "
+              f"{res['violations']} accessibility violations after the runs")
     bad = [(p["page"], c["id"], c["differs"], str(c["browser_text"])[:300]) for p in res["pages"]
            for c in p["cells"] if c["differs"]]
     assert res["cells"] >= len(CHAPTERS) and not bad, bad
     assert res["failed_requests"] == []
+    if (live_check._dom_check().TEST_ASSETS / "axe.min.js").is_file():
+        unchecked = [p["page"] for p in res["pages"] if p.get("violations") is None]
+        found = [(p["page"], v["id"], v["nodes"][:3]) for p in res["pages"] for v in p.get("violations") or []]
+        assert not unchecked and not found, found or unchecked
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable, TextIO
 
 from .resources import corpus_dir
-from .runner import ScenarioResult, compare, finish
+from .runner import COMPARED_PAGE, ScenarioResult, compare, compared_page_fields, finish
 from .scenario import Scenario, ScenarioError, load_scenario
 
 #: the corpus shipped with the project
@@ -50,6 +50,7 @@ class Entry:
     unmet: dict[str, list[str]] = field(default_factory=dict)   #: backend -> unmet expectations
     observation: str | None = None             #: full / partial (kernel side), None: did not run
     not_observable: list[str] = field(default_factory=list)     #: kernel page fields not compared
+    compared: dict[str, int] = field(default_factory=dict)      #: page field -> how many were compared
     #: what the steps that carry an expectation did on each backend (:func:`step_outcomes`)
     steps: list[dict[str, Any]] = field(default_factory=list)
     digest: str | None = None                  #: :func:`scenario_digest` of the file that ran
@@ -78,7 +79,19 @@ class Report:
                 "agree": statuses.count("agrees"),
                 "full": sum(e.observation == "full" for e in self.entries if e.status in ("agrees", "diverges")),
                 "partial": sum(e.observation == "partial" for e in self.entries if e.status in ("agrees", "diverges")),
-                "divergent_steps": len({(e.name, d["i"]) for e in self.entries for d in e.divergences})}
+                "divergent_steps": len({(e.name, d["i"]) for e in self.entries for d in e.divergences}),
+                "page_fields": sum(sum(e.compared.values()) for e in self.entries)}
+
+    @property
+    def page_fields(self) -> dict[str, int]:
+        """Page fields compared over the whole run, per field (observe steps, both backends)."""
+        return {key: sum(e.compared.get(key, 0) for e in self.entries) for key in COMPARED_PAGE}
+
+    def fields_line(self) -> str:
+        """``page fields compared: 2695 (state 385, ..., anon_exclusive 385, ...)``."""
+        per = self.page_fields
+        return (f"page fields compared: {sum(per.values())} ("
+                + ", ".join(f"{k} {v}" for k, v in per.items()) + ")")
 
     def summary(self) -> str:
         t = self.totals
@@ -102,6 +115,7 @@ class Report:
         return {"kernel": self.kernel, "machine": platform.machine(), "date": self.date,
                 **({"lab": lab} if lab else {}),
                 **({"profile": self.profile} if getattr(self, "profile", None) else {}), "uffd": self.uffd, "totals": self.totals,
+                "page_fields": self.page_fields,
                 "scenarios": [dict(asdict(e), status=e.status) for e in self.entries]}
 
     @property
@@ -194,6 +208,7 @@ def conform_one(path: Path, sim: Any, kernel: Any) -> Entry:
                   reason=a.reason if a.status == "skipped" else b.reason if b.status == "skipped" else None)
     if "skipped" not in (a.status, b.status):
         entry.divergences = compare(a, b)
+        entry.compared = compared_page_fields(a, b)
     entry.unmet = {r.backend: _unmet(r) for r in (a, b) if r.unmet()}
     entry.observation, entry.not_observable = b.observation, b.not_observable
     entry.steps, entry.digest = step_outcomes(scenario, a, b), scenario_digest(scenario)
@@ -241,6 +256,7 @@ def print_table(report: Report, out: TextIO | None = None) -> None:
           + f", userfaultfd via {report.uffd or 'nothing (unavailable)'}", file=out)
     if report.totals["errors"]:
         print(f"{report.totals['errors']} file(s) could not be loaded (see the table)", file=out)
+    print(report.fields_line(), file=out)
     print(report.summary(), file=out)
 
 

@@ -16,8 +16,9 @@ madvise, mlock and munlock (and, in :mod:`.ops`, to UFFDIO_REGISTER and UFFDIO_M
    b. otherwise the call is made here on the parts of the range between the interpreter's
       mappings, in order, holes included (the kernel sees those itself); the interpreter's memory
       counts as a hole, which is what the simulator sees there: munmap skips it, madvise goes on
-      past it and ends with ENOMEM, mprotect, mlock and munlock stop at it with ENOMEM (as the
-      kernel does at a hole, 6.18 ``do_mprotect_pkey()``, ``apply_vma_lock_flags()``).
+      past it and ends with ENOMEM, mprotect, mlock, munlock and MADV_POPULATE_* stop at it with
+      ENOMEM (as the kernel does at a hole, 6.18 ``do_mprotect_pkey()``,
+      ``apply_vma_lock_flags()``, ``madvise_populate()``).
 
 No argument check of the model is used: a model wrong about one shows as a divergence.
 """
@@ -132,12 +133,12 @@ def range_call(name: str, addr: int, length: int, call: Call, arg: int = 0) -> N
         if name == "munmap":
             disown(lo, hi)
         return
-    errno = probe.range_call(name, addr, length, arg)
+    errno = probe.range_call("madvise" if name == "populate" else name, addr, length, arg)
     if errno is not None:
         raise UffdError(errno, f"{name}: the kernel refused the arguments (asked in a probe process: "
                                "the range reaches the interpreter's memory)")
     parts = between(addr, hi, foreign)
-    stops = name in ("mprotect", "mlock", "munlock")
+    stops = name in ("mprotect", "mlock", "munlock", "populate")
     if stops:           # they stop at the first hole: the interpreter's memory, or one before it
         parts = parts[:1] if parts and parts[0][0] == addr else []
     hole: UffdError | None = None
@@ -164,6 +165,11 @@ def munmap(addr: int, length: int, call: Call) -> None:
 def madvise(addr: int, length: int, call: Call, advice: int = 0) -> None:
     """madvise() by :func:`range_call`."""
     range_call("madvise", addr, length, call, advice)
+
+
+def populate(addr: int, length: int, call: Call, advice: int = 0) -> None:
+    """madvise(MADV_POPULATE_*) by :func:`range_call`: like mprotect, it stops at the first hole."""
+    range_call("populate", addr, length, call, advice)
 
 
 def mprotect(addr: int, length: int, call: Call, prot: int = 0) -> None:
