@@ -241,7 +241,7 @@ def op_unpin(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
 def op_ref(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
     if a["name"] in state.refs or a["name"] in state.pins:
         raise UffdError(E.EBUSY, f"reference {a['name']!r} exists already")
-    if _foreign(a["at"], a["length"]):
+    if owned.interpreter_parts(*owned.reach(a["at"], a["length"])):   # owned.py's rule
         raise UffdError(E.EFAULT, "ref: the range reaches memory the scenario did not map")
     state.refs[a["name"]] = k.PageRef(a["at"], a["length"])
 
