@@ -158,7 +158,7 @@ def default_dontneed(uffd: Any) -> Callable[[int, int], None]:
 
 
 def copy_then_dontneed(uffd: Any, dst: int, src: int, page_size: int, dontwake: bool) -> str:
-    """The default EBUSY fallback: UFFDIO_COPY the page to ``dst``, then MADV_DONTNEED ``src``.
+    """The copy fallback (opt-in): UFFDIO_COPY the page to ``dst``, then MADV_DONTNEED ``src``.
 
     NOT atomic (see chapter 3, "Atomicity"): a store to the source page between the copy and the
     zap is lost, and a reader of the source may see it disappear.  If the page is pinned (EBUSY
