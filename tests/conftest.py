@@ -6,6 +6,8 @@ pytest process or one that has exited (a run of ours that left it).  An entry wh
 still running belongs to another run going on on this machine at the same time and is not ours
 to judge; one without a pid in its name comes from code other than ours (every uffdsim folder
 carries one) and fails the run only in CI (``CI`` set), where nothing else runs.
+
+It also loads the derandomized Hypothesis profile every property test runs under (issue 18).
 """
 from __future__ import annotations
 
@@ -13,8 +15,18 @@ import os
 import re
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from uffdsim.backends.kernel.leftovers import pid_alive
+
+# Property tests in `make test` are derandomized (issue 18): the same examples on every run, no
+# example database carried between runs, no deadline on a loaded machine.  A test's own
+# settings(...) (max_examples and the like) build on this profile.  Open-ended exploration with
+# random seeds is benchmarks/explore_invariants.py.
+settings.register_profile("uffdsim-ci", derandomize=True, database=None, deadline=None,
+                          max_examples=100, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("uffdsim-ci")
 
 BASES = ("/tmp", "/var/tmp")
 PID = re.compile(r"^uffdsim-[a-z]+-(\d+)-")

@@ -285,20 +285,51 @@ def test_the_kernel_backend_never_touches_its_own_python_memory() -> None:
         assert compare(sim, kernel) == []
 
 
-def test_owned_ranges_clip_range_syscalls() -> None:
-    from uffdsim.backends.kernel import owned
+def test_owned_ranges_clip_range_syscalls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """owned.py's rule: as written unless the range reaches the interpreter's memory; then the
+    kernel judges the arguments (a probe process) and the call is made between its mappings."""
+    from uffdsim.backends.kernel import owned, probe
+    from uffdsim.backends.kernel.sys.pagemap import Mapping
     saved = list(owned.OWNED)
+    interp = [(0x15000, 0x16000), (0x30000, 0x31000)]
     try:
         owned.OWNED[:] = []
         owned.own(0x10000, 0x12000)
         owned.own(0x20000, 0x21000)
+        maps = sorted(owned.OWNED + interp)
+        monkeypatch.setattr(owned, "mappings", lambda: [Mapping(s, e, "rw-p") for s, e in maps])
+        asked: list[tuple] = []
+        verdict: list[int | None] = [None]
+        monkeypatch.setattr(probe, "range_call", lambda *a: asked.append(a) or verdict[0])
+        assert owned.interpreter_parts(0x10000, 0x40000) == interp
         calls: list[tuple[int, int]] = []
-        with pytest.raises(UffdError) as info:
-            owned.madvise(0x10000, 1 << 40, lambda s, n: calls.append((s, n)))
-        assert info.value.errno == E.ENOMEM and calls == [(0x10000, 0x2000), (0x20000, 0x1000)]
+        record = lambda s, n: calls.append((s, n))  # noqa: E731
+        # inside the scenario's memory and holes: the call as written, no probe
+        owned.madvise(0x10000, 0x3000, record, 4)
+        assert calls == [(0x10000, 0x3000)] and asked == []
+        # reaching the interpreter: the probe sees the scenario's own arguments ...
         calls.clear()
-        owned.munmap(0x11000, 1 << 40, lambda s, n: calls.append((s, n)))
-        assert calls == [(0x11000, 0x1000), (0x20000, 0x1000)] and owned.OWNED == [(0x10000, 0x11000)]
+        with pytest.raises(UffdError) as info:
+            owned.madvise(0x10000, 1 << 20, record, 4)
+        assert asked == [("madvise", 0x10000, 1 << 20, 4)]
+        # ... and the kernel gets every part between the interpreter's mappings; that memory is a hole
+        assert calls == [(0x10000, 0x5000), (0x16000, 0x1A000), (0x31000, 0xDF000)]
+        assert info.value.errno == E.ENOMEM
+        # mprotect/mlock stop at the first hole: only the first part
+        calls.clear()
+        with pytest.raises(UffdError):
+            owned.mprotect(0x10000, 1 << 20, record, 1)
+        assert calls == [(0x10000, 0x5000)]
+        # the kernel refused the arguments in the probe: its errno, nothing called here
+        calls.clear()
+        verdict[0] = E.EINVAL
+        with pytest.raises(UffdError) as info:
+            owned.munmap(0x11000, 1 << 40, record)
+        assert info.value.errno == E.EINVAL and calls == []
+        verdict[0] = None
+        owned.munmap(0x11000, 1 << 20, record)
+        assert calls == [(0x11000, 0x4000), (0x16000, 0x1A000), (0x31000, 0xE0000)]
+        assert owned.OWNED == [(0x10000, 0x11000)]
         assert owned.foreign(0x10000, 0x30000, [(0x25000, 0x26000)])
         assert not owned.foreign(0x10000, 0x11000, [(0x10000, 0x11000)])
     finally:

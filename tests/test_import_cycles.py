@@ -98,3 +98,69 @@ def test_detector_finds_a_cycle(tmp_path: Path) -> None:
     assert cycles(graph) == [["uffdsim.backends.sim", "uffdsim.runner"]]
     with pytest.raises(AssertionError):
         assert not cycles(graph)
+
+
+def reachable(graph: dict[str, set[str]], start: str) -> dict[str, str]:
+    """Every module ``start`` imports, directly or not: module -> the module that imports it."""
+    seen: dict[str, str] = {}
+    todo = [start]
+    while todo:
+        mod = todo.pop()
+        for dep in sorted(graph.get(mod, ())):
+            if dep not in seen and dep != start:
+                seen[dep] = mod
+                todo.append(dep)
+    return seen
+
+
+def import_chain(seen: dict[str, str], start: str, end: str) -> str:
+    chain = [end]
+    while chain[-1] != start:
+        chain.append(seen[chain[-1]])
+    return " -> ".join(reversed(chain))
+
+
+#: the simulator: the model, its kernel profiles and its backend (issue 18)
+SIMULATOR = ("uffdsim.mm", "uffdsim.kernels", "uffdsim.userfaultfd", "uffdsim.backends.sim")
+
+
+def layer_violations(graph: dict[str, set[str]], starts: tuple[str, ...], forbidden: tuple[str, ...]) -> list[str]:
+    """Import chains from a module under ``starts`` to a module under ``forbidden``."""
+    under = lambda mod, roots: any(mod == r or mod.startswith(r + ".") for r in roots)  # noqa: E731
+    out = []
+    for start in sorted(m for m in graph if under(m, starts)):
+        seen = reachable(graph, start)
+        out += [import_chain(seen, start, m) for m in sorted(seen) if under(m, forbidden)]
+    return out
+
+
+def test_the_simulator_does_not_import_the_kernel_backend() -> None:
+    assert layer_violations(import_graph(), SIMULATOR, ("uffdsim.backends.kernel", "uffdsim.lab")) == []
+
+
+def test_widgets_do_not_import_the_command_line() -> None:
+    assert layer_violations(import_graph(), ("uffdsim.widgets",), ("uffdsim.cli", "uffdsim.backends.kernel.cli",
+                                                                     "uffdsim.__main__")) == []
+
+
+def test_layer_check_finds_a_chain(tmp_path: Path) -> None:
+    pkg = tmp_path / "uffdsim"
+    (pkg / "widgets").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "widgets" / "__init__.py").write_text("")
+    (pkg / "widgets" / "k.py").write_text("def f():\n    from ..compare import g\n")
+    (pkg / "compare.py").write_text("from .cli import x\n")
+    (pkg / "cli.py").write_text("")
+    assert layer_violations(import_graph(pkg), ("uffdsim.widgets",), ("uffdsim.cli",)) == [
+        "uffdsim.widgets.k -> uffdsim.compare -> uffdsim.cli"]
+
+
+def test_the_kernel_backend_never_borrows_the_models_answers() -> None:
+    """No module of the kernel backend imports the model (its argument checks, validate_range(), ...):
+    what the kernel says is asked of the kernel (issue 18)."""
+    graph = import_graph()
+    model = ("uffdsim.mm", "uffdsim.userfaultfd", "uffdsim.backends.sim")
+    borrowed = sorted(f"{mod} -> {dep}" for mod, deps in graph.items()
+                      if mod.startswith("uffdsim.backends.kernel") for dep in deps
+                      if any(dep == m or dep.startswith(m + ".") for m in model))
+    assert borrowed == []

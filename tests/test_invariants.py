@@ -146,6 +146,42 @@ class MoveMachine(RuleBasedStateMachine):
                     assert view.mapcount == 1 and not view.ksm
 
 
+    def check(self) -> None:
+        """Every invariant, as Hypothesis runs them after each rule."""
+        self.mapcounts_match_the_page_tables()
+        self.anon_exclusive_means_mapped_once()
+
+
+# Derandomized (the profile in conftest.py): the same sequences on every run.  Open-ended
+# exploration of this machine with random seeds: benchmarks/explore_invariants.py.
 TestMoveMachine = MoveMachine.TestCase
 TestMoveMachine.settings = settings(max_examples=150, stateful_step_count=30, deadline=None,
                                     suppress_health_check=[HealthCheck.too_slow])
+
+
+def test_settings_are_derandomized() -> None:
+    """CI cannot land or fail by chance: the state machine runs the same examples every time."""
+    assert TestMoveMachine.settings.derandomize and TestMoveMachine.settings.database is None
+
+
+def test_swap_cache_folio_outlives_a_cow_in_another_process() -> None:
+    """Issue 18: the sequence Hypothesis once found (scenario swap-cache-folio-outlives-cow).
+
+    The child's write COW-copies away from the swap-cache folio, which then only the swap cache
+    holds; the parent's fault takes it from there and drops the last swap reference.  The model
+    freed the folio at that swap_free() and then mapped it.
+    """
+    mm = MoveMachine()
+    mm.setup()
+    steps = [mm.fork, lambda: mm.child_acts(write=False), lambda: mm.pin_cycle(i=0),
+             lambda: mm.madvise(i=0, advice="pageout"), mm.fork, mm.fork,
+             lambda: mm.child_acts(write=False), lambda: mm.child_acts(write=True),
+             lambda: mm.pin_cycle(i=0)]
+    for step in steps:
+        step()
+        mm.check()
+    [view] = mm.p.observe(mm.src, P)
+    assert (view.state, view.value, view.anon_exclusive, view.mapcount) == ("present", 0, True, 1)
+    child = mm.m.live_processes()[-1]
+    assert [(v.state, v.value) for v in child.observe(mm.src, P)] == [("present", 0x99)]
+    assert not mm.m.swap.slots          # the last swap reference went, and the swap cache with it

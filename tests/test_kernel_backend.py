@@ -346,3 +346,13 @@ steps:
     result = run_scenario(scenario, KernelBackend(scenario_timeout=0.0))
     assert result.steps[0]["hung"] and "used up" in result.steps[0]["why"]
     assert result.steps[1].get("not_run")
+
+
+def test_signals_come_from_the_kernel_not_from_a_prediction() -> None:
+    """A SIGBUS no check of ours foresaw (UFFD_FEATURE_SIGBUS on a write-protect fault) is the kernel's
+    answer to a real access, and the scenario process lives on (it used to die: issue 24)."""
+    sc = load_scenario(CORPUS / "uffd-sigbus-write-protect-fault.yaml")
+    sim, kernel = run_scenario(sc, "sim"), run_scenario(sc, "kernel")
+    assert kernel.status == "passed", kernel.unmet()
+    assert kernel.steps[5]["why"].startswith("SIGBUS: the kernel ended the write access")
+    assert compare(sim, kernel) == []

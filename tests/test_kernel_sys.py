@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import importlib
 import os
+import signal
 import threading
 from contextlib import contextmanager
 from typing import Iterator
@@ -412,6 +413,34 @@ def test_user_mode_only_kernel_access_to_a_missing_page_is_efault() -> None:
         u.zeropage(a, P)
         t.join(5)
         assert not t.is_alive()
+
+
+def test_a_user_access_is_made_for_real_and_only_the_accessor_dies(tmp_path) -> None:
+    """sys.touch: the access faults in this mm; SIGSEGV/SIGBUS end the accessor, not us (issue 24)."""
+    from uffdsim.backends.kernel.sys import touch
+    page = k.PAGE_SIZE
+    a = k.mmap(3 * page)
+    try:
+        k.mprotect(a + page, page, k.PROT_READ)
+        k.munmap(a + 2 * page, page)
+        assert touch.access(a, page, True, 0x41) == 0 and k.peek(a, page) == b"\x41" * page
+        assert touch.access(a + page, page, False) == 0
+        # a write across the read-only page: the writable one is written, then SIGSEGV
+        assert touch.access(a, 2 * page, True, 0x42) == signal.SIGSEGV and k.peek(a, page) == b"\x42" * page
+        assert touch.access(a + 2 * page, page, False) == signal.SIGSEGV
+        # a signal no model of ours predicts: a shared file mapping past the end of the file
+        fd = os.open(tmp_path, os.O_TMPFILE | os.O_RDWR, 0o600)
+        try:
+            os.ftruncate(fd, 1)
+            b = k.mmap(2 * page, k.PROT_READ | k.PROT_WRITE, k.MAP_SHARED, fd, 0)
+            assert touch.access(b + page, page, False) == signal.SIGBUS
+            assert touch.access(b, page, True, 1) == 0
+            k.munmap(b, 2 * page)
+        finally:
+            os.close(fd)
+    finally:
+        k.munmap(a, 3 * page)
+    assert not list(tmp_path.iterdir())
 
 
 def kpage(addr: int) -> tuple[bool, int, int]:

@@ -138,6 +138,7 @@ def test_a_ksm_pages_mapcount_is_not_observable_on_the_kernel(monkeypatch) -> No
     from uffdsim.backends.kernel import sys as k
     monkeypatch.setattr(k, "kpagecount", lambda pfn: 3)
     monkeypatch.setattr(k, "folio_span", lambda pfn, flags=None: (pfn, 1))
+    monkeypatch.setattr(O, "process_has_ksm_pages", lambda: True)
     flags = 1 << k.KPF["anon"] | 1 << k.KPF["ksm"]
     view = {"state": "present", "thp": False}
     O.kpage_view(view, 0x1234, flags, True, [])
@@ -145,3 +146,29 @@ def test_a_ksm_pages_mapcount_is_not_observable_on_the_kernel(monkeypatch) -> No
     plain = {"state": "present", "thp": False}
     O.kpage_view(plain, 0x1234, 1 << k.KPF["anon"] | 1 << k.KPF_OWNER_2, True, [])
     assert "hidden" not in plain and (plain["anon_exclusive"], plain["mapcount"]) == (True, 3)
+
+
+def test_a_ksm_bit_on_a_process_without_ksm_pages_hides_nothing(monkeypatch) -> None:
+    # Debian's 6.12.118 (lab) sets KPF_KSM on every anonymous page: before this check every
+    # mapcount of a 6.12 lab run was "not observable"; /proc/self/ksm_stat says there is no KSM page
+    from uffdsim.backends.kernel import observe as O
+    from uffdsim.backends.kernel import sys as k
+    monkeypatch.setattr(k, "kpagecount", lambda pfn: 1)
+    monkeypatch.setattr(k, "folio_span", lambda pfn, flags=None: (pfn, 1))
+    monkeypatch.setattr(O, "process_has_ksm_pages", lambda: False)
+    view = {"state": "present", "thp": False}
+    O.kpage_view(view, 0x1234, 1 << k.KPF["anon"] | 1 << k.KPF["ksm"] | 1 << k.KPF_OWNER_2, True, [])
+    assert "hidden" not in view and (view["anon_exclusive"], view["mapcount"]) == (True, 1)
+
+
+def test_ksm_stat_is_read_from_proc(tmp_path, monkeypatch) -> None:
+    from uffdsim.backends.kernel import observe as O
+    stat = tmp_path / "ksm_stat"
+    real_path = O.Path
+    monkeypatch.setattr(O, "Path", lambda p: stat if p == "/proc/self/ksm_stat" else real_path(p))
+    stat.write_text("ksm_rmap_items 0\nksm_merging_pages 0\n")
+    assert O.process_has_ksm_pages() is False
+    stat.write_text("ksm_rmap_items 4\nksm_merging_pages 2\n")
+    assert O.process_has_ksm_pages() is True
+    stat.unlink()
+    assert O.process_has_ksm_pages() is True          # no file (before 6.1): believe the bit

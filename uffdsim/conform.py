@@ -221,7 +221,7 @@ def conform(paths: Iterable[str | Path] = (), progress: TextIO | None = None,
     from .backends.kernel import KernelBackend
     from .backends.kernel.caps import capabilities
     from .backends.sim import SimBackend
-    from .kernels import running_profile_cached
+    from .backends.kernel.profile import running_profile_cached
     files = scenario_files(paths)
     sim = sim or SimBackend(kernel=running_profile_cached())   # the profile of the running kernel
     kernel = kernel or KernelBackend()

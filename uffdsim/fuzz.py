@@ -268,7 +268,7 @@ def differential(steps: list[dict[str, Any]], kernel: Any = None
     """Run the steps on both backends: (divergences, sim result, kernel result).  The simulator
     answers as ``kernel`` (a profile; default: the running kernel's)."""
     from .backends.sim import SimBackend
-    from .kernels import running_profile_cached
+    from .backends.kernel.profile import running_profile_cached
     scenario = scenario_of(steps)
     sim = finish(scenario, "sim", SimBackend(kernel=kernel or running_profile_cached()).run(scenario))
     kern = finish(scenario, "kernel", get_backend("kernel").run(scenario))

@@ -24,7 +24,7 @@ RECORDS = {"6.18 (this machine)": "conformance.json", "6.12 (lab)": "conformance
 
 def outcome(rec: dict[str, Any]) -> str:
     """A step's result in a few words."""
-    from .cli import fmt_result
+    from .report import fmt_result
     return fmt_result(rec)
 
 

@@ -199,17 +199,24 @@ def read_config(path: str = "/proc/config.gz") -> "dict[str, bool] | None":
     return {"pt_reclaim": "\nCONFIG_PT_RECLAIM=y" in "\n" + text}
 
 
-def running_profile() -> KernelProfile:
-    """The profile for the running kernel (version from uname, config from /proc/config.gz)."""
-    move = None
-    try:
-        from .backends.kernel.caps import capabilities
-        caps = capabilities()
-        if caps.userfaultfd.ok:
-            move = caps.move.ok
-    except Exception:  # noqa: BLE001 - no userfaultfd here: decide from the version alone
-        move = None
-    return profile_for_release(platform.release(), read_config(), move)
+def release_profile() -> KernelProfile:
+    """The profile for the running kernel: the one the kernel backend found, else from uname and
+    /proc/config.gz alone (MOVE decided by the version).
+
+    The kernel backend registers what it finds userfaultfd can do here (:func:`remember_running`,
+    from :func:`uffdsim.backends.kernel.profile.running_profile`): the simulator never imports it.
+    """
+    if _RUNNING:
+        return _RUNNING[0]
+    return profile_for_release(platform.release(), read_config(), None)
+
+
+_RUNNING: list[KernelProfile] = []
+
+
+def remember_running(profile: KernelProfile) -> None:
+    """The kernel backend's word on the running kernel's profile, for :func:`profile_of`."""
+    _RUNNING[:] = [profile]
 
 
 # -- version specs in scenarios ------------------------------------------------------------------
@@ -250,21 +257,14 @@ def matches(spec: str, profile: KernelProfile) -> bool:
     return True
 
 
-_RUNNING: list[KernelProfile] = []
-
-
-def running_profile_cached() -> KernelProfile:
-    """:func:`running_profile`, probed once per process."""
-    if not _RUNNING:
-        _RUNNING.append(running_profile())
-    return _RUNNING[0]
-
-
 def profile_of(backend: str, info: dict) -> KernelProfile:
-    """The kernel a backend's run answered as: the profile it names, else the running kernel's."""
+    """The kernel a backend's run answered as: the profile it names, else the running kernel's.
+
+    The kernel backend names the running kernel's profile in its run's info; without one (a record
+    from elsewhere) the running kernel's is taken from its release and config."""
     prof = info.get("profile")
     if isinstance(prof, KernelProfile):
         return prof
     if isinstance(prof, str) and prof in PROFILES:
         return PROFILES[prof]
-    return running_profile_cached() if backend == "kernel" else get_profile(None)
+    return release_profile() if backend == "kernel" else get_profile(None)

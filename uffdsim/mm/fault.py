@@ -275,6 +275,11 @@ def do_swap_page(machine: "Machine", mm: "MM", vma: VMA, addr: int, pte: SwapPte
     folio = slot.cache
     if folio is None:
         folio = machine.phys.alloc_folio(data=[slot.data])
+    # swap_cache_get_folio() (or the new folio) gives us a reference of our own: "We're already
+    # holding a reference on the page but haven't mapped it yet" (6.18 mm/memory.c).  Without it
+    # the last swap_free() below would free a swap-cache folio that nobody maps any more (another
+    # process COW-copied away from it) while we are about to map it.
+    folio.refs += 1
     machine.swap_free(pte.entry)
     still_shared = pte.entry in machine.swap.slots
     if still_shared:
@@ -282,6 +287,7 @@ def do_swap_page(machine: "Machine", mm: "MM", vma: VMA, addr: int, pte: SwapPte
         folio.swap_entry = pte.entry
     exclusive = not folio.ksm and (pte.exclusive or not still_shared) and not folio.is_mapped()
     folio_add_rmap_pte(folio, 0)
+    folio.refs -= 1          # folio_put() of the lookup's reference: the mapping holds it now
     if exclusive:
         folio.exclusive[0] = True
         trail.note("swapped in as an exclusive page")

@@ -27,7 +27,9 @@ class Folio:
     mapcount: list[int]
     entire_mapcount: int = 0
     pincount: int = 0
-    refs: int = 0                      #: ordinary (FOLL_GET) references, e.g. a page in a pipe after vmsplice()
+    #: ordinary references: FOLL_GET (a page in a pipe after vmsplice()), or one a kernel path holds
+    #: for a while (do_swap_page() from the swap-cache lookup until the folio is mapped)
+    refs: int = 0
     anon: bool = True
     ksm: bool = False
     zero: bool = False

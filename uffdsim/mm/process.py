@@ -130,13 +130,19 @@ class Process:
             raise UffdError(E.ESRCH, f"process {self.name} has exited")
         self.machine.begin(op)
 
-    def _covered(self, start: int, end: int) -> list[VMA]:
-        """The VMAs of the range, split at its ends; ENOMEM when part of the range is unmapped."""
-        vmas = self.mm.vmas.isolate(start, end)
-        covered = sum(min(v.end, end) - max(v.start, start) for v in vmas)
-        if covered != end - start:
-            raise UffdError(E.ENOMEM, "part of the range is not mapped")
-        return vmas
+    def _until_hole(self, start: int, end: int) -> tuple[list[VMA], bool]:
+        """The VMAs of ``[start, end)`` up to its first hole, split at the range's ends; and is there a hole?
+
+        mprotect(), mlock() and munlock() change the VMAs in order and stop with ENOMEM at the
+        first hole: what came before it stays changed (6.18 do_mprotect_pkey(),
+        apply_vma_lock_flags()); a hole at ``start`` changes nothing.
+        """
+        at = start
+        for v in self.mm.vmas.overlapping(start, end):
+            if v.start > at:
+                break
+            at = min(v.end, end)
+        return (self.mm.vmas.isolate(start, at) if at > start else []), at < end
 
     # -- mmap and friends ------------------------------------------------------------------
     def mmap(self, pages: int, prot: str = "rw", shared: bool = False, file: str | None = None,
@@ -190,7 +196,8 @@ class Process:
             return
         end = end_or_none
         prot = "" if prot == "none" else prot
-        for vma in self._covered(addr, end):
+        vmas, hole = self._until_hole(addr, end)
+        for vma in vmas:
             vma.prot = prot
             if "w" not in prot:
                 for _, pte in self.mm.pt.entries_in(vma.start, vma.end):
@@ -199,6 +206,8 @@ class Process:
                 for _, pmd in self.mm.pt.huge_pmds_in(vma.start, vma.end):
                     pmd.write = False
         self.mm.vmas.merge_around(addr, end)
+        if hole:
+            raise UffdError(E.ENOMEM, "part of the range is not mapped (the VMAs before the hole are changed)")
 
     def mlock(self, addr: int, length: int, onfault: bool = False) -> None:
         """mlock(): VM_LOCKED, and populate the range (write faults on private writable memory).
@@ -212,10 +221,12 @@ class Process:
         if rng is None:
             return
         addr, end = rng
-        vmas = self._covered(addr, end)
+        vmas, hole = self._until_hole(addr, end)
         for vma in vmas:
             vma.flags = vma.flags | {"locked"}
         self.mm.vmas.merge_around(addr, end)
+        if hole:    # do_mlock(): apply_vma_lock_flags() failed, nothing is populated
+            raise UffdError(E.ENOMEM, "part of the range is not mapped (the VMAs before the hole are locked)")
         try:
             for vma in [] if onfault else self.mm.vmas.overlapping(addr, end):
                 write = vma.writable() and not vma.shared
@@ -233,9 +244,12 @@ class Process:
         if rng is None:
             return
         addr, end = rng
-        for vma in self._covered(addr, end):
+        vmas, hole = self._until_hole(addr, end)
+        for vma in vmas:
             vma.flags = vma.flags - {"locked"}
         self.mm.vmas.merge_around(addr, end)
+        if hole:
+            raise UffdError(E.ENOMEM, "part of the range is not mapped (the VMAs before the hole are unlocked)")
 
     def madvise(self, addr: int, length: int, advice: str) -> None:
         """madvise(): apply ``advice`` to each VMA of the range (ENOMEM if part of it is unmapped)."""

@@ -22,11 +22,13 @@ from ...errors import UffdError, errno_name
 from ...results import BackendRun
 from ...scenario import Addr, Scenario, Step
 from . import signals
+from . import sys as k
 from .caps import capabilities
 from .khugepaged import quiet_khugepaged, uses_thp
 from .ksm import ksm_guard, uses_ksm
 from .mthp import missing_knob, mthp_guard, set_mthp
 from .needs import unmet
+from .profile import running_profile_cached
 from .proctree import ProcessDied, ProcTree
 from .swap import temporary_swap
 
@@ -34,7 +36,13 @@ from .swap import temporary_swap
 TOP = 0x7E00_0000_0000
 STEP_TIMEOUT = 5.0
 SCENARIO_TIMEOUT = 300.0
-SLOW_STEPS = {"ksm_merge": 60.0, "madvise": 30.0, "pin": 10.0, "mlock": 10.0}
+#: steps that may take longer: ksmd scans, populating, and the range calls that may ask the
+#: kernel in a probe process first (a new interpreter: seconds under TCG in the lab; .probe)
+SLOW_STEPS = {"ksm_merge": 60.0, "madvise": 30.0, "pin": 10.0, "mlock": 30.0, "munlock": 30.0,
+              "mprotect": 30.0, "munmap": 30.0, "register": 30.0, "move": 30.0}
+#: s per page a write or read may take: each page is a user access by an accessor task of its
+#: own (.access), a few milliseconds each under TCG in the lab
+ACCESS_SECONDS = 0.05
 
 
 class KernelBackend:
@@ -54,6 +62,7 @@ class KernelBackend:
 
     def run(self, scenario: Scenario) -> BackendRun:
         caps = capabilities()
+        running_profile_cached()          # kernels.profile_of() answers for this kernel with it
         info: dict[str, Any] = {"kernel": caps.kernel, "uffd": caps.uffd_via}
         why = caps.missing(scenario.requires) or unmet(scenario, caps) or missing_knob(scenario)
         if why:
@@ -138,14 +147,19 @@ class KernelRun:
                 args["pids"] = [p.pid for p in self.tree.procs.values() if p.alive]
                 args["runner"] = os.getpid()
             timeout = SLOW_STEPS.get(step.op, self.step_timeout)
+            if step.op in ("write", "read"):
+                pages = args.get("length", 0) // k.PAGE_SIZE
+                timeout = min(max(timeout, pages * ACCESS_SECONDS), SCENARIO_TIMEOUT)
             reply, fds = self.tree.call(name, {"i": step.i, "op": step.op, "args": args,
                                                "timeout": timeout}, timeout)
         except UffdError as err:
             rec.update(ret=-1, errno=errno_name(err.errno), why=err.message)
             return rec
         except ProcessDied as died:
+            # never a guessed errno: user accesses are made by accessors (.access), so a scenario
+            # process that dies is a crash, reported as one (a divergence on any expectation)
             self.stopped = True
-            rec.update(ret=-1, errno="EFAULT", why=f"{died} during {step.op}")
+            rec.update(ret=-1, errno="ECRASHED", crashed=True, why=f"the scenario process crashed: {died} during {step.op}")
             return rec
         except TimeoutError:
             self.stopped = True

@@ -44,6 +44,8 @@ Extra keys, not compared between backends: ``ksm`` (KPF_KSM) and ``mapped_once``
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import os
 from typing import Any
 
@@ -148,7 +150,7 @@ def observe(addr: int, length: int) -> list[dict[str, Any]]:
                 present.append(e.addr)
                 if pfns_hidden:
                     view["hidden"] = view.get("hidden", []) + ["frame"]
-            view["ksm"] = k.kpf_test(flags, "ksm")
+            view["ksm"] = k.kpf_test(flags, "ksm") and process_has_ksm_pages()
             view["mapped_once"] = e.exclusive
             kpage_view(view, e.pfn, flags, kpage_ok, spans)
         elif e.guard or (e.swapped and e.swap_type >= FIRST_SPECIAL_SWAP_TYPE):
@@ -188,6 +190,23 @@ def order_of(pfn: int, flags: int, spans: list[tuple[int, int]]) -> int:
     return nr.bit_length() - 1
 
 
+def process_has_ksm_pages() -> bool:
+    """Does this process map any KSM page (``ksm_merging_pages`` of /proc/self/ksm_stat, 6.1+)?
+
+    KPF_KSM alone cannot say: Debian's 6.12.118 (lab) sets it on every anonymous page (its
+    stable_page_flags() tests ``mapping & PAGE_MAPPING_KSM``, which the anon bit alone meets),
+    6.18 only on KSM pages.  Without the file, a set KPF_KSM is believed."""
+    try:
+        text = Path("/proc/self/ksm_stat").read_text()
+    except OSError:
+        return True
+    for line in text.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "ksm_merging_pages":
+            return value.strip() != "0"
+    return True
+
+
 def kpage_view(view: dict[str, Any], pfn: int, flags: int, observable: bool,
                spans: list[tuple[int, int]] | None = None) -> None:
     """Fill a present or zero page's ``anon_exclusive``, ``mapcount`` and ``order`` from
@@ -202,7 +221,7 @@ def kpage_view(view: dict[str, Any], pfn: int, flags: int, observable: bool,
     if observable and pfn:
         view["anon_exclusive"] = k.kpf_anon_exclusive(flags)
         view["mapcount"] = k.kpagecount(pfn)
-        if k.kpf_test(flags, "ksm"):
+        if k.kpf_test(flags, "ksm") and process_has_ksm_pages():
             # KSM merges equal pages of *every* process on the machine: a KSM page's mapcount
             # counts other programs' mappings too (seen when two corpus runs overlapped)
             view["hidden"] = view.get("hidden", []) + ["mapcount"]

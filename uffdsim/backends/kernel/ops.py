@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 from ...errors import UffdError
 from . import sys as k
-from . import owned
-from .access import Mapping, check_access, mappings, page_range
+from . import owned, probe
+from .access import Mapping, mappings, page_range, user_access
 from .observe import observe
 from .procstate import THREAD_MAX, THREAD_SETTLE, AsyncThread, ProcState, wait_blocked_or_done
 
@@ -62,9 +62,13 @@ def op_mmap(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
     else:
         flags = (k.MAP_SHARED if a.get("shared") else k.MAP_PRIVATE) | k.MAP_ANONYMOUS
     cursor = a["cursor"]
-    if length > owned.TASK_SIZE:
-        raise UffdError(E.ENOMEM, "longer than the user address space (get_unmapped_area)")
     try:
+        if length + 2 * GAP > cursor:
+            # no room below the previous regions: the kernel places it (or says ENOMEM) by itself
+            got = k.mmap(length, prot, flags, fd, 0)
+            rec["addr"] = got
+            owned.own(got, got + length)
+            return
         for _ in range(64):
             start = (cursor - GAP - length) & ~(align - 1)
             if _free(mappings(), start - GAP, start + length + GAP):
@@ -87,19 +91,17 @@ def op_mmap(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
 
 
 def op_write(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
-    pages = page_range(a["at"], a["length"])
-    for page, err in zip(pages, check_access(state, pages, True)):
-        if err:
-            raise err
-        k.fill(page, PAGE, a["value"])
+    """The value stored in every byte of each page, by user writes made for real (:mod:`.access`)."""
+    err = user_access(page_range(a["at"], a["length"]), True, a["value"])
+    if err:
+        raise err
 
 
 def op_read(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
-    pages = page_range(a["at"], a["length"])
-    for page, err in zip(pages, check_access(state, pages, False)):
-        if err:
-            raise err
-        k.peek(page, 1)
+    """Every byte of each page read by user loads made for real (:mod:`.access`)."""
+    err = user_access(page_range(a["at"], a["length"]), False)
+    if err:
+        raise err
 
 
 def op_uffd(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
@@ -133,15 +135,22 @@ def op_register(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> Non
     for n in [] if isinstance(names, int) else names:
         mode |= REGISTER_MODES[n]
     u = state.ctx(a)
-    if mode and not mode & ~7 and _checked((a["at"], a["length"])) and _foreign(a["at"], a["length"]):
-        # never register this Python process's own memory: only the scenario's parts of the range
-        parts = owned.pieces(a["at"], a["at"] + a["length"])
-        if not parts:
-            raise UffdError(E.ENOMEM, "no VMA of the scenario in the range")
-        for start, end in parts:
-            u.register(start, end - start, mode)
+    start, length = a["at"], a["length"]
+    lo, hi = owned.reach(start, length)
+    foreign = owned.interpreter_parts(lo, hi)
+    if not foreign:
+        u.register(start, length, mode)
         return
-    u.register(a["at"], a["length"], mode)
+    # never register this Python process's own memory (owned.py's rule): the kernel judges the
+    # arguments in a probe process, then gets the parts of the range outside the interpreter's memory
+    errno = probe.register(u, start, length, mode)
+    if errno is not None:
+        raise UffdError(errno, "UFFDIO_REGISTER: the kernel refused the arguments (asked in a probe process)")
+    parts = [(s, e) for s, e in owned.between(start, hi, foreign) if owned.pieces(s, e)]
+    if not parts:
+        raise UffdError(E.ENOMEM, "no VMA of the scenario in the range (the rest is the interpreter's memory)")
+    for s, e in parts:
+        u.register(s, e - s, mode)
 
 
 def start_async(state: ProcState, name: str, body: Callable[[], None], rec: dict[str, Any]) -> None:
@@ -171,16 +180,12 @@ def start_async(state: ProcState, name: str, body: Callable[[], None], rec: dict
 
 def op_fault_async(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
     addr, write, value = a["at"], a.get("write", False), a.get("value", 0)
-    err = check_access(state, [addr & ~(PAGE - 1)], write)[0]
-    if err:
-        state.threads.setdefault(a["thread"], AsyncThread(a["thread"]))
-        raise err
+    page = addr & ~(PAGE - 1)
 
     def touch() -> None:
-        if write:
-            k.fill(addr & ~(PAGE - 1), PAGE, value)
-        else:
-            k.peek(addr, 1)
+        err = user_access([page], write, value)   # made for real by an accessor; blocks as the thread would
+        if err:
+            raise err
 
     start_async(state, a["thread"], touch, rec)
 
@@ -188,8 +193,9 @@ def op_fault_async(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> 
 def op_madvise(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
     """madvise(); with ``thread``, from a new thread (it waits while a REMOVE event is unread)."""
     def advise() -> None:
+        advice = ADVICES[a["advice"]]
         spread = owned.populate if a["advice"] == "populate_write" else owned.madvise
-        spread(a["at"], a["length"], lambda s, n: k.madvise(s, n, ADVICES[a["advice"]]))
+        spread(a["at"], a["length"], lambda s, n: k.madvise(s, n, advice), advice)
 
     if "thread" in a:
         start_async(state, a["thread"], advise, rec)
@@ -235,7 +241,7 @@ def op_unpin(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
 def op_ref(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
     if a["name"] in state.refs or a["name"] in state.pins:
         raise UffdError(E.EBUSY, f"reference {a['name']!r} exists already")
-    if _foreign(a["at"], a["length"]):
+    if owned.interpreter_parts(*owned.reach(a["at"], a["length"])):   # owned.py's rule
         raise UffdError(E.EFAULT, "ref: the range reaches memory the scenario did not map")
     state.refs[a["name"]] = k.PageRef(a["at"], a["length"])
 
@@ -275,40 +281,32 @@ def op_ksm_merge(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> No
                                           alive=(lambda: os.path.exists(f"/proc/{runner}")) if runner else None)
 
 
-def _foreign(start: int, length: int) -> bool:
-    """Would the range reach memory of this Python process that the scenario did not map?"""
-    return owned.foreign(start, start + length, [(m.start, m.end) for m in mappings()])
-
-
-def _checked(*ranges: tuple[int, int]) -> bool:
-    """Do the ranges pass validate_range()?  If not, the kernel refuses before looking at memory."""
-    from ...userfaultfd import validate_range
-    try:
-        for start, length in ranges:
-            validate_range(start, length)
-    except UffdError:
-        return False
-    return True
-
-
 def op_move(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> Any:
-    """UFFDIO_MOVE; a source outside the scenario's memory is a hole there (never this process's own pages)."""
+    """UFFDIO_MOVE as written, unless the source reaches the interpreter's memory (owned.py's rule).
+
+    Then the kernel judges the arguments in a probe process; if it accepts them, the source is a
+    hole for the scenario and this process's own pages are never moved: ENOENT, written to .move,
+    as move_pages() answers for a source without a VMA."""
     u = state.ctx(a)
     mode = _modes("move", a.get("mode", []))
-    if _checked((a["dst"], a["length"]), (a["src"], a["length"])) and not mode & ~3 \
-            and _foreign(a["src"], a["length"]):
-        # move_pages() finds no source VMA in the simulator's address space: ENOENT, written to .move
-        raise UffdError(E.ENOENT, "the source is not the scenario's memory (a hole for the simulator)", out=-E.ENOENT)
-    return u.move(a["dst"], a["src"], a["length"], mode)
+    dst, src, length = a["dst"], a["src"], a["length"]
+    if owned.interpreter_parts(*owned.reach(src, length)):
+        errno = probe.move(u, dst, src, length, mode)
+        if errno is not None:
+            raise UffdError(errno, "UFFDIO_MOVE: the kernel refused the arguments (asked in a probe process)")
+        raise UffdError(E.ENOENT, "the source reaches the interpreter's memory (a hole for the scenario)", out=-E.ENOENT)
+    return u.move(dst, src, length, mode)
 
 
 Op = Callable[[ProcState, dict[str, Any], dict[str, Any]], Any]
 OPS: dict[str, Op] = {
     "mmap": op_mmap,
     "munmap": lambda s, a, r: owned.munmap(a["at"], a["length"], k.munmap),
-    "mprotect": lambda s, a, r: owned.mprotect(a["at"], a["length"], lambda x, n: k.mprotect(x, n, PROTS[a["prot"]])),
-    "mlock": lambda s, a, r: owned.mlock(a["at"], a["length"], lambda x, n: k.mlock(x, n, onfault=a.get("onfault", False))),
-    "munlock": lambda s, a, r: owned.mlock(a["at"], a["length"], k.munlock),
+    "mprotect": lambda s, a, r: owned.mprotect(a["at"], a["length"], lambda x, n: k.mprotect(x, n, PROTS[a["prot"]]),
+                                               PROTS[a["prot"]]),
+    "mlock": lambda s, a, r: owned.mlock(a["at"], a["length"], lambda x, n: k.mlock(x, n, onfault=a.get("onfault", False)),
+                                         k.MLOCK_ONFAULT if a.get("onfault") else 0),
+    "munlock": lambda s, a, r: owned.mlock(a["at"], a["length"], k.munlock, name="munlock"),
     "madvise": op_madvise,
     "write": op_write,
     "read": op_read,

@@ -1,13 +1,26 @@
-"""The scenario's own memory in a scenario process, and range system calls kept inside it.
+"""The scenario's own memory in a scenario process, and range system calls kept out of the interpreter.
 
 A scenario process is a Python interpreter: its heap, stacks and libraries are mappings too.  A
 step like ``madvise: {at: src, pages: 2**34, advice: dontneed}`` would zap them on the real
 kernel (the process dies of SIGSEGV).  The simulator only knows the scenario's regions, so the
-rest of the address space is a hole there.  This module gives the kernel backend the same view:
-it remembers the regions ``mmap`` created (a forked child inherits the list with its memory) and
-issues a range system call only on the parts of the range the scenario owns, answering for the
-rest what the kernel answers for a hole (the checks of the argument come first, from
-:mod:`uffdsim.mm.process`, so that the errno is the kernel's in both backends).
+rest of the address space is a hole there.  This module remembers the regions ``mmap`` created (a
+forked child inherits the list with its memory) and applies one rule to munmap, mprotect,
+madvise, mlock and munlock (and, in :mod:`.ops`, to UFFDIO_REGISTER and UFFDIO_MOVE):
+
+1. A call whose range reaches none of the interpreter's memory (mappings the scenario did not
+   create) goes to the kernel exactly as the scenario wrote it.  The kernel's answer is the step's.
+2. A call whose range reaches the interpreter's memory is clipped, and only there:
+
+   a. the kernel judges the arguments as written, in a throw-away process (:mod:`.probe`); if it
+      refuses them, its errno is the step's and nothing is called here;
+   b. otherwise the call is made here on the parts of the range between the interpreter's
+      mappings, in order, holes included (the kernel sees those itself); the interpreter's memory
+      counts as a hole, which is what the simulator sees there: munmap skips it, madvise goes on
+      past it and ends with ENOMEM, mprotect, mlock, munlock and MADV_POPULATE_* stop at it with
+      ENOMEM (as the kernel does at a hole, 6.18 ``do_mprotect_pkey()``,
+      ``apply_vma_lock_flags()``, ``madvise_populate()``).
+
+No argument check of the model is used: a model wrong about one shows as a divergence.
 """
 from __future__ import annotations
 
@@ -15,8 +28,12 @@ import errno as E
 from typing import Callable
 
 from ...errors import UffdError
-from ...mm.folio import TASK_SIZE
-from ...mm.process import check_madvise, check_mlock, check_mprotect, check_munmap
+from . import probe
+from .sys.abi import PAGE_SIZE
+from .sys.pagemap import mappings
+
+TASK_SIZE = 0x7FFF_FFFF_F000      #: x86-64, 4-level page tables: only to place regions (ops.mmap)
+ULONG_END = 1 << 64
 
 #: [start, end) of every region of the scenario mapped in this process, sorted
 OWNED: list[tuple[int, int]] = []
@@ -68,59 +85,101 @@ def owned_end(addr: int) -> int:
 Call = Callable[[int, int], None]
 
 
+def reach(addr: int, length: int) -> tuple[int, int]:
+    """The bytes a range call could reach, whole pages: [addr rounded down, addr + length rounded up), capped at 2**64."""
+    lo = addr & ~(PAGE_SIZE - 1)
+    hi = min(addr + length + PAGE_SIZE - 1, ULONG_END) & ~(PAGE_SIZE - 1)
+    return lo, max(hi, lo)
+
+
+def interpreter_parts(lo: int, hi: int, maps: list[tuple[int, int]] | None = None) -> list[tuple[int, int]]:
+    """The parts of [lo, hi) that are mapped in this process but not by the scenario, in order."""
+    if maps is None:
+        maps = [(m.start, m.end) for m in mappings()]
+    out: list[tuple[int, int]] = []
+    for ms, me in sorted(maps):
+        s, e = max(ms, lo), min(me, hi)
+        if s >= e:
+            continue
+        at = s
+        for os_, oe in pieces(s, e):
+            if os_ > at:
+                out.append((at, os_))
+            at = max(at, oe)
+        if at < e:
+            out.append((at, e))
+    return out
+
+
+def between(addr: int, hi: int, foreign: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of [addr, hi) outside ``foreign``, in order (the first starts at ``addr`` unless foreign)."""
+    out: list[tuple[int, int]] = []
+    at = addr
+    for s, e in foreign:
+        if s > at:
+            out.append((at, s))
+        at = max(at, e)
+    if at < hi:
+        out.append((at, hi))
+    return out
+
+
+def range_call(name: str, addr: int, length: int, call: Call, arg: int = 0) -> None:
+    """Make the range call ``name`` by the rule above; ``call(start, length)`` makes it here."""
+    lo, hi = reach(addr, length)
+    foreign = interpreter_parts(lo, hi)
+    if not foreign:
+        call(addr, length)
+        if name == "munmap":
+            disown(lo, hi)
+        return
+    errno = probe.range_call("madvise" if name == "populate" else name, addr, length, arg)
+    if errno is not None:
+        raise UffdError(errno, f"{name}: the kernel refused the arguments (asked in a probe process: "
+                               "the range reaches the interpreter's memory)")
+    parts = between(addr, hi, foreign)
+    stops = name in ("mprotect", "mlock", "munlock", "populate")
+    if stops:           # they stop at the first hole: the interpreter's memory, or one before it
+        parts = parts[:1] if parts and parts[0][0] == addr else []
+    hole: UffdError | None = None
+    for s, e in parts:
+        try:
+            call(s, e - s)
+        except UffdError as err:
+            if name == "madvise" and err.errno == E.ENOMEM:
+                hole = err          # madvise goes on past a hole and reports it at the end
+                continue
+            raise
+        if name == "munmap":
+            disown(s, e)
+    if name != "munmap":
+        raise hole or UffdError(E.ENOMEM, f"{name}: the range reaches memory the scenario did not map "
+                                          "(a hole for the scenario, the interpreter's here)")
+
+
 def munmap(addr: int, length: int, call: Call) -> None:
-    """munmap(): the scenario's parts of the range; the rest is a hole (munmap of a hole succeeds)."""
-    end = check_munmap(addr, length)
-    for s, e in pieces(addr, end):
-        call(s, e - s)
-        disown(s, e)
+    """munmap() by :func:`range_call`."""
+    range_call("munmap", addr, length, call)
 
 
-def madvise(addr: int, length: int, call: Call) -> None:
-    """madvise(): applied to each mapped part; ENOMEM when part of the range is a hole."""
-    end = check_madvise(addr, length)
-    if end is None:
-        return
-    if covered(addr, end):
-        call(addr, end - addr)
-        return
-    for s, e in pieces(addr, end):
-        call(s, e - s)
-    raise UffdError(E.ENOMEM, "part of the range is not mapped (by the scenario)")
+def madvise(addr: int, length: int, call: Call, advice: int = 0) -> None:
+    """madvise() by :func:`range_call`."""
+    range_call("madvise", addr, length, call, advice)
 
 
-def populate(addr: int, length: int, call: Call) -> None:
-    """madvise(MADV_POPULATE_*): the kernel stops at the first hole (ENOMEM), so do the pieces up to it."""
-    end = check_madvise(addr, length)
-    if end is None:
-        return
-    for s, e in pieces(addr, end):
-        if s != addr:
-            break
-        call(s, e - s)
-        addr = e
-    if addr != end:
-        raise UffdError(E.ENOMEM, "part of the range is not mapped (by the scenario)")
+def populate(addr: int, length: int, call: Call, advice: int = 0) -> None:
+    """madvise(MADV_POPULATE_*) by :func:`range_call`: like mprotect, it stops at the first hole."""
+    range_call("populate", addr, length, call, advice)
 
 
-def mprotect(addr: int, length: int, call: Call) -> None:
-    """mprotect(): ENOMEM (nothing changed, as the simulator models it) when part of the range is a hole."""
-    end = check_mprotect(addr, length)
-    if end is None:
-        return
-    if not covered(addr, end):
-        raise UffdError(E.ENOMEM, "part of the range is not mapped (by the scenario)")
-    call(addr, end - addr)
+def mprotect(addr: int, length: int, call: Call, prot: int = 0) -> None:
+    """mprotect() by :func:`range_call`."""
+    range_call("mprotect", addr, length, call, prot)
 
 
-def mlock(addr: int, length: int, call: Call) -> None:
-    """mlock()/munlock(): ENOMEM (nothing locked, as the simulator models it) when part is a hole."""
-    rng = check_mlock(addr, length)
-    if rng is None:
-        return
-    if not covered(*rng):
-        raise UffdError(E.ENOMEM, "part of the range is not mapped (by the scenario)")
-    call(addr, length)
+def mlock(addr: int, length: int, call: Call, flags: int = 0, name: str = "mlock") -> None:
+    """mlock()/mlock2()/munlock() by :func:`range_call`."""
+    range_call(name, addr, length, call, flags)
 
 
 def foreign(start: int, end: int, maps: list[tuple[int, int]]) -> bool:

@@ -1,6 +1,7 @@
 """What a scenario process keeps between steps, and how it tells a blocked thread from a busy one.
 
-A thread counts as *blocked* when ``/proc/self/task/TID/wchan`` shows it sleeping where only user
+A thread counts as *blocked* when ``/proc/self/task/TID/wchan`` (or, while it waits for the
+accessor that makes a user access for it, the accessor's wchan) shows it sleeping where only user
 space can wake it: in ``handle_userfault`` (a userfault nobody has resolved) or in
 ``userfaultfd_event_wait_completion`` (a non-cooperative event nobody has read).
 """
@@ -22,6 +23,9 @@ HANG_SETTLE = 0.2                #: s a step must sleep in a userfault before it
 THREAD_SETTLE = 0.05             #: s a fault_async thread must sleep in a userfault to be "blocked"
 THREAD_MAX = 2.0                 #: s to wait for a fault_async thread to finish or block
 POLL = 0.002
+
+#: worker thread id -> pid of the accessor task making a user access for it (:mod:`.access`)
+ACCESSORS: dict[int, int] = {}
 
 
 @dataclass
@@ -73,9 +77,12 @@ class ProcState:
 
 
 def wchan(tid: int) -> str:
-    """Where the thread sleeps in the kernel ('0' when running or unknown, '' when gone)."""
+    """Where the thread sleeps in the kernel ('0' when running or unknown, '' when gone).
+
+    While the thread waits for an accessor (a user access made for it), the accessor's sleep is its."""
+    accessor = ACCESSORS.get(tid)
     try:
-        with open(f"/proc/self/task/{tid}/wchan") as f:
+        with open(f"/proc/{accessor}/wchan" if accessor else f"/proc/self/task/{tid}/wchan") as f:
             return f.read().strip()
     except OSError:
         return ""

@@ -146,6 +146,15 @@ class ProcTree:
                     del pending[pid]
             if pending:
                 time.sleep(0.001)
+        # the rest of the group: an accessor (a user access's task, .access) whose scenario
+        # process died before it was re-parented to us
+        while self.pgid and time.monotonic() < deadline:
+            try:
+                got, _ = os.waitpid(-self.pgid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if got == 0:
+                time.sleep(0.001)
 
     # -- talking -----------------------------------------------------------------------------------
     def call(self, name: str, cmd: dict[str, Any], timeout: float) -> tuple[dict[str, Any], list[int]]:

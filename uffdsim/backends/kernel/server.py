@@ -11,8 +11,9 @@ stays responsive, and the runner ends the whole process tree afterwards.
 a new socket pair whose other end travels to the runner with the answer (SCM_RIGHTS).  ``exit``
 ends the process at once (``os._exit``), threads blocked in userfaults included.
 
-The ops themselves are in :mod:`.ops`; accesses that would die of SIGSEGV or SIGBUS are caught
-beforehand (:mod:`.access`), so the server never dies of them.  What a process keeps between steps
+The ops themselves are in :mod:`.ops`; user accesses are made by an accessor task that shares
+the process's mm (:mod:`.access`), so a SIGSEGV or SIGBUS the kernel sends ends the accessor, never
+the server.  What a process keeps between steps
 and how a blocked thread is recognised: :mod:`.procstate`.
 """
 from __future__ import annotations
