@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .report import fmt_args, fmt_result, page_text, print_table  # noqa: F401 (the CLI's table; kept importable from here)
-from .resources import corpus_files, find_scenario
+from .resources import corpus_files, find_scenario, scenario_path  # noqa: F401 (scenario_path: kept importable)
 from .runner import compare, finish, get_backend
 from .scenario import (MAX_FILE_BYTES, MAX_MAPPED_PAGES, MAX_OBSERVE_PAGES, MAX_STEPS, MAX_WORK_PAGES,
                        ScenarioError, load_scenario)
@@ -17,14 +17,6 @@ from .scenario import (MAX_FILE_BYTES, MAX_MAPPED_PAGES, MAX_OBSERVE_PAGES, MAX_
 #: modules that add subcommands through ``register(subparsers)`` (each optional)
 PLUGINS = ("uffdsim.backends.kernel.cli", "uffdsim.concurrency.cli", "uffdsim.viz.cli", "uffdsim.claims",
            "uffdsim.lab.cli")
-
-
-def scenario_path(arg: str) -> str:
-    """A scenario argument as a file: an existing path wins, else a bundled scenario's name."""
-    if Path(arg).exists():
-        return arg
-    bundled = find_scenario(arg)
-    return str(bundled) if bundled else arg
 
 
 def list_corpus(out: Any = None) -> int:

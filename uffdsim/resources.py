@@ -42,3 +42,11 @@ def find_scenario(name: str) -> Path | None:
         return None
     path = corpus_dir() / f"{stem}.yaml"
     return path if path.is_file() else None
+
+
+def scenario_path(arg: str) -> str:
+    """A scenario argument as a file: an existing path wins, else a bundled scenario's name."""
+    if arg and Path(arg).exists():
+        return arg
+    bundled = find_scenario(arg) if arg else None
+    return str(bundled) if bundled else arg

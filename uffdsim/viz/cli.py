@@ -15,7 +15,7 @@ HELP = ("draw the before/after diagram (or decision path) of one scenario step a
 def register(subparsers: "argparse._SubParsersAction") -> argparse.ArgumentParser:
     """Add the ``draw`` subcommand; its handler is :func:`run`."""
     p = subparsers.add_parser("draw", help=HELP, description=HELP)
-    p.add_argument("scenario", help="scenario YAML file")
+    p.add_argument("scenario", help="a scenario YAML file, or the name of a bundled scenario (a file that exists wins)")
     p.add_argument("--step", "-n", type=int, required=True, metavar="N",
                    help="step index, 0-based as in the `run` table")
     p.add_argument("-o", "--output", required=True, metavar="OUT.png", help="PNG file to write")
@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {args.output}: the output must be a .png file (figures are PNG only)", file=sys.stderr)
         return 2
     try:
-        scenario = load_scenario(args.scenario)
+        from ..resources import scenario_path
+        scenario = load_scenario(scenario_path(args.scenario))
     except (ScenarioError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

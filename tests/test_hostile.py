@@ -1,0 +1,97 @@
+"""Issue 19 (hostile input, round three): every command bounded, no internal error, honest exit codes.
+
+Each test names the item of the issue it closes; each failed before its fix.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from uffdsim.cli import main
+from uffdsim.scenario import loads_scenario
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAD = "name: t\nabout: x\nsteps:\n"
+
+
+def cli(*argv: str) -> tuple[int, str, str]:
+    """Run the command line in this process: (status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(list(argv))
+        except SystemExit as stop:
+            status = stop.code if isinstance(stop.code, int) else 2
+    return status, out.getvalue(), err.getvalue()
+
+
+def one_error_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+def capped(code: str, gib: float = 1.5, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``code`` in a child Python whose address space is capped (a runaway dies of MemoryError)."""
+    cap = int(gib * (1 << 30))
+    prog = f"import resource; resource.setrlimit(resource.RLIMIT_AS, ({cap}, {cap}))\n" + code
+    return subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+                          env=dict(os.environ, MPLBACKEND="Agg"))
+
+
+# -- item 2: draw costs what it draws ------------------------------------------------------------
+
+def test_draw_of_a_huge_range_step_labels_only_drawn_pages(tmp_path: Path) -> None:
+    """Item 2: ``draw`` of two bundled steps with a 64 TiB / 2^64-4096 length used 1.6 GB and died."""
+    code = ("import sys; from uffdsim.cli import main\n"
+            f"a = main(['draw', 'args-huge-range-syscalls', '--step', '2', '-o', {str(tmp_path / 'a.png')!r}])\n"
+            f"b = main(['draw', 'scenarios/args-move-negative-len.yaml', '--step', '5', '-o', {str(tmp_path / 'b.png')!r}])\n"
+            "sys.exit(a or b)\n")
+    proc = capped(code)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    assert (tmp_path / "a.png").stat().st_size > 0 and (tmp_path / "b.png").stat().st_size > 0
+
+
+def test_operands_are_bounded_by_what_a_picture_can_show() -> None:
+    from uffdsim.snapshot import SNAPSHOT_MAX_PAGES
+    from uffdsim.viz.steps import operands
+    sc = loads_scenario(HEAD + "  - mmap: {name: a, pages: 2}\n  - mlock: {at: a+1, pages: 17179869184}\n")
+    assert operands(sc.steps[1], sc.region_pages()) == {("main", "a+1")}
+    assert len(operands(sc.steps[1])) == SNAPSHOT_MAX_PAGES
+
+
+def many_forks(regions: int, forks: int, written: int = 10) -> str:
+    lines = [f"  - mmap: {{name: r{i}, pages: 1}}\n" for i in range(regions)]
+    lines += [f"  - write: {{at: r{i}, pages: 1, value: 1}}\n" for i in range(min(written, regions))]
+    return HEAD + "".join(lines) + "".join(f"  - fork: {{child: c{i}}}\n" for i in range(forks))
+
+
+def test_a_step_picture_keeps_and_draws_a_bounded_number_of_processes_and_vmas() -> None:
+    """Item 2: 300 regions x 690 forks ran out of memory in ``draw``: every process and VMA was drawn."""
+    from uffdsim.snapshot import SNAPSHOT_MAX_PROCS
+    from uffdsim.viz import layout as L
+    from uffdsim.viz.steps import step_snapshots
+    sc = loads_scenario(many_forks(20, 12))
+    step = step_snapshots(sc, len(sc.steps) - 1)
+    assert len(step.after.processes) == SNAPSHOT_MAX_PROCS and step.after.omitted == 13 - SNAPSHOT_MAX_PROCS
+    assert step.step.args["child"] in [p.name for p in step.after.processes]      # the step's own are kept
+    lay = L.layout(step.after, L.frame_order(step.after), [], step.changes)
+    kinds = [k for k, _, _ in lay.rows]
+    assert kinds.count("proc") <= L.MAX_PROCS and kinds.count("vma") <= L.MAX_PROCS * L.MAX_VMAS
+    more = [p for k, _, p in lay.rows if k == "more"]
+    assert "... 12 more VMA(s) of main not drawn" in more and more[-1] == "... 7 more process(es) not drawn"
+
+
+def test_draw_of_300_regions_and_690_forks_is_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "forks.yaml"
+    path.write_text(many_forks(300, 690, written=0))
+    code = ("import sys; from uffdsim.cli import main\n"
+            f"sys.exit(main(['draw', {str(path)!r}, '--step', '989', '-o', {str(tmp_path / 'f.png')!r}]))\n")
+    proc = capped(code, gib=1.5, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-1000:]
