@@ -88,10 +88,14 @@ def test_a_step_picture_keeps_and_draws_a_bounded_number_of_processes_and_vmas()
     assert "... 12 more VMA(s) of main not drawn" in more and more[-1] == "... 7 more process(es) not drawn"
 
 
-def test_draw_of_300_regions_and_690_forks_is_bounded(tmp_path: Path) -> None:
+def test_draw_of_300_regions_and_hundreds_of_forks_is_bounded(tmp_path: Path) -> None:
+    """Item 2: 300 regions x 690 forks is past the work limit now (item 3); 420 forks are within it."""
     path = tmp_path / "forks.yaml"
     path.write_text(many_forks(300, 690, written=0))
+    status, _, err = cli("draw", str(path), "--step", "989", "-o", str(tmp_path / "f.png"))
+    assert status == 2 and "touch at most" in one_error_line(err)
+    path.write_text(many_forks(300, 420, written=0))
     code = ("import sys; from uffdsim.cli import main\n"
-            f"sys.exit(main(['draw', {str(path)!r}, '--step', '989', '-o', {str(tmp_path / 'f.png')!r}]))\n")
+            f"sys.exit(main(['draw', {str(path)!r}, '--step', '719', '-o', {str(tmp_path / 'f.png')!r}]))\n")
     proc = capped(code, gib=1.5, timeout=300)
     assert proc.returncode == 0, proc.stderr[-1000:]

@@ -462,31 +462,65 @@ def check_names(path: str, steps: list[Step]) -> None:
             uffds.add(s.args["name"])
 
 
+#: ops that may split the VMAs at both ends of their range (each adds at most two VMAs)
+SPLITTING_OPS = ("munmap", "mprotect", "mlock", "munlock", "madvise", "register", "unregister")
+#: KSM pages one merge can make: the simulator's stable tree has one page per byte value
+KSM_MAX_STABLE = 256
+
+
+def step_work(s: Step, mapped: int, vmas: int, tables: int, procs: int) -> int:
+    """The pages and page-table entries step ``s`` may visit, given upper bounds on the machine's size.
+
+    ``mapped`` pages of all regions, ``vmas`` VMAs and ``tables`` page tables per process, ``procs``
+    live processes.  What each op really walks: a range op its range (capped at what is mapped) and
+    the VMAs it crosses; fork and exit one address space; ksm_merge every live process twice
+    (ksm_do_scan() until nothing merges) and, for each KSM page it makes, every page table of every
+    process again (make_ksm_page() write-protects all its mappings).
+    """
+    if "length" in s.args:
+        pages = -(-s.args["length"] // PAGE) + 1
+        if s.op == "observe":
+            return pages + 1
+        return min(pages, mapped) + min(pages, vmas) + 1
+    if s.op in ("fork", "exit"):
+        return mapped + vmas + 1
+    if s.op == "ksm_merge":
+        space = mapped + vmas + tables
+        return 2 * procs * space + min(KSM_MAX_STABLE, mapped) * procs * (mapped + tables) + 1
+    return 1
+
+
 def check_limits(path: str, steps: list[Step]) -> None:
-    """The documented limits: mapped pages, observed pages, and the pages all steps may touch."""
-    mapped = work = 0
+    """The documented limits: mapped pages, observed pages, and the work all steps may do (:func:`step_work`)."""
+    mapped = work = tables = 0
+    vmas = 0
+    alive = {"main"}
     for s in steps:
         where = f"step {s.i} ({s.op})"
-        pages = 0
         if s.op == "mmap":
             if s.args["pages"] * PAGE <= TASK_SIZE:     # larger: the kernel refuses it (ENOMEM), no work
                 mapped += s.args["pages"]
+                tables += s.args["pages"] // 512 + 2
+                vmas += 1
             if mapped > MAX_MAPPED_PAGES:
                 raise _fail(path, f"{where}: field 'pages'",
                             f"the regions of one scenario map at most {MAX_MAPPED_PAGES} pages together (limit); "
                             f"this one brings them to {mapped}")
-        elif "length" in s.args:
-            pages = -(-s.args["length"] // PAGE) + 1
-            if s.op == "observe" and s.args["length"] > MAX_OBSERVE_PAGES * PAGE:
-                raise _fail(path, f"{where}: field 'pages'",
-                            f"observe looks at most at {MAX_OBSERVE_PAGES} pages per step (limit)")
-            pages = pages if s.op == "observe" else min(pages, mapped)
-        elif s.op in ("fork", "exit", "ksm_merge"):
-            pages = mapped                                # copies, tears down or scans every mapped page
-        work += pages + 1
+        if s.op == "observe" and s.args["length"] > MAX_OBSERVE_PAGES * PAGE:
+            raise _fail(path, f"{where}: field 'pages'",
+                        f"observe looks at most at {MAX_OBSERVE_PAGES} pages per step (limit)")
+        work += step_work(s, mapped, vmas, tables, len(alive))
+        if s.op in SPLITTING_OPS:
+            vmas = min(vmas + 2, mapped)                # each VMA holds a page at least
+        elif s.op == "fork":
+            alive.add(s.args["child"])
+        elif s.op == "exit":
+            alive.discard(s.args["proc"])
         if work > MAX_WORK_PAGES:
             raise _fail(path, where, f"the steps of one scenario touch at most {MAX_WORK_PAGES} pages together "
-                                     "(limit; each step counts its range, capped at the pages mapped)")
+                                     "(limit; a range step counts its pages, capped at the pages mapped, and the VMAs "
+                                     "it crosses; fork and exit the pages and VMAs mapped; ksm_merge those of every "
+                                     "process twice, and again for each KSM page it makes)")
 
 
 def _yaml_message(err: BaseException) -> str:
