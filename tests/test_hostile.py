@@ -99,3 +99,33 @@ def test_draw_of_300_regions_and_hundreds_of_forks_is_bounded(tmp_path: Path) ->
             f"sys.exit(main(['draw', {str(path)!r}, '--step', '719', '-o', {str(tmp_path / 'f.png')!r}]))\n")
     proc = capped(code, gib=1.5, timeout=300)
     assert proc.returncode == 0, proc.stderr[-1000:]
+
+
+# -- item 3: the work limit counts what fork, exit and ksm_merge really walk ---------------------------
+
+def ksm_many(regions: int, forks: int, merges: int, values: int = 7) -> str:
+    lines = [f"  - mmap: {{name: r{i}, pages: 1}}\n" for i in range(regions)]
+    lines += [f"  - madvise: {{at: r{i}, pages: 1, advice: mergeable}}\n" for i in range(regions)]
+    lines += [f"  - write: {{at: r{i}, pages: 1, value: {i % values}}}\n" for i in range(regions)]
+    lines += [f"  - fork: {{child: c{i}}}\n" for i in range(forks)]
+    return HEAD + "".join(lines) + "  - ksm_merge: {}\n" * merges
+
+
+def test_ksm_merge_of_many_processes_counts_every_process_it_scans() -> None:
+    """Item 3: 1,000 steps over 180 pages passed 60 s: each ksm_merge counted 180 pages, not 401 processes' worth."""
+    from uffdsim.scenario import ScenarioError
+    with pytest.raises(ScenarioError, match=r"step \d+ \((ksm_merge|fork)\): the steps of one scenario touch at most"):
+        loads_scenario(ksm_many(180, 400, 60))
+    with pytest.raises(ScenarioError, match=r"step 640 \(ksm_merge\)"):
+        loads_scenario(ksm_many(180, 100, 1))
+    from uffdsim.runner import run_scenario
+    assert run_scenario(loads_scenario(ksm_many(20, 10, 2))).status == "passed"
+
+
+def test_step_work_grows_with_the_processes_a_merge_scans() -> None:
+    from uffdsim.scenario import step_work
+    merge = loads_scenario(HEAD + "  - mmap: {name: a, pages: 1}\n  - ksm_merge: {}\n").steps[1]
+    one, many = step_work(merge, 100, 10, 4, 1), step_work(merge, 100, 10, 4, 50)
+    assert many >= 50 * (one - 1)
+    fork = loads_scenario(HEAD + "  - fork: {child: c}\n").steps[0]
+    assert step_work(fork, 100, 300, 4, 1) > step_work(fork, 100, 1, 4, 1)     # dup_mmap walks every VMA
