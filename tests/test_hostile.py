@@ -129,3 +129,33 @@ def test_step_work_grows_with_the_processes_a_merge_scans() -> None:
     assert many >= 50 * (one - 1)
     fork = loads_scenario(HEAD + "  - fork: {child: c}\n").steps[0]
     assert step_work(fork, 100, 300, 4, 1) > step_work(fork, 100, 1, 4, 1)     # dup_mmap walks every VMA
+
+
+# -- item 7: a child whose fork failed ----------------------------------------------------------------
+
+FAILED_FORK = HEAD + """\
+  - mmap: {name: a, pages: 1}
+  - fork: {child: b}
+  - exit: {proc: b}
+  - fork: {child: c, proc: b}
+    expect: {errno: ESRCH}
+  - exit: {proc: c}
+    expect: {errno: ESRCH}
+  - fork: {child: d, proc: c}
+    expect: {errno: ESRCH}
+  - write: {at: a, pages: 1, value: 1, proc: c}
+    expect: {errno: ESRCH}
+  - thread: {thread: t, proc: c}
+    expect: {errno: ESRCH}
+"""
+
+
+def test_a_child_whose_fork_failed_is_esrch_in_run_and_draw(tmp_path: Path) -> None:
+    """Item 7: ``exit`` or ``fork`` of a child whose fork failed was "internal error (KeyError 'c')"."""
+    path = tmp_path / "failed-fork.yaml"
+    path.write_text(FAILED_FORK)
+    status, out, err = cli("run", str(path))
+    assert (status, err) == (0, ""), err
+    for n in (4, 5, 6):
+        status, _, err = cli("draw", str(path), "--step", str(n), "-o", str(tmp_path / "x.png"))
+        assert (status, err) == (0, ""), err

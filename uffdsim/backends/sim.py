@@ -69,8 +69,11 @@ class SimRun:
         out_key = step.op if step.op in ("move", "copy", "zeropage") else None
         if out_key:
             rec[out_key] = None
-        proc = self.machine.processes[step.proc]
+        name = step.args["proc"] if step.op == "exit" else step.proc
+        proc = self.machine.processes.get(name)
         try:
+            if proc is None:                    # its fork failed: there is no such pid (as the kernel backend)
+                raise UffdError(3, f"process {name} does not exist (its fork failed)")   # ESRCH
             if not proc.alive and step.op != "thread":
                 raise UffdError(3, f"process {proc.name} has exited")   # ESRCH
             result = OPS[step.op](self, step, proc, rec)
@@ -198,7 +201,7 @@ OPS: dict[str, Callable[[SimRun, Step, Process, dict[str, Any]], Any]] = {
     **dict.fromkeys(("api", "register", "unregister", "copy", "zeropage", "move", "wake", "writeprotect"), op_ioctl),
     "madvise": op_madvise,
     "fork": op_fork,
-    "exit": lambda r, s, p, rec: r.machine.processes[s.args["proc"]].exit(),
+    "exit": lambda r, s, p, rec: p.exit(),
     "uffd": op_uffd,
     "ksm_merge": lambda r, s, p, rec: p.ksm_merge(),
     "unpin": lambda r, s, p, rec: p.unpin(s.args["name"]),
