@@ -159,3 +159,96 @@ def test_a_child_whose_fork_failed_is_esrch_in_run_and_draw(tmp_path: Path) -> N
     for n in (4, 5, 6):
         status, _, err = cli("draw", str(path), "--step", str(n), "-o", str(tmp_path / "x.png"))
         assert (status, err) == (0, ""), err
+
+
+# -- item 8: a field called len, a file name too long, an ASCII terminal ---------------------------
+
+def test_a_step_field_called_len_is_one_error_line(tmp_path: Path) -> None:
+    path = tmp_path / "len.yaml"
+    path.write_text(HEAD + "  - mmap: {name: a, pages: 1}\n  - write: {at: a, len: 1, value: 1}\n")
+    status, _, err = cli("run", str(path))
+    assert status == 2 and "step 1 (write): field 'len': not a field of write" in one_error_line(err)
+
+
+@pytest.mark.parametrize("cmd", [("run",), ("draw", "--step", "0", "-o", "/tmp/x.png"), ("conform", "-q")])
+def test_a_file_name_longer_than_the_system_allows_is_one_error_line(cmd: tuple[str, ...]) -> None:
+    name = "x" * 300 + ".yaml"
+    status, _, err = cli(cmd[0], name, *cmd[1:])
+    assert status == 2 and "internal error" not in one_error_line(err), err
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_a_failing_table_prints_on_an_ascii_or_latin1_terminal(tmp_path: Path, encoding: str) -> None:
+    path = tmp_path / "fail.yaml"
+    path.write_text(HEAD + "  - mmap: {name: a, pages: 1}\n  - write: {at: a, pages: 1, value: 1}\n"
+                    "    expect: {errno: EBUSY}\n")
+    proc = subprocess.run([sys.executable, "-m", "uffdsim", "run", str(path)], capture_output=True, cwd=ROOT,
+                          env=dict(os.environ, PYTHONIOENCODING=encoding), timeout=120)
+    assert proc.returncode == 1 and proc.stderr == b"", proc.stderr
+    assert b"unmet: errno: expected EBUSY, got success" in proc.stdout
+
+
+# -- item 9: exit codes: 0 ok, 1 an expectation failed, 2 bad input, 70 internal error -------------------
+
+MET = HEAD + "  - mmap: {name: a, pages: 1}\n  - write: {at: a, pages: 1, value: 1}\n    expect: {ok: true}\n"
+UNMET = MET.replace("{ok: true}", "{errno: EBUSY}")
+
+
+def test_run_exits_2_for_bad_input_and_1_only_for_a_failed_expectation(tmp_path: Path) -> None:
+    """Item 9: ``run`` exited 1 for a rejected file, the status that also means "an expectation failed"."""
+    for name, text in (("met", MET), ("unmet", UNMET), ("bad", "name: t\n")):
+        (tmp_path / f"{name}.yaml").write_text(text)
+    assert cli("run", str(tmp_path / "met.yaml"))[0] == 0
+    assert cli("run", str(tmp_path / "unmet.yaml"))[0] == 1
+    assert cli("run", str(tmp_path / "bad.yaml"))[0] == 2
+    assert cli("run", str(tmp_path / "missing.yaml"))[0] == 2
+    assert cli("run", str(tmp_path / "unmet.yaml"), str(tmp_path / "bad.yaml"))[0] == 2
+    assert cli("run", str(tmp_path / "bad.yaml"), str(tmp_path / "met.yaml"))[0] == 2
+
+
+@pytest.mark.parametrize("argv", [("run", "--frob"), ("run", "--backend", "nope", "x"), ("draw", "x.yaml"),
+                                  ("draw", "x.yaml", "--step", "one", "-o", "x.png"), ("atomicity", "--pages", "x"),
+                                  ("conform", "--frob"), ("bench",), ("frob",), ()])
+def test_a_refused_command_line_is_one_error_line_and_exit_2(argv: tuple[str, ...]) -> None:
+    """Item 9: argparse printed its usage block; now one ``error:`` line."""
+    status, out, err = cli(*argv)
+    assert status == 2 and out == "" and one_error_line(err)
+
+
+def test_an_internal_error_is_one_line_and_exit_70(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from uffdsim.backends import sim
+    monkeypatch.setattr(sim.SimBackend, "run", lambda self, scenario: 1 / 0)
+    (tmp_path / "met.yaml").write_text(MET)
+    status, _, err = cli("run", str(tmp_path / "met.yaml"))
+    assert status == 70 and "internal error" in one_error_line(err)
+
+
+def test_the_exit_codes_are_documented() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for text in ("0 ok", "1 an expectation failed", "2 bad input", "70 internal error"):
+        assert text in readme
+    assert "70 internal error" in " ".join(cli("run", "--help")[1].split())
+
+
+# -- item 10: untrusted text escaped on output --------------------------------------------------------
+
+def test_a_newline_in_an_expect_by_kernel_key_cannot_forge_a_line(tmp_path: Path) -> None:
+    path = tmp_path / "forged.yaml"
+    path.write_text(HEAD + "  - mmap: {name: a, pages: 1}\n  - write: {at: a, pages: 1, value: 1}\n"
+                    "    expect_by_kernel: {\">=6.1\\nTraceback (most recent call last):\\n\\e[2J\": {ok: true}}\n")
+    status, _, err = cli("run", str(path))
+    assert status == 2 and len(err.splitlines()) == 1 and err.startswith("error: ")
+    assert "\\nTraceback" in err and "\x1b" not in err
+
+
+def test_frame_labels_and_file_names_are_printed_escaped(tmp_path: Path) -> None:
+    path = tmp_path / "evil\nTraceback\x1b[2J.yaml"
+    path.write_text(HEAD + "  - mmap: {name: a, pages: 1}\n  - write: {at: a, pages: 1, value: 1}\n"
+                    "  - observe: {at: a, pages: 1}\n"
+                    "    expect: {pages: [{frame: \"f9\\nTraceback (most recent call last):\\e[2J\\u202e\"}]}\n")
+    status, out, err = cli("run", str(path))
+    assert status == 1 and err == ""
+    assert len(out.splitlines()) == 4 and "\x1b" not in out and "\u202e" not in out
+    assert "expected f9\\nTraceback" in out
+    status, _, err = cli("run", str(tmp_path / "gone\n\x1b[2J.yaml"))
+    assert status == 2 and "\x1b" not in one_error_line(err)

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import yaml
 
 from .errors import ERRNO_VALUES
+from .textsafe import clean
 from .mm.folio import TASK_SIZE
 
 PAGE = 4096
@@ -109,7 +110,14 @@ def show(value: Any) -> str:
 
 
 class ScenarioError(ValueError):
-    """A malformed scenario: the message is one line naming the file, the step and the field."""
+    """A malformed scenario: the message is one line naming the file, the step and the field.
+
+    What the file (or its name) said is escaped (:func:`~uffdsim.textsafe.clean`): a newline or an
+    escape sequence in a key cannot forge output lines or reach the terminal.
+    """
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(clean(str(message)))
 
 
 @dataclass(frozen=True)
@@ -263,7 +271,7 @@ FIELD_CHECKS: dict[str, Callable[[Any], Any]] = {
 
 
 def _fail(path: str, where: str, msg: str) -> ScenarioError:
-    return ScenarioError(f"{path}: {where}: {msg}")
+    return ScenarioError(clean(f"{path}: {where}: {msg}"))
 
 
 def parse_step(path: str, i: int, raw: Any) -> Step:
@@ -283,7 +291,7 @@ def parse_step(path: str, i: int, raw: Any) -> Step:
     required, optional = OPS[op]
     allowed = set(required) | set(optional) | {"proc"}
     if "len" in allowed:
-        allowed |= set(LEN)
+        allowed = (allowed - {"len"}) | set(LEN)       # "len" stands for pages/bytes: it is no field
     if op in MODES or op == "register":
         allowed.add("mode")
     args: dict[str, Any] = {}
@@ -320,11 +328,12 @@ def parse_step(path: str, i: int, raw: Any) -> Step:
         if not isinstance(ebk, dict) or not ebk:
             raise _fail(path, f"{where}: field 'expect_by_kernel'", f"expected a mapping of kernel spec -> expect, got {show(ebk)}")
         for spec, exp in ebk.items():
+            shown = clean(spec[:60]) if isinstance(spec, str) else show(spec)
             try:
                 parse_spec(spec)
             except ValueError as err:
-                raise _fail(path, f"{where}: field 'expect_by_kernel.{spec[:60] if isinstance(spec, str) else show(spec)}'", str(err)[:200]) from None
-            by_kernel.append((spec, parse_expect(path, f"{where}: expect_by_kernel.{spec}", op, exp)))
+                raise _fail(path, f"{where}: field 'expect_by_kernel.{shown}'", clean(str(err)[:200])) from None
+            by_kernel.append((spec, parse_expect(path, f"{where}: expect_by_kernel.{shown}", op, exp)))
     return Step(i, op, args, expect, raw, by_kernel)
 
 
