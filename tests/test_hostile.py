@@ -252,3 +252,59 @@ def test_frame_labels_and_file_names_are_printed_escaped(tmp_path: Path) -> None
     assert "expected f9\\nTraceback" in out
     status, _, err = cli("run", str(tmp_path / "gone\n\x1b[2J.yaml"))
     assert status == 2 and "\x1b" not in one_error_line(err)
+
+
+# -- the smaller ones ---------------------------------------------------------------------------------
+
+def test_stdout_on_a_full_disk_is_one_error_line_not_an_internal_error() -> None:
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "uffdsim", "run", "move-after-fork"], stdout=full,
+                              stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2 and "internal error" not in proc.stderr
+    assert "cannot write the output: No space left on device" in one_error_line(proc.stderr)
+
+
+@pytest.mark.parametrize("cmd", [("run", ""), ("draw", "", "--step", "0", "-o", "/tmp/x.png")])
+def test_an_empty_scenario_name_is_not_the_current_folder(cmd: tuple[str, ...]) -> None:
+    status, _, err = cli(*cmd)
+    assert status == 2 and "Is a directory" not in one_error_line(err) and "''" in err
+
+
+def test_draw_takes_a_bundled_scenario_name_as_run_does(tmp_path: Path) -> None:
+    status, out, err = cli("draw", "move-after-fork", "--step", "0", "-o", str(tmp_path / "x.png"))
+    assert (status, err) == (0, "") and (tmp_path / "x.png").exists()
+
+
+def test_the_api_refuses_what_it_cannot_model_in_one_line() -> None:
+    from uffdsim import Machine
+    from uffdsim.argcheck import ArgTypeError, ArgValueError
+    from uffdsim.errors import errno_value
+    from uffdsim.mm.machine import MachineConfig
+    from uffdsim.recipes import move_range
+    with pytest.raises(ArgValueError, match="thp: expected one of always, madvise, never"):
+        MachineConfig(thp="bogus")
+    with pytest.raises(ArgTypeError, match="swap: expected True or False"):
+        MachineConfig(swap="no")
+    with pytest.raises(ArgTypeError, match="name: expected a process name"):
+        Machine().spawn(None)  # type: ignore[arg-type]
+    with pytest.raises(ArgTypeError, match="kernel: expected a profile name"):
+        Machine(kernel=6.10)  # type: ignore[arg-type]
+    assert Machine(kernel="6.12").kernel.name == "6.12"
+    with pytest.raises(KeyError) as info:
+        errno_value("EFOO")
+    assert isinstance(info.value, ValueError) and str(info.value).startswith("unknown errno name 'EFOO' (known:")
+    m = Machine()
+    p = m.spawn("main")
+    a, b = p.mmap(2), p.mmap(2)
+    u = p.userfaultfd(features=["move"])
+    u.register(b, 2 * 4096, ["missing"])
+    for size in (0, -4096, 100):
+        with pytest.raises(ArgValueError, match="page_size: expected a positive multiple of 4096"):
+            move_range(u, b, a, 4096, page_size=size)
+
+
+@pytest.mark.parametrize("text", ["pages: '４'", "pages: '٣'", "pages: 1\n  - write: {at: 'a+٣', pages: 1, value: 1}"])
+def test_unicode_digits_are_not_numbers(text: str) -> None:
+    from uffdsim.scenario import ScenarioError
+    with pytest.raises(ScenarioError, match="expected"):
+        loads_scenario(HEAD + "  - mmap: {name: a, " + text.replace("\n", "}\n", 1) + ("}\n" if "\n" not in text else "\n"))

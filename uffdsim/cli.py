@@ -47,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     kernel_ran, kernel_skips = 0, []
     for path in map(scenario_path, args.files):     # a path, or a bundled scenario's name
         if not path_exists(path):
-            print(f"error: {clean(path)}: no such file, and no bundled scenario of that name (see `run --list`)",
+            print(f"error: {clean(path) or repr(path)}: no such file, and no bundled scenario of that name (see `run --list`)",
                   file=sys.stderr)
             bad = worst(bad, 2)
             continue

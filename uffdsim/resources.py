@@ -49,6 +49,8 @@ def find_scenario(name: str) -> Path | None:
 
 def path_exists(path: str | Path) -> bool:
     """Does ``path`` exist (a dangling symlink counts)?  False for a name the system refuses (too long...)."""
+    if not str(path):                   # "" is not "." (the current folder)
+        return False
     try:
         p = Path(path)
         return p.is_symlink() or p.exists()

@@ -21,7 +21,7 @@ from .mm.folio import TASK_SIZE
 PAGE = 4096
 NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 REGION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-ADDR_RE = re.compile(r"^(?P<region>[A-Za-z_][A-Za-z0-9_]*)(?:\+(?P<page>\d+)(?!b))?(?:\+(?P<byte>\d+)b)?$")
+ADDR_RE = re.compile(r"^(?P<region>[A-Za-z_][A-Za-z0-9_]*)(?:\+(?P<page>[0-9]+)(?!b))?(?:\+(?P<byte>[0-9]+)b)?$")
 
 PROTS = ("rw", "r", "rwx", "none")
 ADVICES = ("dontneed", "free", "dontfork", "dofork", "wipeonfork", "keeponfork", "mergeable",
@@ -193,7 +193,7 @@ def parse_addr(value: Any) -> Addr:
         return Addr(None, absolute=_int(value))
     if isinstance(value, str) and len(value) <= 200:
         text = value.strip()
-        if re.fullmatch(r"0[xX][0-9a-fA-F]+|\d+", text):
+        if re.fullmatch(r"0[xX][0-9a-fA-F]+|[0-9]+", text):      # ASCII digits only (not '４')
             return Addr(None, absolute=_int(int(text, 0)))
         m = ADDR_RE.match(text)
         if m:
@@ -207,7 +207,7 @@ def parse_addr(value: Any) -> Addr:
 def _int(value: Any, lo: int | None = 0, hi: int | None = U64_MAX) -> int:
     """An integer (or an integer written as text) in ``lo..hi``; by default an unsigned 64-bit value."""
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and len(value) <= 40 and re.fullmatch(r"-?(0[xX][0-9a-fA-F]+|\d+)", value.strip()):
+        if isinstance(value, str) and len(value) <= 40 and re.fullmatch(r"-?(0[xX][0-9a-fA-F]+|[0-9]+)", value.strip()):
             value = int(value.strip(), 0)
         else:
             raise ValueError(f"expected an integer, got {show(value)}")
@@ -572,6 +572,8 @@ _ScenarioLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 
 def read_text(path: str | Path, limit: int = MAX_FILE_BYTES) -> str:
     """The text of a file: at most ``limit`` bytes of strict UTF-8 without NUL (ScenarioError otherwise)."""
+    if not str(path):
+        raise ScenarioError("'': an empty file name (name a scenario file)")
     p = Path(path)
     try:
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
