@@ -308,3 +308,57 @@ def test_unicode_digits_are_not_numbers(text: str) -> None:
     from uffdsim.scenario import ScenarioError
     with pytest.raises(ScenarioError, match="expected"):
         loads_scenario(HEAD + "  - mmap: {name: a, " + text.replace("\n", "}\n", 1) + ("}\n" if "\n" not in text else "\n"))
+
+
+# -- issue 18 item 5: limits bound work, not honest length --------------------------------------------
+
+def test_a_scenario_of_100000_steps_within_the_work_limit_is_accepted() -> None:
+    """Issue 18 item 5: 1,042 honest steps were refused by a 1,000-step limit."""
+    from uffdsim.runner import run_scenario
+    from uffdsim.scenario import MAX_STEPS, ScenarioError
+    assert MAX_STEPS >= 100_000
+    text = HEAD + "  - ksm_merge:\n" * (MAX_STEPS - 2) + "  - mmap: {name: a, pages: 1}\n" \
+        "  - write: {at: a, pages: 1, value: 7}\n    expect: {ok: true}\n"
+    sc = loads_scenario(text)
+    assert len(sc.steps) == MAX_STEPS and run_scenario(sc).status == "passed"
+    with pytest.raises(ScenarioError, match=f"{MAX_STEPS + 1} steps, more than the limit"):
+        loads_scenario(text + "  - ksm_merge:\n")
+
+
+def test_dense_yaml_is_refused_by_its_node_count_before_anything_is_built() -> None:
+    from uffdsim.scenario import MAX_YAML_EVENTS, ScenarioError, count_events
+    assert count_events(HEAD + "  - ksm_merge:\n", "x") < 20
+    with pytest.raises(ScenarioError, match=f"more than {MAX_YAML_EVENTS} YAML nodes"):
+        loads_scenario("name: t\nabout: x\nsteps: [" + "0," * MAX_YAML_EVENTS + "0]\n", "dense.yaml")
+
+
+VALUE_STEP = HEAD + """\
+  - mmap: {name: a, pages: 512, align: 2M}
+  - write: {at: a, pages: 512, value: 0x10, value_step: 1}
+  - observe: {at: a+254, pages: 3}
+    expect: {pages: [{value: 0x0e}, {value: 0x0f}, {value: 0x10}]}
+  - write: {at: a+510, pages: 4, value: 7, value_step: 3}
+    expect: {errno: EFAULT}
+  - observe: {at: a+510, pages: 2}
+    expect: {pages: [{value: 7}, {value: 10}]}
+"""
+
+
+def test_a_write_with_a_value_step_writes_each_page_its_own_value() -> None:
+    """Issue 18 item 5: writing each page of a 2 MiB region with its own value is one step."""
+    from uffdsim.runner import run_scenario
+    result = run_scenario(loads_scenario(VALUE_STEP))
+    assert result.status == "passed", result.unmet()
+
+
+@pytest.mark.kernel
+def test_a_write_with_a_value_step_agrees_with_the_kernel() -> None:
+    from uffdsim.backends.kernel.caps import capabilities
+    from uffdsim.runner import compare, run_scenario
+    why = capabilities().missing([])
+    if why is not None:
+        pytest.skip(f"kernel backend unavailable: {why}")
+    sc = loads_scenario(VALUE_STEP)
+    sim, kernel = run_scenario(sc, "sim"), run_scenario(sc, "kernel")
+    assert kernel.status == "passed", kernel.unmet()
+    assert compare(sim, kernel) == []

@@ -42,8 +42,11 @@ U64_MAX = (1 << 64) - 1          #: every number in a scenario is an unsigned 64
 MAP_FAILED = (1 << 64) - 1       #: the address of a region whose mmap failed, as in C
 
 # -- limits: every command does bounded work on any input (README, "Limits") ------------------------
-MAX_FILE_BYTES = 256 * 1024      #: a scenario file is at most this big
-MAX_STEPS = 1000                 #: steps per scenario
+MAX_FILE_BYTES = 4 << 20         #: a scenario file is at most this big (100,000 steps of ~40 bytes)
+MAX_STEPS = 100_000              #: steps per scenario (their work is bounded by MAX_WORK_PAGES)
+#: YAML events (scalars, collection starts and ends) a file may hold: counted by the C parser in
+#: constant memory before anything is built, so that dense text (``[0,0,0...]``) is refused fast
+MAX_YAML_EVENTS = 1_500_000
 MAX_MAPPED_PAGES = 1 << 16       #: pages of all regions together (256 MiB), unless the kernel refuses the size
 MAX_OBSERVE_PAGES = 4096         #: pages one observe step looks at
 MAX_WORK_PAGES = 1 << 18         #: pages all range steps together may touch (each capped at what is mapped)
@@ -61,7 +64,7 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "mlock": (("at", "len"), ("onfault",)),
     "munlock": (("at", "len"), ()),
     "madvise": (("at", "len", "advice"), ("thread",)),
-    "write": (("at", "len", "value"), ()),
+    "write": (("at", "len", "value"), ("value_step",)),
     "read": (("at", "len"), ()),
     "fork": (("child",), ()),
     "exit": (("proc",), ()),
@@ -264,7 +267,7 @@ FIELD_CHECKS: dict[str, Callable[[Any], Any]] = {
     "pages": lambda v: _int(v, 0, U64_MAX // PAGE), "bytes": lambda v: _int(v, 0),
     "prot": _choice(PROTS), "shared": _bool, "file": _choice(("none", "private", "shared")),
     "align": _align, "at": parse_addr, "dst": parse_addr, "src": parse_addr,
-    "advice": _choice(ADVICES), "value": lambda v: _int(v, 0, 255),
+    "advice": _choice(ADVICES), "value": lambda v: _int(v, 0, 255), "value_step": lambda v: _int(v, 0, 255),
     "features": _names(FEATURE_NAMES), "user_mode_only": _bool, "api": _bool, "wp": _bool,
     "write": _bool, "onfault": _bool,
 }
@@ -487,10 +490,13 @@ def step_work(s: Step, mapped: int, vmas: int, tables: int, procs: int) -> int:
     process again (make_ksm_page() write-protects all its mappings).
     """
     if "length" in s.args:
-        pages = -(-s.args["length"] // PAGE) + 1
+        start = s.args.get("at", s.args.get("src"))
+        offset = (start.absolute if start.region is None else start.byte) % PAGE if isinstance(start, Addr) else PAGE - 1
+        pages = -(-(offset + s.args["length"]) // PAGE)
         if s.op == "observe":
             return pages + 1
-        return min(pages, mapped) + min(pages, vmas) + 1
+        walk = min(pages, vmas) if s.op in SPLITTING_OPS else 0      # these walk the VMAs of the range
+        return min(pages, mapped) + walk + 1
     if s.op in ("fork", "exit"):
         return mapped + vmas + 1
     if s.op == "ksm_merge":
@@ -610,6 +616,24 @@ def decode_text(data: bytes, path: str) -> str:
                             "save the file as UTF-8") from None
 
 
+def count_events(text: str, path: str, limit: int = MAX_YAML_EVENTS) -> int:
+    """The YAML events of ``text`` (the parser's output, nothing built): ScenarioError past ``limit``."""
+    loader = YamlLoader(text)
+    n = 0
+    try:
+        while loader.check_event():
+            loader.get_event()
+            n += 1
+            if n > limit:
+                raise ScenarioError(f"{path}: more than {limit} YAML nodes (limit for a scenario; "
+                                    f"{MAX_STEPS} steps need far fewer)")
+    except (yaml.YAMLError, RecursionError, ValueError, OverflowError, MemoryError) as err:
+        raise ScenarioError(f"{path}: {_yaml_message(err)}") from None
+    finally:
+        loader.dispose()
+    return n
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate one scenario file."""
     return loads_scenario(read_text(path), str(path))
@@ -623,6 +647,7 @@ def loads_scenario(text: str, path: str = "<string>") -> Scenario:
         raise ScenarioError(f"{path}: larger than {MAX_FILE_BYTES} characters (limit for a scenario)")
     if "\0" in text:
         raise ScenarioError(f"{path}: character {text.index(chr(0))}: a NUL character; a scenario is text")
+    count_events(text, path)
     try:
         data = yaml.load(text, Loader=_ScenarioLoader)
     except (yaml.YAMLError, RecursionError, ValueError, OverflowError, MemoryError) as err:

@@ -6,7 +6,7 @@ from typing import Any, Callable
 from ..errors import UffdError, errno_name
 from ..kernels import KernelProfile, get_profile
 from ..mm.machine import FaultBlocked, Machine, MachineConfig
-from ..mm.process import Process
+from ..mm.process import Process, page_range
 from ..results import BackendRun
 from ..scenario import Addr, Scenario, Step
 from ..userfaultfd import UNMODELLED_FEATURES, UserfaultfdCtx
@@ -187,6 +187,9 @@ def op_memory(run: SimRun, step: Step, proc: Process, rec: dict[str, Any]) -> No
         proc.mlock(at, length, a.get("onfault", False))
     elif step.op == "munlock":
         proc.munlock(at, length)
+    elif step.op == "write" and a.get("value_step"):    # page k gets value + k * value_step (mod 256)
+        for k, page in enumerate(page_range(at, length)):
+            proc.write(page, 4096, (a["value"] + k * a["value_step"]) & 255)
     elif step.op == "write":
         proc.write(at, length, a["value"])
     elif step.op == "read":

@@ -88,10 +88,11 @@ def op_mmap(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
 
 def op_write(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
     pages = page_range(a["at"], a["length"])
-    for page, err in zip(pages, check_access(state, pages, True)):
+    step = a.get("value_step", 0)                  # page k gets value + k * value_step (mod 256)
+    for n, (page, err) in enumerate(zip(pages, check_access(state, pages, True))):
         if err:
             raise err
-        k.fill(page, PAGE, a["value"])
+        k.fill(page, PAGE, (a["value"] + n * step) & 255)
 
 
 def op_read(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
