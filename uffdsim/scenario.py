@@ -478,6 +478,9 @@ def check_names(path: str, steps: list[Step]) -> None:
 SPLITTING_OPS = ("munmap", "mprotect", "mlock", "munlock", "madvise", "register", "unregister")
 #: KSM pages one merge can make: the simulator's stable tree has one page per byte value
 KSM_MAX_STABLE = 256
+#: entries a bare page-table walk visits (make_ksm_page() write-protecting a KSM page's mappings) in
+#: the time of one unit of work (a page faulted in, a PTE copied by fork)
+PTE_VISITS_PER_UNIT = 16
 
 
 def step_work(s: Step, mapped: int, vmas: int, tables: int, procs: int) -> int:
@@ -501,7 +504,8 @@ def step_work(s: Step, mapped: int, vmas: int, tables: int, procs: int) -> int:
         return mapped + vmas + 1
     if s.op == "ksm_merge":
         space = mapped + vmas + tables
-        return 2 * procs * space + min(KSM_MAX_STABLE, mapped) * procs * (mapped + tables) + 1
+        remap = min(KSM_MAX_STABLE, mapped) * procs * (mapped + tables)
+        return 2 * procs * space + remap // PTE_VISITS_PER_UNIT + 1
     return 1
 
 
