@@ -362,3 +362,38 @@ def test_a_write_with_a_value_step_agrees_with_the_kernel() -> None:
     sim, kernel = run_scenario(sc, "sim"), run_scenario(sc, "kernel")
     assert kernel.status == "passed", kernel.unmet()
     assert compare(sim, kernel) == []
+
+
+# -- the fuzzer that found these, seeded and short -----------------------------------------------------
+
+def test_generated_scenarios_run_and_draw_without_a_failure() -> None:
+    """Generated forks, exits and KSM of many processes, run and drawn: no traceback, hang, runaway, bad exit."""
+    code = ("import json, resource; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))\n"
+            "from uffdsim.inputfuzz import fuzz\n"
+            "s = fuzz(120, seed=19, budget=30, mem_cap_mb=1024, seconds=60, semantic_share=1.0)\n"
+            "print(json.dumps(s.to_json()))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env=dict(os.environ, MPLBACKEND="Agg"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+    doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert doc["cases"] >= 40 and doc["semantic"] == doc["cases"] and doc["draws"] > 0 and doc["accepted"] > 0
+    assert (doc["tracebacks"], doc["hangs"], doc["memory"], doc["bad_exits"], doc["unescaped"]) == (0, 0, 0, 0, 0), \
+        doc["failures"]
+
+
+def test_the_fuzzer_holds_exit_codes_to_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    from uffdsim import inputfuzz
+    assert inputfuzz.run_cli(["run", "no/such.yaml"], 20).kind == "rejected"
+    import uffdsim.cli as C
+    monkeypatch.setattr(C, "cmd_run", lambda args: (print("error: x", file=sys.stderr), 1)[1])
+    real = C.build_parser
+
+    def patched():  # type: ignore[no-untyped-def]
+        p = real()
+        p._subparsers._group_actions[0].choices["run"].set_defaults(func=C.cmd_run)  # type: ignore[union-attr]
+        return p
+    monkeypatch.setattr(C, "build_parser", patched)
+    assert inputfuzz.run_cli(["run", "x.yaml"], 20).kind == "bad-exit"          # an error line with exit 1
+    monkeypatch.setattr(C, "cmd_run", lambda args: (print("\x1b[2J"), 0)[1])
+    assert inputfuzz.run_cli(["run", "x.yaml"], 20).kind == "unescaped"
