@@ -45,7 +45,8 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=1, help="child processes sharing the cases (seeds seed, seed+1, ...)")
-    parser.add_argument("--budget", type=float, default=20.0, help="seconds per case before it counts as a hang")
+    parser.add_argument("--budget", type=float, default=20.0,
+                        help="seconds of CPU per case (ten times that of wall time) before it counts as a hang")
     parser.add_argument("--mem-cap", type=float, default=1024.0, help="MiB of peak RSS before a case counts as a runaway")
     parser.add_argument("--semantic", type=float, default=0.3, help="share of generated scenarios (0..1)")
     args = parser.parse_args()

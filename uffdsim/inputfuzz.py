@@ -10,7 +10,9 @@ process (:func:`uffdsim.cli.main`, stdout and stderr captured) under a time budg
 the command line promises on any input:
 
 * no traceback: nothing escapes ``main``, and no "internal error" line (``main``'s safety net);
-* no hang: the case finishes within its time budget (``setitimer``);
+* no hang: the case uses at most its budget of CPU time (``ITIMER_PROF``, so that a loaded
+  machine does not turn a slow case into a hang) and at most ten times that of wall time
+  (``ITIMER_REAL``: a case blocked without using the CPU);
 * no memory runaway: the process's peak RSS stays under a cap;
 * the documented exit status: 0 or 1 when accepted (0 for ``draw``), 2 with one ``error:`` line
   for bad input, never 70 (an internal error counts as a traceback);
@@ -86,6 +88,10 @@ class Summary:
     @property
     def ok(self) -> bool:
         return not (self.tracebacks or self.hangs or self.memory or self.bad_exits or self.unescaped)
+
+
+#: a case may take this many times its CPU budget in wall time (blocked, or starved on a busy machine)
+WALL_FACTOR = 10
 
 
 class CaseTimeout(BaseException):
@@ -317,7 +323,10 @@ def run_cli(argv: list[str], budget: float) -> Outcome:
         raise CaseTimeout()
 
     old = signal.signal(signal.SIGALRM, alarm)
-    signal.setitimer(signal.ITIMER_REAL, budget)
+    old_prof = signal.signal(signal.SIGPROF, alarm)
+    signal.setitimer(signal.ITIMER_REAL, WALL_FACTOR * budget)
+    signal.setitimer(signal.ITIMER_PROF, budget)
+    c0 = time.process_time()
     t0 = time.perf_counter()
     status: int | None
     try:
@@ -327,14 +336,17 @@ def run_cli(argv: list[str], budget: float) -> Outcome:
             except SystemExit as stop:           # argparse: usage error
                 status = stop.code if isinstance(stop.code, int) else 2
     except CaseTimeout:
-        return Outcome("hang", None, f"past {budget} s", time.perf_counter() - t0)
+        return Outcome("hang", None, f"past {budget} s of CPU ({time.process_time() - c0:.1f} s) or "
+                                     f"{WALL_FACTOR * budget} s of wall time", time.perf_counter() - t0)
     except MemoryError:
         return Outcome("memory", None, "MemoryError", time.perf_counter() - t0)
     except BaseException as exc:                 # what escaped main: a traceback on the terminal
         return Outcome("traceback", None, f"{type(exc).__name__}: {exc}"[:300], time.perf_counter() - t0)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.setitimer(signal.ITIMER_PROF, 0)
         signal.signal(signal.SIGALRM, old)
+        signal.signal(signal.SIGPROF, old_prof)
     seconds = time.perf_counter() - t0
     text = err.getvalue()
     if "Traceback" in text or "internal error" in text:
