@@ -397,3 +397,25 @@ def test_the_fuzzer_holds_exit_codes_to_the_documented_ones(monkeypatch: pytest.
     assert inputfuzz.run_cli(["run", "x.yaml"], 20).kind == "bad-exit"          # an error line with exit 1
     monkeypatch.setattr(C, "cmd_run", lambda args: (print("\x1b[2J"), 0)[1])
     assert inputfuzz.run_cli(["run", "x.yaml"], 20).kind == "unescaped"
+
+
+def test_the_fuzzer_counts_cpu_time_not_a_busy_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A hang is a case past its CPU budget: a loop is one; waiting (a starved case) within 10x is not."""
+    import time as T
+    from uffdsim import inputfuzz
+    import uffdsim.cli as C
+    real = C.build_parser
+
+    def patched():  # type: ignore[no-untyped-def]
+        p = real()
+        p._subparsers._group_actions[0].choices["run"].set_defaults(func=C.cmd_run)  # type: ignore[union-attr]
+        return p
+    monkeypatch.setattr(C, "build_parser", patched)
+
+    def spin(args: object) -> int:
+        while True:
+            pass
+    monkeypatch.setattr(C, "cmd_run", spin)
+    assert inputfuzz.run_cli(["run", "x.yaml"], 0.5).kind == "hang"
+    monkeypatch.setattr(C, "cmd_run", lambda args: (T.sleep(1.0), 0)[1])
+    assert inputfuzz.run_cli(["run", "x.yaml"], 0.5).kind == "accepted"
