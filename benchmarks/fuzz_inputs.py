@@ -1,7 +1,7 @@
 """The input fuzzer at scale: mutated scenario files, command lines and generated scenarios through the CLI; print JSON.
 
 Usage: python benchmarks/fuzz_inputs.py [--cases N] [--seed S] [--jobs J] [--budget SECONDS] [--mem-cap MiB]
-          [--semantic SHARE]
+          [--semantic SHARE] [--seconds S]
 Prints {"cases", "accepted", "rejected", "tracebacks", "hangs", "memory", "bad_exits", "unescaped",
 "semantic", "draws", "seconds", "slowest", "peak_rss_mb", "failures": [the first 20, with their input]}.
 Each case runs the real command line (``uffdsim.cli.main``) in this process on the simulator backend,
@@ -49,6 +49,7 @@ def main() -> int:
                         help="seconds of CPU per case (ten times that of wall time) before it counts as a hang")
     parser.add_argument("--mem-cap", type=float, default=1024.0, help="MiB of peak RSS before a case counts as a runaway")
     parser.add_argument("--semantic", type=float, default=0.3, help="share of generated scenarios (0..1)")
+    parser.add_argument("--seconds", type=float, default=None, help="stop each job after this many seconds")
     args = parser.parse_args()
     common = {"budget_s": args.budget, "mem_cap_mb": args.mem_cap, "backend": "sim", "semantic_share": args.semantic}
     if args.jobs > 1:
@@ -56,7 +57,8 @@ def main() -> int:
         share = -(-args.cases // args.jobs)
         procs = [subprocess.Popen([sys.executable, __file__, "--cases", str(min(share, args.cases - j * share)),
                                    "--seed", str(args.seed + j), "--budget", str(args.budget),
-                                   "--mem-cap", str(args.mem_cap), "--semantic", str(args.semantic)],
+                                   "--mem-cap", str(args.mem_cap), "--semantic", str(args.semantic)]
+                                  + (["--seconds", str(args.seconds)] if args.seconds else []),
                                   stdout=subprocess.PIPE, text=True) for j in range(args.jobs)]
         docs = [json.loads(p.communicate()[0]) for p in procs]
         doc = dict(merge(docs, time.perf_counter() - t0), seed=args.seed, **common)
@@ -70,7 +72,7 @@ def main() -> int:
               f"{s.bad_exits} bad exits", file=sys.stderr, flush=True)  # type: ignore[attr-defined]
 
     summary = fuzz(args.cases, seed=args.seed, budget=args.budget, mem_cap_mb=args.mem_cap,
-                   semantic_share=args.semantic, progress=progress)
+                   semantic_share=args.semantic, seconds=args.seconds, progress=progress)
     doc = dict(summary.to_json(), seed=args.seed, **common)
     print(json.dumps(doc, indent=1))
     return 0 if summary.ok else 1
