@@ -14,7 +14,7 @@ VENDOR_STAMP := _vendor/.complete
 # The pip a new venv is upgraded to (the one bundled with Python 3.11 resolves this lock about 2x slower).
 PIP_VERSION := 26.3
 
-.PHONY: all venv vendor book test clean distclean help
+.PHONY: all venv vendor book test clean distclean help bench-compaction
 
 all: help
 
@@ -23,6 +23,7 @@ help:
 	@echo "make test      build the book, then run pytest: tests/ (incl. the browser check), nbval on notebooks/"
 	@echo "make venv      create/update .venv with the pinned toolchain"
 	@echo "make vendor    fetch the widget/MathJax browser JS into _vendor/"
+	@echo "make bench-compaction  re-measure data/compaction.json on this kernel (root, cc; a few minutes)"
 	@echo "make clean     remove build and test outputs (keeps .venv)"
 	@echo "make distclean clean, and remove .venv and _vendor too"
 
@@ -55,10 +56,15 @@ book: venv vendor
 test: book
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VPY) -m pytest
 
+# What MOVE costs a running program (issue 22): 5 repeats, a 64 MiB heap, a 1 GiB long MOVE.
+# Run it on a machine as quiet as you can find (the load average is recorded with the numbers).
+bench-compaction: venv
+	$(VPY) benchmarks/compaction.py --runs 5 --heap-mib 64 --munmap-mib 1024 --record data/compaction.json > /dev/null
+
 clean:
 	rm -rf _build .pytest_cache .hypothesis *.egg-info
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -print0 | xargs -0 rm -rf
 	find . -path ./$(VENV) -prune -o -name .ipynb_checkpoints -type d -print0 | xargs -0 rm -rf
 
 distclean: clean
-	rm -rf $(VENV) _vendor
+	rm -rf $(VENV) _vendor _vendor_test

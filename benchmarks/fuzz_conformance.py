@@ -1,7 +1,9 @@
 """Differential fuzzing at scale: N random sequences on the simulator and the kernel; print JSON.
 
-Usage: python benchmarks/fuzz_conformance.py [--sequences N] [--save DIR] [--no-swap] [--thp] [--kernel 6.12]
---thp mixes in sequences on 2 MiB-aligned regions (uffdsim.fuzz.thp_steps_strategy); --kernel runs
+Usage: python benchmarks/fuzz_conformance.py [--sequences N] [--save DIR] [--no-swap] [--thp] [--mthp] [--kernel 6.12]
+--thp mixes in sequences on 2 MiB-aligned regions (uffdsim.fuzz.thp_steps_strategy); --mthp makes every
+sequence one on multi-size THP folios with references, pins and partial moves
+(uffdsim.fuzz.mthp_steps_strategy; root, Linux 6.8+); --kernel runs
 the kernel side in the lab VM (all sequences in one boot) against the simulator's profile for it.
 Prints {"sequences": N, "divergences": D, ...}; each diverging sequence is saved as a scenario
 (expecting the kernel's results) in DIR (default: a temporary folder, printed on stderr).
@@ -20,7 +22,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, Phase, given, settings
 
 from uffdsim.backends.kernel import KernelBackend
-from uffdsim.fuzz import differential, save_divergence, steps_strategy, thp_steps_strategy
+from uffdsim.fuzz import differential, mthp_steps_strategy, save_divergence, steps_strategy, thp_steps_strategy
 
 
 def main() -> int:
@@ -29,12 +31,15 @@ def main() -> int:
     parser.add_argument("--save", type=Path, default=None)
     parser.add_argument("--no-swap", action="store_true", help="leave MADV_PAGEOUT out (no zram needed)")
     parser.add_argument("--thp", action="store_true", help="half the sequences on 2 MiB-aligned regions (THP)")
+    parser.add_argument("--mthp", action="store_true", help="every sequence on mTHP folios (sizes, references, partial moves)")
     parser.add_argument("--kernel", choices=("6.12",), help="run the kernel side in the lab VM")
     args = parser.parse_args()
     strategy = steps_strategy(swap=not args.no_swap)
     if args.thp:
         from hypothesis import strategies as st
         strategy = st.one_of(strategy, thp_steps_strategy())
+    if args.mthp:
+        strategy = mthp_steps_strategy(swap=not args.no_swap)
     if args.kernel:
         return in_lab(args, strategy)
     ok, why = KernelBackend().available()
@@ -67,7 +72,7 @@ def main() -> int:
     one()
     print(f"divergences saved in {folder}" if saved else "no divergences", file=sys.stderr)
     print(json.dumps({**stats, "skip_reasons": reasons, "kernel": platform.release(), "thp": args.thp,
-                      "seconds": round(time.monotonic() - start, 1), "saved": saved}))
+                      "mthp": args.mthp, "seconds": round(time.monotonic() - start, 1), "saved": saved}))
     return 1 if stats["divergences"] else 0
 
 
@@ -129,7 +134,7 @@ def in_lab(args: argparse.Namespace, strategy) -> int:
                 folder = folder or Path(tempfile.mkdtemp(prefix="uffd-fuzz-lab-"))   # only when needed
                 saved.append(str(save_divergence(steps, b, diffs, folder)))
     print(json.dumps({**stats, "skip_reasons": reasons, "kernel": batch.guest["guest"], "profile": sim.profile_name,
-                      "thp": args.thp, "seconds": round(time.monotonic() - start, 1),
+                      "thp": args.thp, "mthp": args.mthp, "seconds": round(time.monotonic() - start, 1),
                       "lab_seconds": batch.seconds, "saved": saved}))
     return 1 if stats["divergences"] else 0
 

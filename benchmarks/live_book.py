@@ -2,11 +2,13 @@
 """The live book's cost to a reader, measured in headless Chromium on this machine; prints JSON.
 
 Needs a built book (``make book``).  Serves ``_build/html`` on 127.0.0.1 with every other host
-unresolvable, opens a chapter with ``?autorun=bench`` (the page runs its first live cell twice),
-and reports, from the page's own clock (``performance.now()``, real time):
+unresolvable, opens a chapter in headless Chromium driven over the DevTools protocol
+(``scripts/live_check.py``), clicks its first live cell's Run twice, and reports, from the page's
+own clock (``performance.now()``, real time):
 
-* ``cold_s``: from the first Run to its output, Pyodide and the wheels loaded on the way;
-* ``warm_s``: a second Run of the same cell;
+* ``cold_s``: from the first Run to its output, the Web Worker, Pyodide and the wheels loaded on the way;
+* ``warm_s``: a second Run of the same cell (a scenario cell reuses the worker; a Python cell's
+  worker is replaced after each run, so its second Run waits for a new one to load);
 * ``added_bytes``: what the live cells add to ``_build/html`` (Pyodide, the two wheels, the
   page script and style);
 
@@ -62,12 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     server = live_check.serve(args.root)
     try:
         for _ in range(args.repeat):
-            rep = live_check.open_page(chromium, server, args.page, "autorun=bench", args.timeout)
-            if "cold_ms" in rep and all(c.get("ok") for c in rep.get("cells", [])):
-                colds.append(rep["cold_ms"] / 1000)
-                warms.append(rep["warm_ms"] / 1000)
+            with live_check.Browser(chromium) as browser:     # a fresh profile: nothing cached
+                try:
+                    page = live_check.LivePage(browser.new_page(), server, args.page)
+                    runs = [page.run(0, args.timeout) for _ in range(2)]
+                except live_check.CdpError as err:
+                    errors.append(str(err))
+                    continue
+            if all(r.get("ok") for r in runs):
+                colds.append(runs[0]["total_ms"] / 1000)
+                warms.append(runs[1]["total_ms"] / 1000)
             else:
-                errors.append(rep.get("error") or str(rep.get("cells"))[:200])
+                errors.append(str(runs)[:200])
     finally:
         server.close()
     sizes = added_bytes(args.root)

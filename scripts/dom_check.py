@@ -13,6 +13,12 @@ For each page listed in ``_toc.yml`` (after ``make book`` has written ``_build/h
 * errors: no output area shows an error or stderr (``Traceback``, an ``error``/``traceback``
   or ``stderr`` output block), except in cells tagged ``raises-exception``.
 
+* accessible: axe-core (vendored from npm into ``_vendor_test/`` by ``scripts/vendor_js.sh``; the
+  published site does not carry it) runs in the page after its widgets rendered, with the WCAG 2.0/2.1
+  A and AA rules; any violation fails the page.  The test server injects it (:data:`AXE_RUNNER`) into
+  every HTML page it serves: the built files never contain it.  Figures are counted as described when
+  their ``alt`` is a sentence, not a file name;
+
 * stands alone: the pages are served by a plain static server on 127.0.0.1 and Chromium
   resolves no other host (``--host-resolver-rules``); every request a page makes (read from
   Chromium's net log) must succeed: no name that does not resolve, no HTTP 4xx/5xx.  And no
@@ -21,8 +27,9 @@ For each page listed in ``_toc.yml`` (after ``make book`` has written ``_build/h
 
 The DOM is taken after the page's scripts ran (``--dump-dom`` with a virtual time budget),
 with the flags of the toolchain notes (no network, fresh profile).  Prints one line per page,
-then ``pages=N figures=F widgets=W failed_requests=R`` (F and W: images and widget views
-rendered, R: failed requests, over all pages); ``--json`` prints the details as JSON instead.
+then ``pages=N figures=F described=D widgets=W failed_requests=R violations=V`` (F and W: images
+and widget views rendered, D: images with a description as alt text, R: failed requests, V: axe
+violations (elements), over all pages); ``--json`` prints the details as JSON instead.
 Exit status 0 when every page passes, 1 when one fails, 2 when the book or Chromium is missing.
 
 :func:`serve` (a static server on 127.0.0.1) and :func:`launch` (one headless Chromium run with
@@ -78,6 +85,40 @@ HTML_PRIORITY = (WIDGET_VIEW, "application/javascript", "text/html", "image/svg+
 MD_IMAGE = re.compile(r"!\[[^\]]*\]\([^)]+\)|^```\{(?:figure|image)\}", re.MULTILINE)
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
         "track", "wbr"}
+
+
+#: where the test-only browser assets are (axe-core); served under /__test__/ by the test server only
+TEST_ASSETS = ROOT / "_vendor_test"
+#: the WCAG rule sets axe runs (Lighthouse's accessibility audit uses the same engine)
+AXE_TAGS = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa")
+#: injected before </body> of every page the test server serves: runs axe once the page settled
+#: (widgets rendered) and leaves the violations in the DOM as JSON for --dump-dom to carry out
+AXE_RUNNER = """<script src="/__test__/axe.min.js"></script>
+<script>
+(function () {
+  function report(doc) {
+    var el = document.createElement("script");
+    el.type = "application/json";
+    el.id = "axe-results";
+    el.textContent = JSON.stringify(doc).replace(/</g, "\\\\u003c");
+    document.body.appendChild(el);
+  }
+  function run() {
+    if (!window.axe) { report({error: "axe-core did not load"}); return; }
+    window.axe.run(document, {runOnly: {type: "tag", values: %s}, resultTypes: ["violations"]})
+      .then(function (r) {
+        report({violations: r.violations.map(function (v) {
+          return {id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(function (n) {
+            return {target: n.target.join(" "), html: n.html.slice(0, 300)};
+          })};
+        })});
+      }, function (e) { report({error: String(e)}); });
+  }
+  window.addEventListener("load", function () { setTimeout(run, 4000); });
+})();
+</script>
+""" % json.dumps(list(AXE_TAGS))
+AXE_RESULTS = re.compile(r'<script type="application/json" id="axe-results">(.*?)</script>', re.S)
 
 
 def find_chromium(explicit: str | None = None) -> str | None:
@@ -147,6 +188,7 @@ class PageDom(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.stack: list[tuple[str, set[str]]] = []
         self.images: list[str] = []
+        self.described: list[str] = []      #: notebook images whose alt text is a description
         self.widget_elements = 0            #: elements with a widget-* class
         self.widget_roots = 0               #: outermost jupyter-widgets elements
         self.problems: list[str] = []
@@ -177,10 +219,15 @@ class PageDom(HTMLParser):
             src = a.get("src") or ""
             if "_images/" in src and src.split("?")[0].endswith(".png"):
                 self.images.append(src)
+                alt = (a.get("alt") or "").strip()
+                if alt and not re.search(r"\.(png|svg|jpe?g|gif)$", alt, re.I) and " " in alt:
+                    self.described.append(alt)
         if any(c.startswith("widget-") for c in classes):
             self.widget_elements += 1
         if "jupyter-widgets" in classes and not self._inside("jupyter-widgets"):
             self.widget_roots += 1
+        if "jupyter-widgets-error-widget" in classes:      # a view the widget JS could not create
+            self._flag("a widget failed to render (its view raised in the browser)")
         bad = classes & {"traceback", "stderr", "error"}
         if bad and ("output" in classes or self._inside("cell_output")):
             self._flag(f"an output block of class {'/'.join(sorted(bad))}")
@@ -230,12 +277,52 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+class _InjectingHandler(_QuietHandler):
+    """Also serves :data:`TEST_ASSETS` under ``/__test__/`` and adds ``inject`` before ``</body>``
+    of every HTML page: the test's own scripts reach the page without being in the built site."""
+
+    inject = ""
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        if path.startswith("/__test__/"):
+            asset = (TEST_ASSETS / path[len("/__test__/"):]).resolve()
+            if asset.is_relative_to(TEST_ASSETS.resolve()) and asset.is_file():
+                self._send(asset.read_bytes(), "text/javascript")
+            else:
+                self.send_error(404)
+            return
+        local = Path(self.translate_path(self.path))
+        if local.is_dir():
+            local = local / "index.html"
+        if local.suffix == ".html" and local.is_file():
+            html = local.read_text(errors="replace")
+            at = html.rfind("</body>")
+            html = html[:at] + self.inject + html[at:] if at >= 0 else html + self.inject
+            self._send(html.encode(), "text/html; charset=utf-8")
+            return
+        super().do_GET()
+
+    def _send(self, body: bytes, ctype: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
 @contextmanager
-def serve(directory: Path) -> Iterator[str]:
+def serve(directory: Path, inject: str = "") -> Iterator[str]:
     """A plain static file server for ``directory`` on 127.0.0.1 (a free port); yields its base URL.
 
+    With ``inject``, every HTML page gets that text before ``</body>`` and ``/__test__/`` serves
+    the test-only assets (axe-core); the files on disk are not changed.
     (Failed requests are counted from the browser's net log, which also sees other hosts.)"""
-    handler = functools.partial(_QuietHandler, directory=str(directory))
+    if inject:
+        handler_cls = type("Injecting", (_InjectingHandler,), {"inject": inject})
+        handler = functools.partial(handler_cls, directory=str(directory))
+    else:
+        handler = functools.partial(_QuietHandler, directory=str(directory))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, name="dom-check-server", daemon=True)
     thread.start()
@@ -305,16 +392,23 @@ class PageResult:
     failed_requests: list[str] = field(default_factory=list)
     outside: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    described: int = 0
+    violations: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
+    def violation_count(self) -> int:
+        """Elements axe found in violation of a rule, over all rules."""
+        return sum(len(v.get("nodes", [])) for v in self.violations)
+
     def line(self) -> str:
         status = "ok  " if self.ok else "FAIL"
         text = (f"{status} {self.entry}: figures {self.figures}/{self.expected.figures}, "
                 f"widgets {self.widget_roots} rendered for {self.expected.widget_views} view(s), "
-                f"{len(self.failed_requests)} failed request(s)")
+                f"{len(self.failed_requests)} failed request(s), "
+                f"{self.violation_count()} accessibility violation(s)")
         return text + "".join(f"\n       - {p}" for p in self.problems)
 
 
@@ -338,6 +432,22 @@ def check_page(root: Path, html_dir: Path, entry: str, chromium: str, base_url: 
     parser.feed(dom)
     parser.close()
     res.figures = len(parser.images)
+    res.described = len(parser.described)
+    axe = AXE_RESULTS.search(dom)
+    if axe is None:
+        res.problems.append("axe-core did not report (did the page load?)")
+    else:
+        doc = json.loads(axe.group(1))
+        if "error" in doc:
+            res.problems.append(f"axe-core failed: {doc['error']}")
+        res.violations = doc.get("violations", [])
+        for v in res.violations:
+            targets = ", ".join(n["target"] for n in v["nodes"][:3])
+            res.problems.append(f"accessibility: {v['id']} ({v.get('impact')}): {v['help']}: "
+                                f"{len(v['nodes'])} element(s), e.g. {targets}")
+    undescribed = res.figures - res.described
+    if undescribed:
+        res.problems.append(f"{undescribed} figure(s) without a description as alt text")
     res.widget_roots, res.widget_elements = parser.widget_roots, parser.widget_elements
     res.problems += sorted(set(parser.problems))
     res.outside = sorted(set(static.outside + parser.outside))
@@ -362,7 +472,10 @@ def summary(results: list[PageResult]) -> str:
     figures = sum(r.figures for r in results)
     widgets = sum(r.widget_roots for r in results)
     failed = sum(len(r.failed_requests) for r in results)
-    return f"pages={len(results)} figures={figures} widgets={widgets} failed_requests={failed}"
+    described = sum(r.described for r in results)
+    violations = sum(r.violation_count() for r in results)
+    return (f"pages={len(results)} figures={figures} described={described} widgets={widgets} "
+            f"failed_requests={failed} violations={violations}")
 
 
 def run(root: Path, chromium: str, jobs: int = 2) -> list[PageResult]:
@@ -370,7 +483,9 @@ def run(root: Path, chromium: str, jobs: int = 2) -> list[PageResult]:
     served from a static server on 127.0.0.1 with every other host blocked."""
     html_dir = root / "_build" / "html"
     entries = toc_entries(root)
-    with serve(html_dir) as base_url, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+    if not (TEST_ASSETS / "axe.min.js").is_file():
+        raise SystemExit(f"dom_check: {TEST_ASSETS}/axe.min.js is missing: run scripts/vendor_js.sh (make vendor)")
+    with serve(html_dir, inject=AXE_RUNNER) as base_url, ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         results = list(pool.map(lambda e: check_page(root, html_dir, e, chromium, base_url), entries))
     css = outside_in_css(html_dir)
     if css and results:

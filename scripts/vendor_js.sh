@@ -5,6 +5,8 @@
 #   mathjax/  MathJax 3 (tex-mml-chtml) with the CHTML woff-v2 fonts
 #   pyodide/  Pyodide (CPython in WebAssembly) for the live cells: loaded only on a reader's first Run
 # Sphinx copies _vendor/ into _build/html/_static/ (html_static_path in _config.yml).
+# Test-only assets go to _vendor_test/ instead, which the published site does not carry:
+#   axe.min.js  axe-core, the accessibility engine scripts/dom_check.py runs in every page
 # Only the npm registry is needed (npm pack); nothing is installed globally.
 set -euo pipefail
 
@@ -13,9 +15,12 @@ REQUIREJS=requirejs@2.3.8
 MATHJAX=mathjax@3.2.2
 PYODIDE_VERSION=314.0.8
 PYODIDE=pyodide@$PYODIDE_VERSION
+AXE_VERSION=4.14.1
+AXE=axe-core@$AXE_VERSION
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dest="$root/_vendor"
+dest_test="$root/_vendor_test"
 
 command -v npm >/dev/null || { echo "vendor_js.sh: npm is needed (apt-get install -y npm)" >&2; exit 1; }
 
@@ -23,7 +28,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # Download the three tarballs and unpack each into its own folder.
-(cd "$work" && npm pack --silent "$HTML_MANAGER" "$REQUIREJS" "$MATHJAX" "$PYODIDE" >/dev/null)
+(cd "$work" && npm pack --silent "$HTML_MANAGER" "$REQUIREJS" "$MATHJAX" "$PYODIDE" "$AXE" >/dev/null)
 for tarball in "$work"/*.tgz; do
     unpacked="${tarball%.tgz}"
     mkdir -p "$unpacked"
@@ -54,7 +59,12 @@ for f in pyodide.mjs pyodide.asm.mjs pyodide.asm.wasm python_stdlib.zip pyodide-
     cp "$pyodide/$f" "$stage/pyodide/"
 done
 
+stage_test="$work/_vendor_test"
+mkdir -p "$stage_test"
+cp "$work/axe-core-$AXE_VERSION/package/axe.min.js" "$stage_test/"
+
 touch "$stage/.complete"
-rm -rf "$dest"
+rm -rf "$dest" "$dest_test"
+mv "$stage_test" "$dest_test"
 mv "$stage" "$dest"
 echo "vendored browser JS into $dest ($(du -sh "$dest" | cut -f1))"

@@ -4,7 +4,8 @@ served from 127.0.0.1 with every other host blocked, without a single failed req
 The browser test needs ``_build/html`` (``make book``) and headless Chromium; it skips with the
 reason when either is missing.  With ``CI=true`` or ``UFFD_BOOK_INSTALL_CHROMIUM=1`` it installs
 Debian's ``chromium`` with apt-get first (root only).  It prints the summary line
-``pages=N figures=F widgets=W failed_requests=R`` and writes the per-page report to
+``pages=N figures=F described=D widgets=W failed_requests=R violations=V`` (V: axe-core's WCAG 2.1
+A/AA violations, which must be 0; D: figures whose alt text is a description) and writes the per-page report to
 ``_build/dom_check.txt``.  The other tests check the page reader and the net-log reader of
 ``scripts/dom_check.py`` on small inputs, and that the blocked browser does count a page's
 requests to another host and its 404s.
@@ -174,3 +175,25 @@ def test_every_page_renders_in_chromium(capsys: pytest.CaptureFixture[str]) -> N
         print("\n" + dom_check.summary(results))
     failed = [r.line() for r in results if not r.ok]
     assert not failed, "pages that do not render as their notebooks say:\n" + "\n".join(failed)
+
+
+def test_axe_finds_what_a_page_gets_wrong(tmp_path: Path) -> None:
+    """The accessibility check can fail: an image without alt text and grey-on-white text are found."""
+    if not (dom_check.TEST_ASSETS / "axe.min.js").is_file():
+        pytest.skip("_vendor_test/axe.min.js is missing: run scripts/vendor_js.sh (make vendor)")
+    (tmp_path / "page.html").write_text(
+        '<html lang="en"><head><title>t</title><link rel="icon" href="data:,"></head><body><main>'
+        '<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw="><p style="color:#bbbbbb">faint</p>'
+        '</main></body></html>')
+    with dom_check.serve(tmp_path, inject=dom_check.AXE_RUNNER) as base:
+        dom, _failed = dom_check.launch(_chromium(), base + "page.html")
+    found = dom_check.AXE_RESULTS.search(dom)
+    assert found, "axe-core did not report"
+    ids = {v["id"] for v in json.loads(found.group(1))["violations"]}
+    assert {"image-alt", "color-contrast"} <= ids, ids
+
+
+def test_reader_flags_a_widget_that_failed_to_render() -> None:
+    html = ('<div class="lm-Widget jupyter-widgets"><div class="jupyter-widgets-error-widget icon-error">'
+            '<pre>Click to show javascript error.</pre></div></div>')
+    assert _parse(html).problems == ["a widget failed to render (its view raised in the browser)"]

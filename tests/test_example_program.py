@@ -32,7 +32,7 @@ def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if cc is None:
         pytest.skip("no C compiler (cc, gcc or clang) on PATH")
     exe = tmp_path_factory.mktemp("example") / "uffd_move_example"
-    build = subprocess.run([cc, "-O2", "-Wall", "-Werror", "-o", str(exe), str(SOURCE)],
+    build = subprocess.run([cc, "-O2", "-Wall", "-Werror", "-pthread", "-o", str(exe), str(SOURCE)],
                            capture_output=True, text=True, timeout=120)
     assert build.returncode == 0, f"the example does not compile:\n{build.stderr}"
     return exe
@@ -80,3 +80,11 @@ def test_an_errno_without_a_case_falls_back_instead_of_aborting(program: Path) -
     assert "RESULT: SUCCESS" in out
     assert "move pages 6..6: EINVAL, move = -22 -> page 6: UFFDIO_COPY + MADV_DONTNEED instead" in out
     assert "fell back to UFFDIO_COPY + MADV_DONTNEED: page 5 (EBUSY) page 6 (EINVAL)" in out
+
+
+def test_a_pending_event_is_read_before_the_retry(program: Path) -> None:
+    """A REMOVE event pending on the uffd: MOVE says EAGAIN with nothing moved until the event is
+    read.  The loop must read it (issue 21, item 20: retrying without reading never succeeds)."""
+    out = run_program(program, "--pending-event")
+    assert re.search(r"move pages 0\.\.7: EAGAIN, move = -11 -> read 1 event\(s\), retry", out), out
+    assert "RESULT: SUCCESS" in out

@@ -412,3 +412,52 @@ def test_user_mode_only_kernel_access_to_a_missing_page_is_efault() -> None:
         u.zeropage(a, P)
         t.join(5)
         assert not t.is_alive()
+
+
+def kpage(addr: int) -> tuple[bool, int, int]:
+    """(anon_exclusive, mapcount, order) of the page at addr, from /proc/kpageflags and kpagecount."""
+    pfn = k.pagemap(addr)[0].pfn
+    assert pfn, "no frame: the page is not present or PFNs are hidden"
+    flags = k.kpageflags(pfn)
+    return k.kpf_anon_exclusive(flags), k.kpagecount(pfn), k.folio_order(pfn, flags)
+
+
+@pytest.mark.skipif(not frames_visible(), reason="kpageflags/kpagecount need root (CAP_SYS_ADMIN)")
+def test_kpageflags_shows_anon_exclusive_through_fork_exit_read_and_write() -> None:
+    # measured on 6.18 (issue 18): written 1; after fork 0; child exited 0; parent read 0; parent wrote 1
+    with anon(1, fill_byte=1) as a:
+        seen = [kpage(a)[:2]]
+        with live_child():
+            seen.append(kpage(a)[:2])
+        seen.append(kpage(a)[:2])
+        k.peek(a, 1)
+        seen.append(kpage(a)[:2])
+        k.poke(a, b"\x02")
+        seen.append(kpage(a)[:2])
+    assert seen == [(True, 1), (False, 2), (False, 1), (False, 1), (True, 1)]
+
+
+@pytest.mark.skipif(not frames_visible(), reason="kpageflags/kpagecount need root (CAP_SYS_ADMIN)")
+@pytest.mark.skipif(k.thp_enabled() not in ("always", "madvise"), reason="THP disabled")
+def test_kpagecount_of_a_thp_pmd_mapped_by_parent_and_child_is_2_on_every_page() -> None:
+    a = k.mmap_aligned(k.PMD_SIZE)
+    try:
+        k.madvise(a, k.PMD_SIZE, k.MADV_HUGEPAGE)
+        k.fill(a, k.PMD_SIZE, 1)
+        if not k.is_pmd_mapped(a):
+            pytest.skip("no huge page allocated (memory fragmented?)")
+        assert kpage(a) == kpage(a + 7 * P) == (True, 1, 9)
+        with live_child():
+            assert kpage(a) == kpage(a + 7 * P) == (False, 2, 9)   # folio_precise_page_mapcount(): 2, not 1024
+    finally:
+        k.munmap(a, k.PMD_SIZE)
+
+
+@pytest.mark.skipif(not frames_visible(), reason="kpageflags needs root (CAP_SYS_ADMIN)")
+def test_folio_order_of_a_small_page_and_of_the_zero_page_is_0() -> None:
+    with anon(2) as a:
+        k.poke(a, b"\x01")
+        k.peek(a + P, 1)                             # a read fault maps the shared zero page
+        assert kpage(a) == (True, 1, 0)
+        zero = k.pagemap(a + P)[0]
+        assert k.is_zero_page(zero) and k.folio_order(zero.pfn) == 0 and k.kpagecount(zero.pfn) == 0

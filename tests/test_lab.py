@@ -128,3 +128,12 @@ def test_a_checkout_under_tmp_is_shared_with_the_guest() -> None:
         [("work0", "/dev/shm/v"), ("work1", "/tmp/ci/repo")]
     cmd = " ".join(qemu_command(Path("/k"), Path("/s"), "madvise", [("work0", "/tmp/ci/repo")]))
     assert "path=/tmp/ci/repo,mount_tag=work0,security_model=none,readonly=on" in cmd
+
+
+def test_a_scenarios_lab_budget_grows_with_the_pages_it_touches() -> None:
+    # TCG is slow: the ported selftests' 32 MiB moves timed out at the flat 20 s per scenario
+    from uffdsim.lab.vm import PER_SCENARIO, scenario_budget
+    from uffdsim.resources import corpus_dir
+    small = scenario_budget(corpus_dir() / "move-after-fork.yaml")
+    big = scenario_budget(corpus_dir() / "peer-kselftest-move-pmd.yaml")
+    assert PER_SCENARIO <= small < PER_SCENARIO + 1 and big > 10 * PER_SCENARIO

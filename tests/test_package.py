@@ -71,6 +71,9 @@ def test_the_wheel_carries_the_corpus_the_data_and_the_command(installed: dict[s
     assert {n for n in names if n.startswith("uffdsim/data/")} == \
         {f"uffdsim/data/{p.name}" for p in (ROOT / "uffdsim" / "data").glob("*.json")}
     assert "uffdsim/examples/uffd_move_example.c" in names and "uffdsim/py.typed" in names
+    manpage = {p.relative_to(ROOT).as_posix() for p in (ROOT / "uffdsim" / "examples" / "manpage").rglob("*")
+               if p.is_file() and p.suffix != ".md"}       # chapter 7 renders these on Binder too
+    assert manpage and manpage <= set(names)
     assert "uffdsim = uffdsim.cli:main" in entry_points
     assert "Provides-Extra: notebooks" in metadata
     assert not any(n.startswith(("tests/", "notebooks/", "book/", "scripts/")) for n in names)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from uffdsim import PAGE_SIZE, Machine, UffdError
 from kernel_helpers import live_child
-from uffdsim.recipes import KINDS, MoveRangeError, MoveReport, copy_then_dontneed, move_range
+from uffdsim.recipes import KINDS, MoveRangeError, MoveReport, copy_then_dontneed, copy_unless_pinned, move_range
 
 P = PAGE_SIZE
 
@@ -154,7 +154,7 @@ def test_a_busy_page_in_the_middle_is_copied_then_dropped() -> None:
     child = busy_middle_page(w, 2)
     shared_pfn = w.pfns(w.src)[2]
     before = w.pfns(w.src)
-    r = w.run()
+    r = w.run(fallback=copy_then_dontneed)          # the caller knows: no page of src is pinned
     assert r.pages("copied") == [2] and r.pages("moved") == [0, 1, 3, 4, 5] and r.fallbacks == 1
     after = w.pfns(w.dst)
     assert [after[i] == before[i] for i in range(6)] == [True, True, False, True, True, True]
@@ -172,12 +172,40 @@ def test_without_a_fallback_ebusy_is_raised_with_the_report() -> None:
     assert info.value.report.pages("moved") == [0, 1]
 
 
-def test_a_pinned_page_is_busy_too() -> None:
+def test_by_default_a_busy_page_is_not_copied() -> None:
+    """EBUSY does not say "pinned": the default raises, so a pinned page stays where its pin is (issue 21)."""
     w = World()
     w.p.pin(w.src + 4 * P, P, "io")
-    r = w.run()
+    pinned_pfn = w.pfns(w.src)[4]
+    with pytest.raises(MoveRangeError) as info:
+        w.run()
+    assert (info.value.errno, info.value.offset, info.value.report.fallbacks) == (E.EBUSY, 4 * P, 0)
+    assert info.value.report.pages("moved") == [0, 1, 2, 3]
+    assert w.pfns(w.src)[4] == pinned_pfn and w.states(w.dst)[4] == "none"   # nothing copied, nothing zapped
+
+
+def test_copying_a_pinned_page_detaches_it_from_its_pin() -> None:
+    """Why the default changed: copy-and-zap leaves the pin holder on a frame nobody maps any more."""
+    w = World()
+    w.p.pin(w.src + 4 * P, P, "io")
+    r = w.run(fallback=copy_then_dontneed)
     assert r.pages("copied") == [4]
     assert w.p.pins["io"][0].data[0] == 0x41      # the pin holder keeps the old frame
+    assert w.p.observe(w.dst + 4 * P, P)[0].pfn != w.p.pins["io"][0].pfn   # dst maps a new frame
+    assert w.states(w.src)[4] == "none"                                     # nobody maps the pinned one
+
+
+def test_copy_unless_pinned_copies_a_shared_page_and_stops_at_a_pinned_one() -> None:
+    w = World()
+    busy_middle_page(w, 1)                          # COW-shared with a child: safe to copy
+    w.p.pin(w.src + 4 * P, P, "io")                 # pinned: the caller's own record says so
+    pins = {w.src + 4 * P}
+    with pytest.raises(MoveRangeError) as info:
+        w.run(fallback=copy_unless_pinned(lambda addr, size: addr in pins))
+    rep_ = info.value.report
+    assert rep_.pages("copied") == [1] and rep_.pages("moved") == [0, 2, 3]
+    assert (info.value.errno, info.value.offset) == (E.EBUSY, 4 * P)
+    assert w.states(w.src)[4] == "present" and w.states(w.dst)[4] == "none"
 
 
 def test_a_fallback_may_make_the_page_movable_and_ask_for_a_retry() -> None:
@@ -233,7 +261,7 @@ def test_errors_the_fallback_cannot_fix_either_are_raised(setup: str, errno: int
     else:
         src += 1
     with pytest.raises(MoveRangeError) as info:
-        move_range(w.uffd, dst, src, w.pages * P)
+        move_range(w.uffd, dst, src, w.pages * P, fallback=copy_then_dontneed)
     assert (info.value.errno, info.value.out) == (errno, out)
     assert info.value.report.done == 0 and info.value.report.fallbacks == fallbacks
 
@@ -242,7 +270,7 @@ def test_an_errno_not_handled_specifically_falls_back_instead_of_aborting() -> N
     """A read-only source VMA: MOVE says EINVAL; the recipe narrows to one page, then copies (issue 11)."""
     w = World()
     w.p.mprotect(w.src, w.pages * P, "r")
-    r = move_range(w.uffd, w.dst, w.src, w.pages * P)
+    r = move_range(w.uffd, w.dst, w.src, w.pages * P, fallback=copy_then_dontneed)
     assert r.pages("copied") == list(range(w.pages)) and r.fallback_reasons() == dict.fromkeys(range(w.pages), "EINVAL")
     assert "  pages 0-5    copied (MOVE failed: EINVAL)" in str(r).splitlines()
 
@@ -251,7 +279,7 @@ def test_narrowing_keeps_the_pages_before_a_vma_boundary_zero_copy() -> None:
     """EINVAL for the range (src crosses into a read-only VMA): page by page, the first pages move."""
     w = World()
     w.p.mprotect(w.src + 4 * P, 2 * P, "r")
-    r = move_range(w.uffd, w.dst, w.src, w.pages * P)
+    r = move_range(w.uffd, w.dst, w.src, w.pages * P, fallback=copy_then_dontneed)
     assert r.pages("moved") == [0, 1, 2, 3] and r.pages("copied") == [4, 5]
     assert r.fallback_reasons() == {4: "EINVAL", 5: "EINVAL"}
 
@@ -357,13 +385,16 @@ def test_every_page_is_accounted_for(situations: list[str]) -> None:
             p.read(page, P)
         elif what != "hole":
             p.write(page, P, 0x10 + i)
-        if what == "busy":
-            p.pin(page, P, f"pin{i}")
         if what == "dst-populated":
             uffd.zeropage(dst + i * P, P)
+    if "busy" in situations:                        # busy = COW-shared with a child (never pinned:
+        p.fork("child")                             # the copy fallback must not meet a pin)
+        for i, what in enumerate(situations):
+            if what in ("present", "dst-populated"):
+                p.write(src + i * P, P, 0x10 + i)   # the parent's own page again
     before_src = p.observe(src, n * P)
     before_dst = p.observe(dst, n * P)
-    r = move_range(uffd, dst, src, n * P)
+    r = move_range(uffd, dst, src, n * P, fallback=copy_then_dontneed)
     kinds = {i: k for k in KINDS for i in r.pages(k)}
     assert [kinds[i] for i in range(n)] == [EXPECTED_KIND[s] for s in situations]
     assert r.done == n * P and r.ioctls <= 2 * n + 1
@@ -426,7 +457,7 @@ def test_move_range_on_the_running_kernel() -> None:
             for i in (0, 2, 3, 5):                              # the parent's write makes these
                 k.fill(src + i * kp, kp, 0x50 + i)              # its own again; page 4 stays shared
             shared = k.pagemap(src + 4 * kp)[0].pfn
-            r = move_range(uffd, dst, src, n * kp, page_size=kp)
+            r = move_range(uffd, dst, src, n * kp, page_size=kp, fallback=copy_then_dontneed)
         assert r.pages("moved") == [0, 2, 5]
         assert r.pages("skipped-hole") == [1]
         assert r.pages("skipped-exists") == [3]
@@ -473,7 +504,7 @@ def test_an_unhandled_errno_falls_back_on_the_running_kernel() -> None:
         for i in range(n):
             k.fill(src + i * kp, kp, 0x60 + i)
         k.mprotect(src + 2 * kp, 2 * kp, k.PROT_READ)           # a second VMA, not writable
-        r = move_range(uffd, dst, src, n * kp, page_size=kp)
+        r = move_range(uffd, dst, src, n * kp, page_size=kp, fallback=copy_then_dontneed)
         assert r.pages("moved") == [0, 1] and r.pages("copied") == [2, 3]
         assert r.fallback_reasons() == {2: "EINVAL", 3: "EINVAL"}
         assert [k.peek(dst + i * kp, 1) for i in range(n)] == [bytes([0x60 + i]) for i in range(n)]

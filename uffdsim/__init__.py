@@ -18,7 +18,7 @@ from .kernels import CHANGES, PROFILES, KernelProfile, get_profile
 from .mm.folio import HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SIZE, Folio
 from .mm.machine import FaultBlocked, Machine, MachineConfig, Segv, Thread
 from .mm.process import PageView, Process
-from .recipes import MoveRangeError, MoveReport, copy_then_dontneed, move_range
+from .recipes import MoveRangeError, MoveReport, copy_then_dontneed, copy_unless_pinned, move_range
 from .trail import Trail
 from .userfaultfd import FEATURES, UffdMsg, UserfaultfdCtx
 
@@ -28,6 +28,7 @@ __all__ = [
     "Machine", "MachineConfig", "Process", "PageView", "Folio", "Thread", "Trail",
     "UffdError", "UserfaultfdCtx", "UffdMsg", "FaultBlocked", "Segv", "FEATURES",
     "errno_name", "errno_value", "PAGE_SIZE", "HPAGE_PMD_SIZE", "HPAGE_PMD_NR",
-    "move_range", "MoveReport", "MoveRangeError", "copy_then_dontneed", "ArgTypeError", "ArgValueError",
+    "move_range", "MoveReport", "MoveRangeError", "copy_then_dontneed", "copy_unless_pinned",
+    "ArgTypeError", "ArgValueError",
     "KernelProfile", "PROFILES", "CHANGES", "get_profile",
 ]

@@ -444,8 +444,10 @@ def claim_table(page: str | None = None, root: Path | None = None) -> Table:
     for c in check(cites):
         cite = c.citation
         kernel = "not recorded" if c.kernel is None else c.kernel
+        if cite.step is not None and c.kernel is not None:          # a cited step: met, or why not
+            kernel += f"; {c.step_problem}" if c.step_problem else "; the step met on both"
         rows.append(([f"{Path(cite.page).stem}, {cite.where}"] if page is None else []) +
-                    [cite.sentence, f"`{cite.scenario}`", c.sim or "missing", kernel])
+                    [cite.sentence, f"`{cite.target}`", c.sim or "missing", kernel])
     head = (["page"] if page is None else []) + ["claim", "scenario", "simulator", "kernel (recorded)"]
     return html_table(head, rows)
 

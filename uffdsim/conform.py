@@ -1,7 +1,9 @@
 """Conformance: run the scenario corpus on the simulator and on the running kernel, and compare.
 
-For each scenario: the status on each backend (``passed``, ``failed``, ``skipped``) and every step
-field on which the two differ (:func:`uffdsim.runner.compare`).  A scenario *diverges* when at
+For each scenario: the status on each backend (``passed``, ``failed``, ``skipped``), every step
+field on which the two differ (:func:`uffdsim.runner.compare`), and, for each step that carries an
+expectation, whether each backend met it (``steps``, with a ``digest`` of the scenario that ran:
+``uffdsim claims`` checks a citation of a step against them).  A scenario *diverges* when at
 least one step differs; it is *skipped* when either backend could not run it (then nothing is
 compared).  A scenario that ran ran *fully* or with *partial* observation: without root the
 kernel hides frames (PFNs), which are then reported as not observable and not compared
@@ -17,6 +19,7 @@ appendix shows the recorded run (``data/conformance.json``): :func:`load_record`
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import platform
 import re
@@ -27,8 +30,8 @@ from pathlib import Path
 from typing import Any, Iterable, TextIO
 
 from .resources import corpus_dir
-from .runner import ScenarioResult, compare, finish
-from .scenario import ScenarioError, load_scenario
+from .runner import COMPARED_PAGE, ScenarioResult, compare, compared_page_fields, finish
+from .scenario import Scenario, ScenarioError, load_scenario
 
 #: the corpus shipped with the project
 CORPUS = corpus_dir()
@@ -47,6 +50,10 @@ class Entry:
     unmet: dict[str, list[str]] = field(default_factory=dict)   #: backend -> unmet expectations
     observation: str | None = None             #: full / partial (kernel side), None: did not run
     not_observable: list[str] = field(default_factory=list)     #: kernel page fields not compared
+    compared: dict[str, int] = field(default_factory=dict)      #: page field -> how many were compared
+    #: what the steps that carry an expectation did on each backend (:func:`step_outcomes`)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    digest: str | None = None                  #: :func:`scenario_digest` of the file that ran
 
     @property
     def status(self) -> str:
@@ -72,7 +79,19 @@ class Report:
                 "agree": statuses.count("agrees"),
                 "full": sum(e.observation == "full" for e in self.entries if e.status in ("agrees", "diverges")),
                 "partial": sum(e.observation == "partial" for e in self.entries if e.status in ("agrees", "diverges")),
-                "divergent_steps": len({(e.name, d["i"]) for e in self.entries for d in e.divergences})}
+                "divergent_steps": len({(e.name, d["i"]) for e in self.entries for d in e.divergences}),
+                "page_fields": sum(sum(e.compared.values()) for e in self.entries)}
+
+    @property
+    def page_fields(self) -> dict[str, int]:
+        """Page fields compared over the whole run, per field (observe steps, both backends)."""
+        return {key: sum(e.compared.get(key, 0) for e in self.entries) for key in COMPARED_PAGE}
+
+    def fields_line(self) -> str:
+        """``page fields compared: 2695 (state 385, ..., anon_exclusive 385, ...)``."""
+        per = self.page_fields
+        return (f"page fields compared: {sum(per.values())} ("
+                + ", ".join(f"{k} {v}" for k, v in per.items()) + ")")
 
     def summary(self) -> str:
         t = self.totals
@@ -96,6 +115,7 @@ class Report:
         return {"kernel": self.kernel, "machine": platform.machine(), "date": self.date,
                 **({"lab": lab} if lab else {}),
                 **({"profile": self.profile} if getattr(self, "profile", None) else {}), "uffd": self.uffd, "totals": self.totals,
+                "page_fields": self.page_fields,
                 "scenarios": [dict(asdict(e), status=e.status) for e in self.entries]}
 
     @property
@@ -141,6 +161,41 @@ def shown(path: Path) -> str:
         return str(path)
 
 
+def scenario_digest(scenario: Scenario) -> str:
+    """A short hash of what a scenario does and expects (its steps and kernel spec; not its
+    ``about:`` or step names), so that a record of it can be told from a record of an older version."""
+    steps = [{k: v for k, v in s.raw.items() if k != "name"} for s in scenario.steps]
+    text = json.dumps({"kernel": scenario.kernel, "steps": steps}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _outcome(scenario: Scenario, result: ScenarioResult, i: int) -> str:
+    """``met``, ``unmet: ...``, ``not run``, or ``met (not observable: ...)`` for step ``i``."""
+    if result.status == "skipped" or i >= len(result.steps) or result.steps[i].get("not_run"):
+        return "not run"
+    said = str(result.steps[i].get("expect", "not checked"))
+    hidden = [h.split(" ", 2)[2] for h in result.not_observable if h.startswith(f"step {i} ")]
+    expected = {k for p in (scenario.steps[i].expect or {}).get("pages", []) for k in p}
+    for _, e in scenario.steps[i].expect_by_kernel:
+        expected |= {k for p in e.get("pages", []) for k in p}
+    hidden = [h for h in hidden if h.rsplit(".", 1)[-1] in expected]
+    return f"{said} (not observable: {', '.join(hidden)})" if said == "met" and hidden else said
+
+
+def step_outcomes(scenario: Scenario, a: ScenarioResult, b: ScenarioResult) -> list[dict[str, Any]]:
+    """Per step that carries an expectation: its index, op, name and outcome on each backend."""
+    out = []
+    for step in scenario.steps:
+        if step.expect is None and not step.expect_by_kernel:
+            continue
+        rec: dict[str, Any] = {"i": step.i, "op": step.op}
+        if getattr(step, "name", None):
+            rec["name"] = step.name
+        rec[a.backend], rec[b.backend] = _outcome(scenario, a, step.i), _outcome(scenario, b, step.i)
+        out.append(rec)
+    return out
+
+
 def conform_one(path: Path, sim: Any, kernel: Any) -> Entry:
     """Run one scenario file on both backends."""
     try:
@@ -153,8 +208,10 @@ def conform_one(path: Path, sim: Any, kernel: Any) -> Entry:
                   reason=a.reason if a.status == "skipped" else b.reason if b.status == "skipped" else None)
     if "skipped" not in (a.status, b.status):
         entry.divergences = compare(a, b)
+        entry.compared = compared_page_fields(a, b)
     entry.unmet = {r.backend: _unmet(r) for r in (a, b) if r.unmet()}
     entry.observation, entry.not_observable = b.observation, b.not_observable
+    entry.steps, entry.digest = step_outcomes(scenario, a, b), scenario_digest(scenario)
     return entry
 
 
@@ -199,6 +256,7 @@ def print_table(report: Report, out: TextIO | None = None) -> None:
           + f", userfaultfd via {report.uffd or 'nothing (unavailable)'}", file=out)
     if report.totals["errors"]:
         print(f"{report.totals['errors']} file(s) could not be loaded (see the table)", file=out)
+    print(report.fields_line(), file=out)
     print(report.summary(), file=out)
 
 

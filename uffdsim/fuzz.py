@@ -88,7 +88,7 @@ def steps_strategy(max_ops: int = 12, swap: bool = True) -> Any:
 def fix_up(ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Make a random op list valid: one child at a time, child steps only while it lives, one pin."""
     out: list[dict[str, Any]] = []
-    alive, forks, pinned = None, 0, False
+    alive, forks, pinned, ref = None, 0, False, False
     for step in ops:
         (op, fields), = step.items()
         fields = dict(fields)
@@ -115,6 +115,14 @@ def fix_up(ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if not pinned:
                 continue
             pinned = False
+        elif op == "ref":
+            if ref:
+                continue
+            ref = True
+        elif op == "unref":
+            if not ref:
+                continue
+            ref = False
         if "mode" in fields and not fields["mode"]:
             del fields["mode"]
         out.append({op: fields})
@@ -175,12 +183,74 @@ def thp_steps_strategy(max_ops: int = 10) -> Any:
                      prologue, st.lists(op, min_size=1, max_size=max_ops))
 
 
+MTHP_PAGES = 64              #: each mTHP region: 256 KiB, room for two 128 KiB folios
+MTHP_OFFSETS = (0, 1, 3, 7, 8, 15, 16, 17, 24, 31, 32, 47, 48, 63)
+MTHP_COUNTS = (1, 2, 4, 8, 16, 17, 32, 64)
+
+
+def mthp_steps_strategy(max_ops: int = 10, swap: bool = True) -> Any:
+    """Sequences on two 2 MiB-aligned 64-page regions with one to three mTHP sizes (16 to 128 KiB)
+    set to random policies: writes that fault large folios of any allowed order, references
+    (vmsplice) and pins on single pages, partial and whole-folio moves at aligned and unaligned
+    offsets, DONTNEED/FREE/PAGEOUT of parts, mprotect of parts, fork/exit and child writes."""
+    from hypothesis import strategies as st
+
+    off = st.sampled_from(MTHP_OFFSETS)
+    cnt = st.sampled_from(MTHP_COUNTS)
+
+    def at(region: str, i: int) -> str:
+        return f"{region}+{i}" if i else region
+
+    def fit(i: int, n: int) -> int:
+        return max(1, min(n, MTHP_PAGES - i))
+
+    def ranged(op: str, region: str, **extra: Any) -> Any:
+        return st.builds(lambda i, n, **kw: {op: {"at": at(region, i), "pages": fit(i, n), **kw}}, off, cnt, **extra)
+
+    sizes = st.lists(st.sampled_from(("16K", "32K", "64K", "128K")), min_size=1, max_size=3, unique=True)
+    prologue = st.builds(
+        lambda sz, pol, advice: [{"mthp": {"size": z, "enabled": p}} for z, p in zip(sz, pol)]
+        + [{"mmap": {"name": "src", "pages": MTHP_PAGES, "align": "2M"}},
+           {"mmap": {"name": "dst", "pages": MTHP_PAGES, "align": "2M"}}]
+        + ([{"madvise": {"at": "src", "pages": MTHP_PAGES, "advice": advice}}] if advice else [])
+        + [{"uffd": {"features": ["move"]}},
+           {"register": {"at": "dst", "pages": MTHP_PAGES, "mode": ["missing"]}}],
+        sizes, st.lists(st.sampled_from(("always", "always", "madvise", "inherit", "never")), min_size=3, max_size=3),
+        st.sampled_from(("hugepage", None, None, "nohugepage")))
+    advices = ("dontneed", "free", "hugepage", "nohugepage") + (("pageout",) if swap else ())
+    op = st.one_of(
+        ranged("write", "src", value=st.integers(1, 255)),
+        ranged("write", "src", value=st.integers(1, 255)),
+        ranged("read", "src"),
+        ranged("madvise", "src", advice=st.sampled_from(advices)),
+        ranged("mprotect", "src", prot=st.sampled_from(["r", "rw"])),
+        st.builds(lambda i: {"ref": {"at": at("src", i), "pages": 1, "name": "pipe"}}, off),
+        st.just({"unref": {"name": "pipe"}}),
+        st.builds(lambda i: {"pin": {"at": at("src", i), "pages": 1, "name": "buf"}}, off),
+        st.just({"unpin": {"name": "buf"}}),
+        st.builds(lambda d, s, n, m: {"move": {"dst": at("dst", d), "src": at("src", s),
+                                               "pages": min(n, MTHP_PAGES - d, MTHP_PAGES - s), "mode": m}},
+                  off, off, cnt, st.lists(st.sampled_from(("allow_src_holes", "dontwake")), unique=True, max_size=2)),
+        st.builds(lambda i, n: {"move": {"dst": at("dst", i), "src": at("src", i), "pages": min(n, MTHP_PAGES - i)}},
+                  st.sampled_from((0, 16, 32, 48)), st.sampled_from((4, 8, 16, 32))),
+        st.just({"fork": {}}),
+        st.just({"exit": {}}),
+        st.builds(lambda i, v: {"write": {"at": at("src", i), "pages": 1, "value": v, "proc": "child"}},
+                  off, st.integers(1, 255)),
+        st.builds(lambda r, i: {"observe": {"at": at(r, i), "pages": 2 if i < MTHP_PAGES - 1 else 1}},
+                  st.sampled_from(("src", "dst")), off),
+    )
+    epilogue = [{"observe": {"at": r, "pages": MTHP_PAGES}} for r in ("src", "dst")]
+    return st.builds(lambda pro, ops: pro + fix_up(ops)[len(PROLOGUE):-len(EPILOGUE)] + epilogue,
+                     prologue, st.lists(op, min_size=1, max_size=max_ops))
+
+
 def requirements(steps: list[dict[str, Any]]) -> list[str]:
     """The kernel capabilities a step list needs."""
     ops = {next(iter(s)) for s in steps}
     advices = {s["madvise"]["advice"] for s in steps if "madvise" in s}
     need = []
-    thp = any(s.get("mmap", {}).get("align") == "2M" for s in steps)
+    thp = any(s.get("mmap", {}).get("align") == "2M" for s in steps) or "mthp" in ops
     for cap, present in (("thp", thp), ("fork", "fork" in ops), ("ksm", "ksm_merge" in ops), ("pin", "pin" in ops),
                          ("swap", "pageout" in advices), ("guard", "guard_install" in advices)):
         if present:
@@ -220,7 +290,7 @@ def save_divergence(steps: list[dict[str, Any]], kernel: ScenarioResult, diffs: 
             if key in rec:
                 expect[key] = "unwritten" if rec[key] is None else rec[key]
         if "pages" in rec:
-            expect["pages"] = [{k: p[k] for k in ("state", "value", "frame", "thp") if p.get(k) is not None}
+            expect["pages"] = [{k: p[k] for k in ("state", "value", "frame", "thp", "order") if p.get(k) is not None}
                                for p in rec["pages"]]
         out[i] = dict(out[i], expect=expect)
     doc = {"name": name, "about": "A divergence found by differential fuzzing: " +

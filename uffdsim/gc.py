@@ -44,6 +44,12 @@ at the largest size both were measured, is the model's MOVE / (COPY + DONTNEED),
 this module was written.  ``c_mem`` is the benchmark's ``memcpy`` figure (ns per 4 KiB page,
 same size) divided by the ns of one unit, ``copy-dontneed-4k / (1 + c_zap)``; without a
 benchmark it is ``0.15`` (a 4 KiB memcpy of about 0.25 us against a UFFDIO_COPY of about 1.7 us).
+:func:`load_measured_cost_model` instead prices all three from
+``data/compaction.json`` (``benchmarks/compaction.py``, ``make bench-compaction``), where
+UFFDIO_MOVE, UFFDIO_COPY and MADV_DONTNEED are each timed on their own: ``c_move = move / copy``,
+``c_zap = dontneed / copy``, nothing assumed; :func:`predicted_completion_ratio` is what the
+collector then predicts for that benchmark's compacting thread, and ``tests/test_costs.py``
+checks it against the record.
 Packing is a user-space memcpy of live objects: it pays neither a system call nor a page
 allocation, so it is priced from memcpy, not as a share of UFFDIO_COPY.  Waking a thread, reading messages and mutator work cost nothing in
 this model.
@@ -73,6 +79,7 @@ DEFAULT_MOVE_COST = 0.125
 DEFAULT_ZAP_COST = 0.25
 DEFAULT_MEMCPY_COST = 0.15
 BENCH_FILE = data_file("kernel_bench.json")
+COMPACTION_FILE = data_file("compaction.json")
 
 
 class GcError(ValueError):
@@ -154,6 +161,47 @@ def load_cost_model(path: str | Path | None = None) -> CostModel:
     return CostModel(move_page=round(c_move, 3), zap_page=round(c_zap, 3), memcpy_page=round(c_mem, 3),
                      source=f"{path.name}, {size:g} MiB, one ioctl per page: "
                             f"move / {copy} = {ratio:.3f}; {mem_note}")
+
+
+def load_measured_cost_model(path: str | Path | None = None,
+                             bench: str | Path | None = None) -> CostModel:
+    """The cost model from measured per-page costs: ``benchmarks/compaction.py``'s record.
+
+    ``data/compaction.json`` times ``UFFDIO_MOVE``, ``UFFDIO_COPY`` and ``MADV_DONTNEED`` each on
+    its own, one call per 4 KiB page, so nothing is assumed: ``move_page = move / copy`` and
+    ``zap_page = dontneed / copy`` (medians, ns per page).  ``memcpy_page`` still comes from the
+    kernel benchmark (``bench``, ``data/kernel_bench.json``) when it has a ``memcpy`` figure, in
+    units of that file's COPY (or COPY + DONTNEED over ``1 + zap_page``); else the default.
+    Without a compaction record, :func:`load_cost_model`.
+    """
+    path = Path(path) if path is not None else COMPACTION_FILE
+    if not path.is_file():
+        return load_cost_model(bench)
+    try:
+        data = json.loads(path.read_text())
+        ns = {k: float(data[f"{k}_ns_per_page"]["median"]) for k in ("move", "copy", "dontneed")}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise GcError(f"{path}: not a compaction record ({err})") from None
+    if min(ns.values()) <= 0:
+        raise GcError(f"{path}: per-page costs must be > 0, not {ns}")
+    c_mem = load_cost_model(bench)
+    mem = c_mem.memcpy_page if "memcpy /" in c_mem.source else DEFAULT_MEMCPY_COST
+    return CostModel(move_page=round(ns["move"] / ns["copy"], 3), zap_page=round(ns["dontneed"] / ns["copy"], 3),
+                     memcpy_page=mem,
+                     source=(f"{path.name} ({data.get('kernel', '?')}, {data.get('cpus', '?')} CPUs), "
+                             f"one call per page: move / copy = {ns['move'] / ns['copy']:.3f}, "
+                             f"dontneed / copy = {ns['dontneed'] / ns['copy']:.3f}; "
+                             f"memcpy: {'kernel_bench' if mem != DEFAULT_MEMCPY_COST else 'default'}"))
+
+
+def predicted_completion_ratio(cost: CostModel, pages: int = 16) -> float:
+    """The model's MOVE / COPY completion time of a compaction with no packing and no mutator.
+
+    A dense heap (every object live) relocates each page whole: MOVE pays ``move_page`` per page,
+    COPY pays ``copy_page + zap_page`` (the copy, then the zap of its source), as the compacting
+    thread of ``benchmarks/compaction.py`` does with one call per page.
+    """
+    return cost.move_page / (cost.copy_page + cost.zap_page)
 
 
 # -- the heap and the plan ------------------------------------------------------------------------
@@ -478,5 +526,5 @@ def check_conservation(run: Compaction) -> list[str]:
 
 
 __all__ = ["CostModel", "GcError", "HeapLayout", "Heap", "ToPage", "Step", "Pause", "Compaction",
-           "load_cost_model", "make_heap", "plan_compaction", "page_value", "mutator_schedule",
+           "load_cost_model", "load_measured_cost_model", "predicted_completion_ratio", "make_heap", "plan_compaction", "page_value", "mutator_schedule",
            "compact", "check_conservation", "METHODS"]

@@ -39,6 +39,27 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
            "no UFFD_FEATURE_MOVE (features 0x1fff); the UFFDIO_MOVE ioctl fails with EINVAL",
            "UFFD_FEATURE_MOVE offered; UFFDIO_MOVE moves pages", "api-move-feature-not-required",
            "lab: 6.1.192 (no MOVE) vs 6.12.118 and 6.18"),
+    Change("mthp", (6, 8), "19eaf44954df mm: thp: support allocation of anonymous multi-size THP (hash not verified here)",
+           "anonymous faults map small pages or PMD-size THPs only; no hugepages-<size>kB knobs",
+           "hugepages-<size>kB/enabled per size (16 KiB to 1 MiB): a write fault may map a large folio",
+           "mthp-fault-64k-always", "lab: 6.12.118 and 6.18 map 64 KiB folios; 6.1.192 has no hugepages-64kB knob"),
+    Change("mthp_swapin", (6, 12),
+           "mm: support large folios swap-in for sync io devices (Chuanhua Han, Barry Song; version and "
+           "hash not verified here)",
+           "a swapped-out page comes back as a small folio, one page per fault",
+           "on a synchronous swap device (zram) a fault swaps in a whole mTHP folio when the aligned range "
+           "is all contiguous, exclusive swap entries and the policy allows that size",
+           "mthp-swapin-whole-folio", "lab: 6.12.118 and 6.18 (zram) swap the whole 64 KiB folio back in"),
+    Change("move_batch", (6, 18), "userfaultfd: opportunistic TLB-flush batching for present pages in MOVE "
+           "(Lokesh Gidra; hash not verified here)",
+           "move_pages() stores every PTE step's result in err: after an internal -EAGAIN retry the "
+           "next step counts normally",
+           "move_pages_ptes() returns bytes and move_pages() stores only negative results in err: after "
+           "an internal -EAGAIN, a later successful step is neither counted nor advanced past (pages "
+           "moved but missing from the count, EEXIST on their own destination; with ALLOW_SRC_HOLES "
+           "a hole makes the ioctl spin until a fatal signal)",
+           "mthp-move-whole-folio-splits",
+           "6.18 (uffd_move_eagain_retry.c reproduces both); a race, so no scenario shows it"),
     Change("move_zeropage", (6, 9), "eb1521dad8f3 userfaultfd: handle zeropage moves by UFFDIO_MOVE (hash not verified here)",
            "a zero-page source (small or huge) gives EBUSY", "the zero page moves (the destination maps it)",
            "zero-page-move", "modelled only (6.8 cannot be booted here)"),
@@ -62,6 +83,19 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
            "662df3e5c376 mm: madvise: implement lightweight guard page mechanism (hash not verified here)",
            "MADV_GUARD_INSTALL/REMOVE are unknown advices: EINVAL", "guard markers are installed",
            "guard-install-zaps-page", "lab: 6.12.118 refuses MADV_GUARD_INSTALL (the guard scenarios skip there)"),
+    Change("kpageflags_folio", (6, 10),
+           "proc: rewrite stable_page_flags() (Matthew Wilcox; hash not verified here)",
+           "/proc/kpageflags copies each page's own flags: bit 34 is the page's PG_anon_exclusive",
+           "it copies the folio's flags: every page of a large folio shows its head page's PG_anon_exclusive",
+           "fork-anon-exclusive-observed",
+           "lab: a PMD-mapped THP's tail page shows 0 on 6.1.0-57, 1 on 6.12.118 and 6.18 (and on 6.18 a reused "
+           "tail page of a PTE-mapped THP shows its head's 0: thp-kpageflags-shows-head-flag)"),
+    Change("large_cow_reuse", (6, 15), "1da190f4d0a6 mm: Copy-on-Write (COW) reuse support for PTE-mapped THP",
+           "a write fault on a not-exclusive page of a large folio always copies the page",
+           "it reuses the page (and makes it exclusive) when every reference is a mapping of this one mm "
+           "(__wp_can_reuse_large_anon_folio(), CONFIG_MM_ID)", "thp-kpageflags-shows-head-flag",
+           "6.18 (a PTE-mapped THP after fork and exit keeps its frame on a write); lab: 6.12.118 copies the "
+           "written page out of a 64 KiB folio, 6.18 reuses it in place (mthp-fork-exit-still-busy)"),
     Change("eagain_out", (6, 15), "95567729173e userfaultfd: fix uninitialized output field for -EAGAIN race",
            "an early EAGAIN (mmap_changing on entry) leaves the move/copy/zeropage field unwritten",
            "the field gets -EAGAIN", "mmap-changing-remove-event",

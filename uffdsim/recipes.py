@@ -16,16 +16,26 @@ ENOENT (a source hole)                 ``holes="allow"``: retry that page with
                                        as ``skipped-hole``
 EEXIST (destination already mapped)    someone else resolved that page: skip it, wake it
                                        (unless ``dontwake``), report ``skipped-exists``
-EBUSY (page not exclusive, or pinned)  ``fallback`` for that one page (default:
-                                       :func:`copy_then_dontneed`), report ``copied``
-                                       with the reason; then continue with MOVE
-any other errno (EINVAL, EFAULT,       the reasons MOVE may fail can change between kernel
-ENOMEM, ESRCH, ...)                    versions, so none aborts: MOVE is narrowed to the
-                                       first page, and if that page fails too it takes the
-                                       ``fallback`` like EBUSY, its errno kept as the reason;
-                                       only a fallback that fails as well raises
-                                       :class:`MoveRangeError` (with the report)
+EBUSY (page not exclusive, or pinned)  by default raise :class:`MoveRangeError` (with the
+                                       report): EBUSY does not say whether the page is
+                                       pinned, and copying a pinned page detaches it from
+                                       the device or io_uring that keeps writing to it.
+                                       With a ``fallback`` (e.g. :func:`copy_then_dontneed`
+                                       for a range the caller knows holds no pin, or
+                                       :func:`copy_unless_pinned`) that one page takes it,
+                                       reported ``copied`` with the reason; then MOVE goes on
+any other errno (EINVAL, EFAULT,       with a ``fallback``: the reasons MOVE may fail can
+ENOMEM, ESRCH, ...)                    change between kernel versions, so none aborts: MOVE
+                                       is narrowed to the first page, and if that page fails
+                                       too it takes the ``fallback`` like EBUSY, its errno
+                                       kept as the reason; only a fallback that fails as
+                                       well raises :class:`MoveRangeError` (with the
+                                       report).  Without one, it is raised at once
 =====================================  ===================================================
+
+The caller must know its pins: the kernel's EBUSY is the same for a page shared after ``fork()``,
+merged by KSM or pinned (6.18), and only the caller knows which of its pages it registered with
+io_uring, RDMA or a device.  Copy-and-zap is safe for the first two and wrong for the third.
 
 ``report.fallback_reasons()`` says which pages fell back and after which errno.
 
@@ -162,16 +172,34 @@ def copy_then_dontneed(uffd: Any, dst: int, src: int, page_size: int, dontwake: 
     return "copied"
 
 
+def copy_unless_pinned(pinned: Callable[[int, int], bool]) -> Fallback:
+    """A fallback that copies like :func:`copy_then_dontneed`, except where ``pinned(src, size)``.
+
+    ``pinned`` is the caller's own record of the source pages it pinned (io_uring fixed
+    buffers, RDMA regions, vfio DMA): the kernel does not tell a pinned page's EBUSY from a
+    shared one's.  For a pinned page the fallback raises EBUSY, so :func:`move_range` stops
+    with the report instead of detaching the frame the device keeps writing to.
+    """
+    def fallback(uffd: Any, dst: int, src: int, page_size: int, dontwake: bool) -> str:
+        if pinned(src, page_size):
+            raise UffdError(E.EBUSY, "the caller pinned this source page: not copied", -E.EBUSY)
+        return copy_then_dontneed(uffd, dst, src, page_size, dontwake)
+    return fallback
+
+
 def move_range(uffd: MoveIoctls, dst: int, src: int, length: int, *,
-               fallback: Fallback | None = copy_then_dontneed,
+               fallback: Fallback | None = None,
                read_events: Callable[[], Any] | None = None,
                holes: str = "allow", dontwake: bool = False, allow_src_holes: bool = False,
                page_size: int = PAGE_SIZE, max_retries: int = 64) -> MoveReport:
     """Move ``[src, src+length)`` to ``[dst, dst+length)`` with UFFDIO_MOVE, handling every outcome.
 
-    ``fallback`` handles a page that is not movable (EBUSY): the default copies it and drops the
-    source page (not atomic, see :func:`copy_then_dontneed`); ``None`` raises instead.  A fallback
-    returning ``"retry"`` made the source movable (e.g. by writing to it): MOVE is issued again.
+    ``fallback`` handles a page that is not movable (EBUSY): by default (``None``) EBUSY is raised,
+    because the kernel's EBUSY does not say whether the page is pinned; pass
+    :func:`copy_then_dontneed` (copy it and drop the source page; not atomic) only for a range
+    the caller knows holds no pinned page, or :func:`copy_unless_pinned` with its pin record.
+    A fallback returning ``"retry"`` made the source movable (e.g. by writing to it): MOVE is
+    issued again.
     ``read_events`` is called when a non-cooperative event is pending (EAGAIN with ``move`` =
     -EAGAIN); by default the uffd's messages are read and kept in ``report.events`` so nothing the
     caller needs is lost.  ``holes``: ``"allow"``, ``"skip"`` or ``"raise"`` (see the module doc).
@@ -296,4 +324,4 @@ def move_range(uffd: MoveIoctls, dst: int, src: int, length: int, *,
 
 
 __all__ = ["move_range", "MoveReport", "MoveRangeError", "Piece", "MoveIoctls", "Fallback",
-           "copy_then_dontneed", "default_dontneed", "KINDS"]
+           "copy_then_dontneed", "copy_unless_pinned", "default_dontneed", "KINDS"]

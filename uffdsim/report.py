@@ -35,7 +35,9 @@ def fmt_result(rec: dict[str, Any]) -> str:
 def page_text(p: dict[str, Any]) -> str:
     """``present:0x41@f0`` / ``zero`` / ``none``: one page in a table cell."""
     if p["state"] == "present":
-        return f"present:{p['value']:#04x}@{p['frame']}{'(thp)' if p.get('thp') else ''}"
+        order = p.get("order")
+        mthp = f"(order {order})" if isinstance(order, int) and 0 < order < 9 else ""
+        return f"present:{p['value']:#04x}@{p['frame']}{'(thp)' if p.get('thp') else ''}{mthp}"
     return p["state"]
 
 

@@ -3,7 +3,8 @@
 A backend turns a :class:`~uffdsim.scenario.Scenario` into raw step records (plain dicts):
 ``i``, ``op``, ``ret``, ``errno`` (a name or None), the ioctl output field (``move``/``copy``/
 ``zeropage``: an int, or None when unwritten), ``addr`` for mmap, ``pages`` for observe (each with
-``state``, ``value``, ``frame`` = a raw frame key such as a pfn, ``thp``), ``blocked`` for thread,
+``state``, ``value``, ``frame`` = a raw frame key such as a pfn, ``thp``, and what
+/proc/kpageflags and /proc/kpagecount say: ``anon_exclusive``, ``mapcount``, ``order``), ``blocked`` for thread,
 ``events`` for read_events (each with ``type``, ``write`` and a numeric ``addr``), ``hung`` when
 the step never finished, ``trail`` when the backend explains itself.  The runner turns frame keys
 into labels (``f0``, ``f1``... by first sight, ``zero`` for the zero page), addresses into address
@@ -161,6 +162,17 @@ def check_expect(expect: dict[str, Any], rec: dict[str, Any], op: str) -> list[s
             for k, v in want.items():
                 if got.get(k) != v and got.get(k) != NOT_OBSERVABLE:
                     problems.append(f"page {n} {k}: expected {v}, got {got.get(k)}")
+    if "all_pages" in expect:
+        want_all = expect["all_pages"]
+        pages = rec.get("pages") or []
+        bad = [(n, k, v, got.get(k)) for n, got in enumerate(pages) for k, v in want_all.items()
+               if got.get(k) != v and got.get(k) != NOT_OBSERVABLE]
+        if not pages:
+            problems.append("all_pages: no page observed")
+        elif bad:
+            n, k, v, got = bad[0]
+            more = len({b[0] for b in bad}) - 1
+            problems.append(f"page {n} {k}: expected {v}, got {got}" + (f" (and {more} more pages)" if more else ""))
     if "blocked" in expect and rec.get("blocked") != expect["blocked"]:
         problems.append(f"blocked: expected {expect['blocked']}, got {rec.get('blocked')}")
     if "events" in expect:
@@ -179,7 +191,7 @@ def check_expect(expect: dict[str, Any], rec: dict[str, Any], op: str) -> list[s
 
 #: the fields of a step record that two backends must agree on
 COMPARED = ("ret", "errno", "move", "copy", "zeropage", "blocked", "hung")
-COMPARED_PAGE = ("state", "value", "frame", "thp")
+COMPARED_PAGE = ("state", "value", "frame", "thp", "anon_exclusive", "mapcount", "order")
 
 
 def compare(a: ScenarioResult, b: ScenarioResult) -> list[dict[str, Any]]:
@@ -202,6 +214,20 @@ def compare(a: ScenarioResult, b: ScenarioResult) -> list[dict[str, Any]]:
         if ea is not None and eb is not None and ea != eb:
             diffs.append({"i": sa["i"], "op": sa["op"], "field": "events", a.backend: ea, b.backend: eb})
     return diffs
+
+
+def compared_page_fields(a: ScenarioResult, b: ScenarioResult) -> dict[str, int]:
+    """How many page fields :func:`compare` held side by side, per field (both observable)."""
+    counts = {key: 0 for key in COMPARED_PAGE}
+    for sa, sb in zip(a.steps, b.steps):
+        pa, pb = sa.get("pages"), sb.get("pages")
+        if pa is None or pb is None:
+            continue
+        for x, y in zip(pa, pb):
+            for key in COMPARED_PAGE:
+                if NOT_OBSERVABLE not in (x.get(key), y.get(key)):
+                    counts[key] += 1
+    return counts
 
 
 def get_backend(name: str) -> Backend:

@@ -26,7 +26,7 @@ ADDR_RE = re.compile(r"^(?P<region>[A-Za-z_][A-Za-z0-9_]*)(?:\+(?P<page>[0-9]+)(
 PROTS = ("rw", "r", "rwx", "none")
 ADVICES = ("dontneed", "free", "dontfork", "dofork", "wipeonfork", "keeponfork", "mergeable",
            "unmergeable", "hugepage", "nohugepage", "pageout", "collapse", "guard_install",
-           "guard_remove")
+           "guard_remove", "populate_write")
 FEATURE_NAMES = ("pagefault_flag_wp", "event_fork", "event_remap", "event_remove",
                  "missing_hugetlbfs", "missing_shmem", "event_unmap", "sigbus", "thread_id",
                  "minor_hugetlbfs", "minor_shmem", "exact_address", "wp_hugetlbfs_shmem",
@@ -51,7 +51,7 @@ MAX_MAPPED_PAGES = 1 << 16       #: pages of all regions together (256 MiB), unl
 MAX_OBSERVE_PAGES = 4096         #: pages one observe step looks at
 MAX_WORK_PAGES = 1 << 18         #: pages all range steps together may touch (each capped at what is mapped)
 #: the ops whose cost grows with the pages of their range (they fault, copy, scan or observe pages)
-RANGE_WORK_OPS = ("write", "read", "pin", "observe", "mlock", "copy", "zeropage", "move", "madvise",
+RANGE_WORK_OPS = ("write", "read", "pin", "ref", "observe", "mlock", "copy", "zeropage", "move", "madvise",
                   "mprotect", "munmap", "munlock", "writeprotect", "register", "unregister", "wake")
 
 LEN = ("pages", "bytes")
@@ -80,14 +80,21 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "ksm_merge": ((), ()),
     "pin": (("at", "len", "name"), ()),
     "unpin": (("name",), ("at", "pages", "bytes")),
+    "ref": (("at", "len", "name"), ()),
+    "unref": (("name",), ()),
+    "mthp": (("size", "enabled"), ()),
     "observe": (("at", "len"), ()),
     "fault_async": (("thread", "at"), ("write", "value")),
     "thread": (("thread",), ()),
     "read_events": ((), IOCTL),
 }
+#: ops on the machine, not on a process (no ``proc`` field)
+MACHINE_OPS = ("mthp",)
+#: the keys of a step besides its op
+STEP_KEYS = ("expect", "expect_by_kernel", "name")
 OUT_FIELDS = {"move": "move", "copy": "copy", "zeropage": "zeropage"}
-EXPECT_KEYS = ("ok", "errno", "move", "copy", "zeropage", "pages", "blocked", "events", "hung", "trail")
-PAGE_KEYS = ("state", "value", "frame", "thp")
+EXPECT_KEYS = ("ok", "errno", "move", "copy", "zeropage", "pages", "all_pages", "blocked", "events", "hung", "trail")
+PAGE_KEYS = ("state", "value", "frame", "thp", "anon_exclusive", "mapcount", "order")
 EVENT_KEYS = ("type", "at", "write")
 
 
@@ -157,6 +164,9 @@ class Step:
     raw: dict[str, Any] = field(default_factory=dict)
     #: (kernel spec, expectation) pairs: the first whose spec the kernel satisfies replaces ``expect``
     expect_by_kernel: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    #: the step's optional ``name:`` (kebab-case, unique in the scenario): the book cites it as
+    #: ``{claim}`scenario#name```
+    name: str | None = None
 
     def expect_for(self, profile: Any) -> dict[str, Any] | None:
         """The expectation for a kernel profile (:mod:`uffdsim.kernels`)."""
@@ -255,6 +265,20 @@ def _ident(value: Any) -> str:
     return value
 
 
+#: the anonymous mTHP sizes a scenario may set (``mthp: {size: 64K, enabled: always}``), in KiB
+MTHP_SIZES = {"16K": 16, "32K": 32, "64K": 64, "128K": 128, "256K": 256, "512K": 512,
+              "1024K": 1024, "1M": 1024, "2048K": 2048, "2M": 2048}
+MTHP_POLICIES = ("always", "inherit", "madvise", "never")
+#: the most pages one ref step may reference (a pipe holds at most 1 MiB by default, fs/pipe-max-size)
+MAX_REF_PAGES = 256
+
+
+def _mthp_size(value: Any) -> int:
+    if isinstance(value, str) and value in MTHP_SIZES:
+        return MTHP_SIZES[value]
+    raise ValueError(f"expected an mTHP size ({', '.join(MTHP_SIZES)}), got {show(value)}")
+
+
 def _align(value: Any) -> int:
     table = {"4K": PAGE, "4k": PAGE, "2M": 2 << 20, "2m": 2 << 20}
     if isinstance(value, str) and value in table:
@@ -269,7 +293,7 @@ FIELD_CHECKS: dict[str, Callable[[Any], Any]] = {
     "align": _align, "at": parse_addr, "dst": parse_addr, "src": parse_addr,
     "advice": _choice(ADVICES), "value": lambda v: _int(v, 0, 255), "value_step": lambda v: _int(v, 0, 255),
     "features": _names(FEATURE_NAMES), "user_mode_only": _bool, "api": _bool, "wp": _bool,
-    "write": _bool, "onfault": _bool,
+    "write": _bool, "onfault": _bool, "size": _mthp_size, "enabled": _choice(MTHP_POLICIES),
 }
 
 
@@ -281,7 +305,7 @@ def parse_step(path: str, i: int, raw: Any) -> Step:
     """Validate one step mapping and turn it into a :class:`Step`."""
     if not isinstance(raw, dict):
         raise _fail(path, f"step {i}", f"expected a mapping with one op, got {show(raw)}")
-    keys = [k for k in raw if k not in ("expect", "expect_by_kernel")]
+    keys = [k for k in raw if k not in STEP_KEYS]
     if len(keys) != 1:
         raise _fail(path, f"step {i}", f"expected exactly one op key, got {show(keys) if keys else 'none'}")
     op = keys[0]
@@ -292,7 +316,7 @@ def parse_step(path: str, i: int, raw: Any) -> Step:
     if not isinstance(fields, dict):
         raise _fail(path, where, f"expected a mapping of fields, got {show(fields)}")
     required, optional = OPS[op]
-    allowed = set(required) | set(optional) | {"proc"}
+    allowed = set(required) | set(optional) | ({"proc"} if op not in MACHINE_OPS else set())
     if "len" in allowed:
         allowed = (allowed - {"len"}) | set(LEN)       # "len" stands for pages/bytes: it is no field
     if op in MODES or op == "register":
@@ -321,6 +345,10 @@ def parse_step(path: str, i: int, raw: Any) -> Step:
             raise _fail(path, f"{where}: field {key!r}", "missing")
     if op == "mmap" and args["pages"] == 0:
         raise _fail(path, f"{where}: field 'pages'", "a region needs at least one page")
+    if op == "ref" and not 0 < args["length"] <= MAX_REF_PAGES * PAGE:
+        raise _fail(path, f"{where}: field '{'pages' if 'pages' in fields else 'bytes'}'",
+                    f"a reference covers 1 to {MAX_REF_PAGES} pages ({MAX_REF_PAGES * PAGE} bytes), got {args['length']} bytes")
+
     expect = raw.get("expect")
     if expect is not None:
         expect = parse_expect(path, where, op, expect)
@@ -337,7 +365,18 @@ def parse_step(path: str, i: int, raw: Any) -> Step:
             except ValueError as err:
                 raise _fail(path, f"{where}: field 'expect_by_kernel.{shown}'", clean(str(err)[:200])) from None
             by_kernel.append((spec, parse_expect(path, f"{where}: expect_by_kernel.{shown}", op, exp)))
-    return Step(i, op, args, expect, raw, by_kernel)
+    return Step(i, op, args, expect, raw, by_kernel, _step_name(path, where, raw))
+
+
+def _step_name(path: str, where: str, raw: dict[str, Any]) -> str | None:
+    """A step's ``name:``: kebab-case, not a number (a number cites a step by its index)."""
+    name = raw.get("name")
+    if name is None:
+        return None
+    if not isinstance(name, str) or not NAME_RE.match(name) or len(name) > 100 or name.isdigit():
+        raise _fail(path, f"{where}: field 'name'",
+                    f"expected a kebab-case step name (not a number), got {show(name)}")
+    return name
 
 
 def parse_expect(path: str, where: str, op: str, expect: Any) -> dict[str, Any]:
@@ -373,6 +412,9 @@ def _expect_value(key: str, value: Any) -> Any:
         if not isinstance(value, str):
             raise ValueError(f"expected text to find in the trail, got {show(value)}")
         return value
+    if key == "all_pages":
+        # one page expectation that every observed page must meet (ported suites check whole ranges)
+        return _expect_value("pages", [value])[0]
     if key == "pages":
         if not isinstance(value, list):
             raise ValueError(f"expected a list of pages, got {show(value)}")
@@ -387,6 +429,12 @@ def _expect_value(key: str, value: Any) -> Any:
                 p["value"] = _int(p["value"], 0, 255)
             if "thp" in p:
                 _bool(p["thp"])
+            if "anon_exclusive" in p:
+                _bool(p["anon_exclusive"])
+            if "mapcount" in p:
+                p["mapcount"] = _int(p["mapcount"], 0, 1 << 31)
+            if "order" in p and p["order"] is not None:
+                p["order"] = _int(p["order"], 0, 9)          # anonymous folios: at most PMD order (x86-64, 4 KiB pages)
             if "frame" in p and not isinstance(p["frame"], str):
                 raise ValueError(f"a frame is a label like f0 or zero, got {show(p['frame'])}")
             pages.append(p)
@@ -432,6 +480,11 @@ def parse_scenario(data: Any, path: str = "<string>") -> Scenario:
     if len(steps_raw) > MAX_STEPS:
         raise ScenarioError(f"{path}: field 'steps': {len(steps_raw)} steps, more than the limit of {MAX_STEPS}")
     steps = [parse_step(path, i, raw) for i, raw in enumerate(steps_raw)]
+    named: dict[str, int] = {}
+    for s in steps:
+        if s.name is not None and named.setdefault(s.name, s.i) != s.i:
+            raise _fail(path, f"step {s.i} ({s.op}): field 'name'",
+                        f"step {named[s.name]} is named {s.name!r} already (a step name is unique)")
     check_names(path, steps)
     check_limits(path, steps)
     kernel = data.get("kernel")

@@ -98,7 +98,8 @@ class FolioSnap:
 
     @property
     def total_mapcount(self) -> int:
-        return sum(self.mapcount) + self.entire_mapcount * self.nr
+        """folio_mapcount(): every PTE mapping a page of the folio, plus each PMD mapping it whole once."""
+        return sum(self.mapcount) + self.entire_mapcount
 
     @property
     def pinned(self) -> bool:

@@ -9,11 +9,12 @@ In a notebook's Markdown cell or a book page::
     ```
 
 The argument is the kind, ``yaml`` (a scenario in the corpus format) or ``python`` (a snippet
-against ``uffdsim``).  The page shows the source in an editable box with Run and Reset; Run loads
-Pyodide (vendored under ``_static/pyodide``, fetched only on the first Run) with the uffdsim and
-PyYAML wheels (``_static/live/wheels``, built by ``scripts/build_live_wheels.py``) and shows what
-:func:`uffdsim.live.run_cell` returns: the same text a notebook prints, and an SVG picture.
-Nothing is loaded from another host.
+against ``uffdsim``).  The page shows the source in an editable box with Run, Stop and Reset;
+Run starts a Web Worker (``live/worker.js``) that loads Pyodide (vendored under ``_static/pyodide``, fetched only on the
+first Run) with the uffdsim and PyYAML wheels (``_static/live/wheels``, built by
+``scripts/build_live_wheels.py``) and shows what :func:`uffdsim.live.run_cell` returns: the same
+text a notebook prints, and an SVG picture.  A run is stopped after
+:data:`uffdsim.live.TIME_LIMIT_S` seconds (the cell says so).  Nothing is loaded from another host.
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from typing import Any
 
 from docutils import nodes
 from docutils.parsers.rst import Directive, directives
+
+from uffdsim.live import MAX_OUTPUT, TIME_LIMIT_S
 
 HERE = Path(__file__).resolve().parent
 KINDS = ("yaml", "python")
@@ -46,18 +49,29 @@ class LiveCell(Directive):
         serial = env.new_serialno("live-cell")
         caption = self.options.get("caption", "Live cell")
         rows = min(max(source.count("\n") + 1, 4), 30)
+        cid = f'live-{env.docname.replace("/", "-")}-{serial}'
+        kind_name = "scenario (YAML)" if kind == "yaml" else "Python"
+        limits = (f"A run stops after {TIME_LIMIT_S} s and shows at most {MAX_OUTPUT // 1024} K characters of output. "
+                  "Shift+Enter runs, Escape stops.")
         html = (
-            f'<div class="uffd-live" data-kind="{kind}" id="live-{env.docname.replace("/", "-")}-{serial}">'
-            f'<div class="uffd-live-head"><span class="uffd-live-caption">{escape(caption)}</span>'
-            f'<span class="uffd-live-kind">{"scenario (YAML)" if kind == "yaml" else "Python"}</span></div>'
+            f'<div class="uffd-live" data-kind="{kind}" data-time-limit="{TIME_LIMIT_S}" id="{cid}" '
+            f'role="group" aria-labelledby="{cid}-caption">'
+            f'<div class="uffd-live-head"><span class="uffd-live-caption" id="{cid}-caption">{escape(caption)}</span>'
+            f'<span class="uffd-live-kind">{kind_name}, runs in your browser</span></div>'
             f'<textarea class="uffd-live-src" spellcheck="false" autocomplete="off" rows="{rows}" '
-            f'aria-label="{escape(caption)}: editable {kind} source">{escape(source)}</textarea>'
-            f'<div class="uffd-live-bar"><button type="button" class="uffd-live-run">Run</button>'
+            f'aria-label="{escape(caption)}: editable {kind_name} source" aria-describedby="{cid}-keys">'
+            f'{escape(source)}</textarea>'
+            f'<div class="uffd-live-bar">'
+            f'<button type="button" class="uffd-live-run" aria-describedby="{cid}-keys">Run</button>'
+            f'<button type="button" class="uffd-live-stop" aria-disabled="true">Stop</button>'
             f'<button type="button" class="uffd-live-reset">Reset</button>'
-            f'<span class="uffd-live-status" role="status">Runs in your browser (Pyodide, about 14 MB, '
-            f'loaded on the first Run). Shift+Enter runs.</span></div>'
-            f'<progress class="uffd-live-progress" max="100" value="0" hidden></progress>'
-            f'<pre class="uffd-live-out" hidden></pre><div class="uffd-live-svg" hidden></div>'
+            f'<span class="uffd-live-status" role="status">Python (Pyodide, about 14 MB) loads on the first Run.'
+            f'</span></div>'
+            f'<p class="uffd-live-keys" id="{cid}-keys">{limits}</p>'
+            f'<progress class="uffd-live-progress" max="100" value="0" aria-label="progress of the run" hidden>'
+            f'</progress>'
+            f'<div class="uffd-live-result" role="group" aria-label="output" aria-live="polite">'
+            f'<pre class="uffd-live-out" tabindex="0" hidden></pre><div class="uffd-live-svg" hidden></div></div>'
             f'</div>')
         return [nodes.raw("", html, format="html")]
 

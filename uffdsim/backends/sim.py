@@ -74,7 +74,7 @@ class SimRun:
         try:
             if proc is None:                    # its fork failed: there is no such pid (as the kernel backend)
                 raise UffdError(3, f"process {name} does not exist (its fork failed)")   # ESRCH
-            if not proc.alive and step.op != "thread":
+            if not proc.alive and step.op not in ("thread", "mthp"):
                 raise UffdError(3, f"process {proc.name} has exited")   # ESRCH
             result = OPS[step.op](self, step, proc, rec)
             if out_key:
@@ -105,10 +105,18 @@ def op_mmap(run: SimRun, step: Step, proc: Process, rec: dict[str, Any]) -> None
     rec["addr"] = addr
 
 
+def page_record(v: Any) -> dict[str, Any]:
+    """A page of ``observe`` as both backends report it: what /proc/kpageflags and /proc/kpagecount
+    say (``anon_exclusive``, ``mapcount``, ``order``) only for a mapped page (present or zero);
+    the exclusive bit of a swap entry is not something the kernel shows."""
+    mapped = v.state in ("present", "zero")
+    return {"state": v.state, "value": v.value, "frame": v.pfn, "thp": v.thp,
+            "anon_exclusive": v.anon_exclusive if mapped else None,
+            "mapcount": v.mapcount if mapped else None, "order": v.order if mapped else None}
+
+
 def op_observe(run: SimRun, step: Step, proc: Process, rec: dict[str, Any]) -> None:
-    rec["pages"] = [{"state": v.state, "value": v.value, "frame": v.pfn, "thp": v.thp,
-                     "anon_exclusive": v.anon_exclusive, "mapcount": v.mapcount}
-                    for v in proc.observe(run.addr(step.args["at"]), _len(step))]
+    rec["pages"] = [page_record(v) for v in proc.observe(run.addr(step.args["at"]), _len(step))]
     run.machine.trail.path.clear()
 
 
@@ -196,11 +204,13 @@ def op_memory(run: SimRun, step: Step, proc: Process, rec: dict[str, Any]) -> No
         proc.read(at, length)
     elif step.op == "pin":
         proc.pin(at, length, a["name"])
+    elif step.op == "ref":
+        proc.ref(at, length, a["name"])
 
 
 OPS: dict[str, Callable[[SimRun, Step, Process, dict[str, Any]], Any]] = {
     "mmap": op_mmap,
-    **dict.fromkeys(("munmap", "mprotect", "mlock", "munlock", "write", "read", "pin"), op_memory),
+    **dict.fromkeys(("munmap", "mprotect", "mlock", "munlock", "write", "read", "pin", "ref"), op_memory),
     **dict.fromkeys(("api", "register", "unregister", "copy", "zeropage", "move", "wake", "writeprotect"), op_ioctl),
     "madvise": op_madvise,
     "fork": op_fork,
@@ -208,6 +218,8 @@ OPS: dict[str, Callable[[SimRun, Step, Process, dict[str, Any]], Any]] = {
     "uffd": op_uffd,
     "ksm_merge": lambda r, s, p, rec: p.ksm_merge(),
     "unpin": lambda r, s, p, rec: p.unpin(s.args["name"]),
+    "unref": lambda r, s, p, rec: p.unref(s.args["name"]),
+    "mthp": lambda r, s, p, rec: r.machine.set_mthp(s.args["size"], s.args["enabled"]),
     "observe": op_observe,
     "fault_async": op_fault_async,
     "thread": op_thread,

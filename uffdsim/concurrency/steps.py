@@ -9,11 +9,15 @@ Where an operation is split, it is split where the kernel's locking lets another
   source PTL.  One step (the pages sit in one page table).  The TLB flush comes after the
   PTL is dropped, but a store through a stale TLB entry lands in the zapped frame, which is
   lost just the same, so the model needs no TLB.
-* ``UFFDIO_MOVE`` (``move_pages()``) per page: ``move_present_pte()`` clears the source PTE and
-  installs the destination PTE inside one critical section holding both PTLs and the folio
-  lock, flushing the source TLB entry before the locks drop.  One step per page.  (The
-  exclusivity and pin checks before the locks are repeated under them, so folding them into
-  the same step changes no outcome.)
+* ``UFFDIO_MOVE`` (``move_pages()``) per page, as on Linux 6.18: ``move_present_ptes()`` clears
+  the source PTE without a flush (``ptep_get_and_clear()``), re-checks
+  ``folio_maybe_dma_pinned()``, moves the rmap and index, sets the destination PTE, and flushes
+  the source range with one ``flush_tlb_range()`` before the locks drop, all inside one
+  critical section holding both PTLs and the folio lock.  (6.8-6.17's ``move_present_pte()``
+  flushed first, with ``ptep_clear_flush()``; the order inside the section changes no outcome
+  here.)  One step per page: 6.18 may put several pages into one critical section, which only
+  removes interleavings.  (The exclusivity and pin checks before the locks are repeated under
+  them, so folding them into the same step changes no outcome.)
 * A user load or store: one step each.  A store through a read-only PTE first takes the
   write-protect fault (``do_wp_page()``), a step of its own, and then the store is retried.
 * A load or store on an empty PTE of a MISSING-registered range: ``do_anonymous_page()`` hands
@@ -95,7 +99,7 @@ def zap_pte_range(s: State, pages: range) -> tuple[State, str]:
 
 
 def _not_movable(f: Frame) -> str | None:
-    """The EBUSY reasons of move_pages_ptes()/move_present_pte() for a small anon folio."""
+    """The EBUSY reasons of move_pages_ptes()/move_present_ptes() for a small anon folio."""
     if not f.exclusive:
         return "is not PageAnonExclusive (COW-shared with the fork child)"
     if f.pinned:
@@ -103,9 +107,9 @@ def _not_movable(f: Frame) -> str | None:
     return None
 
 
-def move_present_pte(s: State, p: int, allow_copy: bool = False) -> tuple[State, str]:
-    """move_pages_ptes() -> move_present_pte(): one critical section under both PTLs and the
-    folio lock.  ``allow_copy`` is HYPOTHETICAL (not Linux): copy under the same locks instead
+def move_present_ptes(s: State, p: int, allow_copy: bool = False) -> tuple[State, str]:
+    """move_pages_ptes() -> move_present_ptes() (6.18) for one page: one critical section under
+    both PTLs and the folio lock.  ``allow_copy`` is HYPOTHETICAL (not Linux): copy under the same locks instead
     of failing with EBUSY, clearing the source all the same."""
     head = f"UFFDIO_MOVE src[{p}]->dst[{p}]: "
     if s.dst[p] is not None:
@@ -120,9 +124,10 @@ def move_present_pte(s: State, p: int, allow_copy: bool = False) -> tuple[State,
     a = replace(s.a, gone=_set(s.a.gone, p, True), at_dst=_set(s.a.at_dst, p, True))
     if why is None:
         s = s.with_pte("src", p, None).with_pte("dst", p, Pte(pte.frame))
-        return replace(s, a=a), (head + f"move_present_pte under both PTLs + folio lock: src[{p}] "
-                                 f"cleared and TLB flushed, dst[{p}] -> f{pte.frame} (same frame, "
-                                 f"value {frame.value}); waiters on dst woken")
+        return replace(s, a=a), (head + f"move_present_ptes (6.18) under both PTLs + folio lock: "
+                                 f"src[{p}] cleared, pin re-checked, rmap moved, dst[{p}] -> "
+                                 f"f{pte.frame} (same frame, value {frame.value}), one "
+                                 f"flush_tlb_range() before unlocking; waiters on dst woken")
     if not allow_copy:
         s = replace(s, a=replace(s.a, errors=s.a.errors + ("EBUSY",)))
         return s, head + f"move_pages_ptes: folio f{pte.frame} {why} -> EBUSY, nothing moved"

@@ -100,7 +100,7 @@ def mover_step(strategy: Strategy, s: State) -> tuple[State, str]:
     phase, p = s.a.phase, s.a.page
     if phase == "move":
         before = len(s.a.errors)
-        s, text = steps.move_present_pte(s, p, allow_copy=strategy.name == "move-allow-copy")
+        s, text = steps.move_present_ptes(s, p, allow_copy=strategy.name == "move-allow-copy")
         failed = len(s.a.errors) > before
         if failed and strategy.name == "move-fallback" and s.a.errors[-1] == "EBUSY":
             return _goto(s, "alloc", p), text + "; user space falls back to COPY + DONTNEED"

@@ -6,10 +6,15 @@
  *   - register the destination in MISSING mode (the source needs no registration),
  *   - move the whole range with a retry loop that handles
  *       partial progress  (-1/EAGAIN with a positive .move: continue after the moved part),
- *       EAGAIN, nothing moved (a non-cooperative event is pending: retry, bounded),
+ *       EAGAIN, nothing moved (a non-cooperative event is pending: the call keeps failing
+ *                          until the event is read, so read the userfaultfd's messages, then
+ *                          retry, bounded),
  *       EBUSY             (the first page is pinned or not exclusive, e.g. COW-shared with a
- *                          forked child or merged by KSM: fall back to UFFDIO_COPY of that page
- *                          and MADV_DONTNEED of the source page),
+ *                          forked child or merged by KSM; the errno does not say which.  Only
+ *                          the caller knows its pins: a page it pinned (io_uring fixed buffer,
+ *                          RDMA, vfio) must not be copied and zapped, because the device keeps
+ *                          the old frame.  This program pins nothing, so it falls back to
+ *                          UFFDIO_COPY of that page and MADV_DONTNEED of the source page),
  *       ENOENT            (the first source page is a hole: give the destination the zero page
  *                          with UFFDIO_ZEROPAGE, so a reader there does not fault forever),
  *       EEXIST            (the destination page is already there: someone resolved it; skip it),
@@ -23,7 +28,11 @@
  * The source range has 8 pages: data in 0, 1, 3, 4, 6; holes at 2 and 7; page 5 is written
  * before fork() and stays COW-shared with a child that waits on a pipe, so it is EBUSY.
  *
- * Build and run:  cc -O2 -Wall -o uffd_move_example uffd_move_example.c && ./uffd_move_example
+ * Build and run:  cc -O2 -Wall -pthread -o uffd_move_example uffd_move_example.c && ./uffd_move_example
+ * With --pending-event, the program also asks for UFFD_FEATURE_EVENT_REMOVE and a second thread
+ * discards a destination page with MADV_DONTNEED before the move: that thread waits until the
+ * REMOVE event is read, and until then UFFDIO_MOVE fails with EAGAIN and moves nothing.  The
+ * loop reads the event and retries.
  * With --readonly-page, source page 6 is made read-only first: MOVE then fails with EINVAL
  * (a source VMA must be writable, Linux 6.8-6.18), an errno the loop has no case for.
  * Exit status: 0 success ("RESULT: SUCCESS"), 1 failure, 77 skipped (no usable userfaultfd or
@@ -35,6 +44,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -109,6 +120,7 @@ struct stats {
 	int copied;		/* pages copied after EBUSY */
 	int holes;		/* holes answered with UFFDIO_ZEROPAGE */
 	int retries;		/* EAGAIN with nothing moved */
+	int events;		/* userfaultfd messages read before such a retry */
 	int skipped;		/* EEXIST: dst page already there */
 	int fell_back[NPAGES];	/* per page: the errno after which it was copied (0: not copied) */
 	int moved_page[NPAGES];	/* which pages arrived by a move */
@@ -159,6 +171,41 @@ static long long pagemap_entry(const void *addr, uint64_t *raw)
 	if (raw)
 		*raw = e;
 	return (e >> 63) & 1 ? (long long)(e & ((1ULL << 55) - 1)) : 0;
+}
+
+/* The caller's own record of the source pages it pinned for a device (io_uring fixed buffers,
+ * RDMA memory regions, vfio DMA maps).  The kernel's EBUSY is the same for a pinned page and a
+ * shared one; copying a pinned page would leave the device writing into a frame nobody maps.
+ * This program registers no buffer anywhere, so nothing is pinned. */
+static int pinned_by_us(const char *addr)
+{
+	(void)addr;
+	return 0;
+}
+
+/* EAGAIN with nothing moved: a non-cooperative event (fork, remove, unmap, remap) is pending,
+ * and every fill ioctl, UFFDIO_MOVE included, fails until it has been read.  Read every
+ * queued message (the descriptor is non-blocking).  A real monitor hands page-fault messages to
+ * its fault handler and updates its view of the address space for the others; this program
+ * asked for no events, so it only counts them.  Returns the number read, -1 on error. */
+static int read_events(int uffd)
+{
+	struct uffd_msg msg;
+	int n = 0;
+
+	for (;;) {
+		ssize_t got = read(uffd, &msg, sizeof(msg));
+		if (got == (ssize_t)sizeof(msg)) {
+			n++;
+			continue;
+		}
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got < 0 && errno == EAGAIN)
+			return n;		/* the queue is empty */
+		perror("read(userfaultfd)");
+		return -1;
+	}
 }
 
 /* The EBUSY fallback for one page: copy its bytes into dst, then empty the source page.
@@ -242,18 +289,28 @@ static int move_range(int uffd, char *dst, char *src, size_t len, struct stats *
 		printf("  move pages %zu..%d: %s, move = %lld", first, last,
 		       errname(err), (long long)mv.move);
 		switch (err) {
-		case EAGAIN:
-			/* A fork/remove/unmap/remap event is pending (move = -EAGAIN): a monitor must
-			 * read it and update its view of the address space, then retry. */
-			if (++again > MAX_EVENT_RETRIES) {
+		case EAGAIN: {
+			/* A fork/remove/unmap/remap event is pending (move = -EAGAIN; unwritten before
+			 * Linux 6.15): the call fails until the event is read, so read it, update the
+			 * view of the address space, then retry. */
+			int n = read_events(uffd);
+
+			if (n < 0 || ++again > MAX_EVENT_RETRIES) {
 				printf(" -> giving up\n");
 				return -1;
 			}
 			st->retries++;
-			printf(" -> retry\n");
+			st->events += n;
+			printf(" -> read %d event(s), retry\n", n);
 			continue;
+		}
 		case EBUSY:
-			printf(" -> page %zu is pinned or shared: UFFDIO_COPY + MADV_DONTNEED\n", first);
+			if (pinned_by_us(src + done)) {
+				printf(" -> page %zu is pinned by us: not copied, giving up\n", first);
+				return -1;
+			}
+			printf(" -> page %zu is shared or merged (we pin nothing): "
+			       "UFFDIO_COPY + MADV_DONTNEED\n", first);
 			if (copy_instead(uffd, dst + done, src + done))
 				return -1;
 			st->copied++;
@@ -283,6 +340,10 @@ static int move_range(int uffd, char *dst, char *src, size_t len, struct stats *
 				printf(" -> ask again for page %zu alone\n", first);
 				continue;
 			}
+			if (pinned_by_us(src + done)) {
+				printf(" -> page %zu is pinned by us: not copied, giving up\n", first);
+				return -1;
+			}
 			printf(" -> page %zu: UFFDIO_COPY + MADV_DONTNEED instead\n", first);
 			if (copy_instead(uffd, dst + done, src + done))
 				return -1;	/* the fallback failed as well: give up, say so */
@@ -296,10 +357,21 @@ static int move_range(int uffd, char *dst, char *src, size_t len, struct stats *
 	return 0;
 }
 
+/* --pending-event: a thread discards a destination page; with UFFD_FEATURE_EVENT_REMOVE the
+ * kernel queues a REMOVE event and the thread sleeps until the monitor has read it. */
+static void *discard_page(void *addr)
+{
+	if (madvise(addr, (size_t)page_size, MADV_DONTNEED) != 0)
+		perror("madvise(MADV_DONTNEED) in the discarding thread");
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	char why[256];
 	int readonly_page = argc > 1 && strcmp(argv[1], "--readonly-page") == 0;
+	int pending_event = argc > 1 && strcmp(argv[1], "--pending-event") == 0;
+	pthread_t discarder;
 	int uffd, pipefd[2], failures = 0;
 	struct stats st = { 0 };
 	uint64_t frame_before[NPAGES] = { 0 };
@@ -314,7 +386,10 @@ int main(int argc, char **argv)
 		printf("SKIP: no userfaultfd: %s\n", why);
 		return EXIT_SKIP;
 	}
-	struct uffdio_api api = { .api = UFFD_API, .features = UFFD_FEATURE_MOVE };
+	struct uffdio_api api = {
+		.api = UFFD_API,
+		.features = UFFD_FEATURE_MOVE | (pending_event ? UFFD_FEATURE_EVENT_REMOVE : 0),
+	};
 	if (ioctl(uffd, UFFDIO_API, &api) != 0) {
 		/* kernels before 6.8 refuse the unknown feature bit with EINVAL */
 		printf("SKIP: UFFDIO_API with UFFD_FEATURE_MOVE: %s (Linux < 6.8?)\n", strerror(errno));
@@ -379,9 +454,23 @@ int main(int argc, char **argv)
 		return EXIT_SKIP;
 	}
 
+	if (pending_event) {
+		struct pollfd pfd = { .fd = uffd, .events = POLLIN };
+
+		if (pthread_create(&discarder, NULL, discard_page, dst) != 0) {
+			printf("pthread_create failed\n");
+			return 1;
+		}
+		if (poll(&pfd, 1, 5000) != 1) {	/* wait until the REMOVE event is queued */
+			printf("no REMOVE event arrived\n");
+			return 1;
+		}
+	}
 	printf("uffd_move_example: moving %d pages (holes at 2 and 7, page %d shared with a child)\n",
 	       NPAGES, SHARED_PAGE);
 	int rc = move_range(uffd, dst, src, len, &st);
+	if (pending_event)
+		pthread_join(discarder, NULL);	/* it returns once its event was read */
 
 	/* Unregister before reading dst: a page we failed to fill then reads as zeros instead
 	 * of blocking this thread on a userfault nobody would resolve. */
@@ -436,9 +525,10 @@ int main(int argc, char **argv)
 			copied_same++;
 	}
 
-	printf("calls: %d UFFDIO_MOVE (%d partial, %d EAGAIN retries); pages: %d moved, "
-	       "%d copied after a failed move, %d holes zero-filled, %d already there\n",
-	       st.calls, st.partial, st.retries, st.moved, st.copied, st.holes, st.skipped);
+	printf("calls: %d UFFDIO_MOVE (%d partial, %d EAGAIN retries after reading %d event(s)); "
+	       "pages: %d moved, %d copied after a failed move, %d holes zero-filled, "
+	       "%d already there\n", st.calls, st.partial, st.retries, st.events, st.moved,
+	       st.copied, st.holes, st.skipped);
 	printf("fell back to UFFDIO_COPY + MADV_DONTNEED:");
 	for (int i = 0; i < NPAGES; i++)
 		if (st.fell_back[i])

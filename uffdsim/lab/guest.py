@@ -38,13 +38,19 @@ def move_not_needed(caps):
         kb.capabilities = saved
 
 
+#: seconds a step may take in the guest (the host's limit is 5 s)
+GUEST_STEP_TIMEOUT = 60.0
+
+
 def main(argv: list[str]) -> int:
     from ..backends.kernel import KernelBackend
     from ..backends.kernel.caps import capabilities
     from ..scenario import ScenarioError, load_scenario
     out, files = argv[0], argv[1:]
     caps = capabilities()
-    backend = KernelBackend()
+    # TCG runs the guest many times slower than the host: a step that touches 32 MiB (the ported
+    # kernel selftests' size) needs far longer than the host's STEP_TIMEOUT
+    backend = KernelBackend(step_timeout=GUEST_STEP_TIMEOUT)
     with open(out, "w") as f:
         def emit(doc: dict) -> None:
             f.write(json.dumps(doc) + "\n")

@@ -31,6 +31,20 @@ MEMORY_MIB = 1024
 #: seconds for the boot (to the guest's first line) and per scenario on top of it
 BOOT_BUDGET = 120.0
 PER_SCENARIO = 20.0
+#: seconds per page a scenario's steps touch, on top of PER_SCENARIO: TCG is slow, and the ported
+#: kernel selftests touch 32 MiB many times over (peer-kselftest-move-pmd: about 75,000 pages)
+PER_PAGE = 0.005
+
+
+def scenario_budget(path: str | Path) -> float:
+    """Seconds a scenario may take in the guest: PER_SCENARIO plus PER_PAGE per page its steps touch."""
+    from ..scenario import PAGE, ScenarioError, load_scenario
+    try:
+        steps = load_scenario(path).steps
+    except ScenarioError:
+        return PER_SCENARIO
+    pages = sum(-(-s.args["length"] // PAGE) for s in steps if "length" in s.args)
+    return PER_SCENARIO + PER_PAGE * pages
 
 
 class LabError(Exception):
@@ -149,7 +163,7 @@ def run_batch(series: str, files: list[str | Path], timeout: float | None = None
         raise LabError(why)
     kdir = kernel_dir(series)
     files = [str(Path(f).resolve()) for f in files]
-    timeout = timeout or BOOT_BUDGET + PER_SCENARIO * len(files)
+    timeout = timeout or BOOT_BUDGET + sum(scenario_budget(f) for f in files)
     root = Path(__file__).resolve().parents[2]
     with _one_vm(), tempfile.TemporaryDirectory(prefix="uffdsim-lab-run-") as tmp:
         share = Path(tmp)

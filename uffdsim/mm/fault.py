@@ -4,7 +4,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .folio import HPAGE_PMD_SIZE, PAGE_SIZE, Folio
-from .huge_memory import map_huge_zero, map_new_thp, split_huge_pmd, thp_vma_allowable
+from .huge_memory import (PMD_ORDER, map_huge_zero, map_new_thp, split_huge_pmd, thp_vma_allowable,
+                          thp_vma_allowable_orders, thp_vma_suitable_order)
 from .machine import FaultBlocked, Segv
 from .pagetable import HugePmd, MarkerPte, PresentPte, SwapPte, pmd_subpage
 from .rmap import folio_add_new_anon_rmap, folio_add_rmap_pte, folio_remove_rmap_pte
@@ -102,17 +103,51 @@ def do_pte_missing(machine: "Machine", mm: "MM", vma: VMA, addr: int, write: boo
 
 
 def do_anonymous_page(machine: "Machine", mm: "MM", vma: VMA, addr: int, write: bool) -> None:
-    """do_anonymous_page(): the zero page on a read, a new exclusive page on a write."""
+    """do_anonymous_page(): the zero page on a read; on a write a new exclusive folio, small or (mTHP)
+    large, every page of it mapped by its own writable PTE.
+
+    The page table is allocated first (pte_alloc()), so even a fault handed to userfaultfd leaves
+    one behind: a later move of a PMD-mapped THP into that PMD must split it (peer-kselftest-move-pmd-split).
+    """
     machine.trail.enter("do_anonymous_page")
+    mm.pt.pte_alloc(addr)
     if userfaultfd_missing(vma):
         handle_userfault(machine, vma, addr, write)
     if not write:
         mm.pt.set_pte(addr, PresentPte(machine.phys.zero_page))
         return
-    folio = machine.phys.alloc_folio()
-    folio_add_new_anon_rmap(folio, 0)
+    order = alloc_anon_folio(machine, mm, vma, addr)
+    nr = 1 << order
+    folio = machine.phys.alloc_folio(nr)
+    start = addr & ~((PAGE_SIZE << order) - 1)
     mm.vmas.anon_vma_prepare(vma)
-    mm.pt.set_pte(addr, PresentPte(folio, 0, write=True, dirty=True))
+    for i in range(nr):
+        folio_add_new_anon_rmap(folio, i)
+        mm.pt.set_pte(start + i * PAGE_SIZE, PresentPte(folio, i, write=True, dirty=True))
+    if nr > 1:
+        machine.trail.note(f"mTHP: a {(PAGE_SIZE << order) // 1024} KiB folio (order {order}) "
+                           f"mapped by {nr} PTEs at {start:#x}")
+
+
+def alloc_anon_folio(machine: "Machine", mm: "MM", vma: VMA, addr: int) -> int:
+    """alloc_anon_folio() (6.8+): the order of the folio a write fault allocates.
+
+    The highest order below the PMD's that the mTHP policy allows (thp_vma_allowable_orders()),
+    whose naturally aligned range lies inside the VMA (thp_vma_suitable_order()) and has no PTE
+    yet (pte_range_none(): a marker or swap entry counts as one); else the next lower such order,
+    down to 0.  A VMA registered with a userfaultfd (userfaultfd_armed()) always gets order 0.
+    """
+    if vma.uffd_ctx is not None:
+        return 0
+    orders = thp_vma_allowable_orders(machine, vma, list(range(PMD_ORDER - 1, 1, -1)))
+    for order in orders:
+        if not thp_vma_suitable_order(vma, addr, order):
+            continue
+        size = PAGE_SIZE << order
+        start = addr & ~(size - 1)
+        if not mm.pt.entries_in(start, start + size):
+            return order
+    return 0
 
 
 def do_fault(machine: "Machine", mm: "MM", vma: VMA, addr: int, write: bool) -> None:
@@ -157,7 +192,7 @@ def do_wp_page(machine: "Machine", mm: "MM", vma: VMA, addr: int, pte: PresentPt
             trail.note("page is anon-exclusive: reuse it")
             wp_reuse(pte)
             return
-        if wp_can_reuse_anon_folio(machine, folio):
+        if wp_can_reuse_anon_folio(machine, folio, mm):
             trail.note("wp_can_reuse_anon_folio(): only reference left, page becomes exclusive again")
             folio.exclusive[pte.idx] = True
             wp_reuse(pte)
@@ -166,16 +201,50 @@ def do_wp_page(machine: "Machine", mm: "MM", vma: VMA, addr: int, pte: PresentPt
     wp_page_copy(machine, mm, vma, addr, folio.data[pte.idx], pte)
 
 
-def wp_can_reuse_anon_folio(machine: "Machine", folio: Folio) -> bool:
+def wp_can_reuse_anon_folio(machine: "Machine", folio: Folio, mm: "MM | None" = None) -> bool:
     """wp_can_reuse_anon_folio(): reuse when ours is the only reference (after dropping the swap cache)."""
     if folio.large:
-        return False
+        if not machine.kernel.has("large_cow_reuse"):
+            return False
+        return __wp_can_reuse_large_anon_folio(machine, folio, mm)
     if folio.swap_entry is not None and machine.swap.count(folio.swap_entry) == 0:
         slot = machine.swap.slots.pop(folio.swap_entry, None)
         if slot is not None:
             slot.cache = None
         folio.swap_entry = None
     return folio.refcount() == 1
+
+
+def __wp_can_reuse_large_anon_folio(machine: "Machine", folio: Folio, mm: "MM | None") -> bool:
+    """__wp_can_reuse_large_anon_folio() (6.15+, CONFIG_MM_ID): a PTE-mapped large folio is reused
+    when every reference is a mapping and all mappings are in this one mm."""
+    if folio.total_mapcount() <= 1:
+        return False            # "just free up a large folio if only a single page is mapped"
+    if folio.swap_entry is not None or folio.refcount() != folio.total_mapcount():
+        return False
+    return not folio_maybe_mapped_shared(machine, folio, mm)
+
+
+def folio_maybe_mapped_shared(machine: "Machine", folio: Folio, mm: "MM | None") -> bool:
+    """folio_maybe_mapped_shared(): is the folio mapped by any mm other than ``mm``?"""
+    for proc in machine.live_processes():
+        if proc.mm is mm:
+            continue
+        for table in proc.mm.pt.pmds.values():
+            if isinstance(table, HugePmd):
+                if table.folio is folio:
+                    return True
+            elif any(isinstance(pte, PresentPte) and pte.folio is folio for pte in table.ptes.values()):
+                return True
+def maps_folio(mm: "MM", folio: Folio) -> bool:
+    """Does any PTE or PMD of this address space map a page of ``folio``?"""
+    for table in mm.pt.pmds.values():
+        if isinstance(table, HugePmd):
+            if table.folio is folio:
+                return True
+        elif any(isinstance(pte, PresentPte) and pte.folio is folio for pte in table.ptes.values()):
+            return True
+    return False
 
 
 def wp_reuse(pte: PresentPte) -> None:
@@ -200,6 +269,8 @@ def do_swap_page(machine: "Machine", mm: "MM", vma: VMA, addr: int, pte: SwapPte
     """do_swap_page(): read the page back; it is exclusive if the swap PTE said so or nobody else has it."""
     trail = machine.trail
     trail.enter("do_swap_page")
+    if machine.kernel.has("mthp_swapin") and swapin_large_folio(machine, mm, vma, addr, pte, write):
+        return
     slot = machine.swap.slots[pte.entry]
     folio = slot.cache
     if folio is None:
@@ -219,6 +290,53 @@ def do_swap_page(machine: "Machine", mm: "MM", vma: VMA, addr: int, pte: SwapPte
     mm.pt.set_pte(addr, PresentPte(folio, 0, write=exclusive and vma.writable(), dirty=write))
     if write and not exclusive:
         do_wp_page(machine, mm, vma, addr, mm.pt.get_pte(addr))  # type: ignore[arg-type]
+
+
+def alloc_swap_folio(machine: "Machine", mm: "MM", vma: VMA, addr: int, pte: SwapPte) -> int:
+    """alloc_swap_folio() (the skip-swapcache path of a synchronous swap device such as zram): the
+    order to swap in at once - the highest the mTHP policy allows whose aligned range is all swap
+    PTEs with contiguous entries, aligned like the addresses (thp_swap_suitable_orders()), each
+    used once and exclusive (can_swapin_thp()); 0 for a single page.  Never in userfaultfd-armed VMAs.
+    The model counts only slots written out together by a folio of at least that order: pages
+    written out one by one did not come back as one folio on 6.18 (found by the mTHP fuzzer)."""
+    if vma.uffd_ctx is not None:
+        return 0
+    for order in thp_vma_allowable_orders(machine, vma, list(range(PMD_ORDER - 1, 1, -1))):
+        nr = 1 << order
+        if not thp_vma_suitable_order(vma, addr, order) or (pte.entry - (addr >> 12)) % nr:
+            continue
+        start = addr & ~((PAGE_SIZE << order) - 1)
+        first = pte.entry - ((addr - start) >> 12)
+        ok = True
+        for i in range(nr):
+            other = mm.pt.get_pte(start + i * PAGE_SIZE)
+            slot = machine.swap.slots.get(first + i)
+            if (not isinstance(other, SwapPte) or other.entry != first + i or not other.exclusive
+                    or slot is None or slot.count != 1 or slot.cache is not None or slot.order < order):
+                ok = False
+                break
+        if ok:
+            return order
+    return 0
+
+
+def swapin_large_folio(machine: "Machine", mm: "MM", vma: VMA, addr: int, pte: SwapPte, write: bool) -> bool:
+    """do_swap_page() with a large folio from alloc_swap_folio(): every page of the range read back
+    and mapped (exclusive, writable where the VMA is); False when a single page is swapped in."""
+    order = alloc_swap_folio(machine, mm, vma, addr, pte)
+    if not order:
+        return False
+    nr = 1 << order
+    start = addr & ~((PAGE_SIZE << order) - 1)
+    first = pte.entry - ((addr - start) >> 12)
+    folio = machine.phys.alloc_folio(nr, data=[machine.swap.slots[first + i].data for i in range(nr)])
+    for i in range(nr):
+        machine.swap_free(first + i)
+        folio_add_new_anon_rmap(folio, i)
+        at = start + i * PAGE_SIZE
+        mm.pt.set_pte(at, PresentPte(folio, i, write=vma.writable(), dirty=write and at == addr & ~(PAGE_SIZE - 1)))
+    machine.trail.note(f"swapped in a {(PAGE_SIZE << order) // 1024} KiB folio (order {order}) at once")
+    return True
 
 
 def do_huge_pmd_anonymous_page(machine: "Machine", mm: "MM", vma: VMA, addr: int, write: bool) -> None:

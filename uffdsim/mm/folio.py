@@ -12,7 +12,8 @@ TASK_SIZE = 0x7FFF_FFFF_F000      #: the end of user space: x86-64, 4-level page
 
 @dataclass(eq=False, slots=True)
 class Folio:
-    """A folio (struct folio): one page, or ``nr`` = 512 for a PMD-size THP.
+    """A folio (struct folio): one page, ``nr`` = 4..256 for a multi-size THP (mTHP, 16 KiB to
+    1 MiB), or ``nr`` = 512 for a PMD-size THP.
 
     Each 4 KiB page of it is a physical frame, numbered ``pfn + i``.  Per page we keep the
     content (every byte of the page holds ``data[i]``), the PageAnonExclusive flag and the
@@ -26,6 +27,7 @@ class Folio:
     mapcount: list[int]
     entire_mapcount: int = 0
     pincount: int = 0
+    refs: int = 0                      #: ordinary (FOLL_GET) references, e.g. a page in a pipe after vmsplice()
     anon: bool = True
     ksm: bool = False
     zero: bool = False
@@ -39,6 +41,11 @@ class Folio:
     @property
     def large(self) -> bool:
         return self.nr > 1
+
+    @property
+    def order(self) -> int:
+        """folio_order(): log2 of the number of pages (0 for a small folio, 9 for a PMD-size THP)."""
+        return self.nr.bit_length() - 1
 
     @property
     def special(self) -> bool:
@@ -58,9 +65,10 @@ class Folio:
         return self.pincount > 0
 
     def refcount(self) -> int:
-        """folio_ref_count(), derived: one per PTE or PMD mapping, pins, the swap or page cache's reference."""
+        """folio_ref_count(), derived: one per PTE or PMD mapping, pins, other references, the swap or
+        page cache's reference."""
         held = (self.swap_entry is not None) + self.page_cache
-        return self.total_mapcount() + self.pincount + held
+        return self.total_mapcount() + self.pincount + self.refs + held
 
     def is_mapped(self) -> bool:
         return self.total_mapcount() > 0
@@ -119,6 +127,7 @@ class SwapSlot:
     data: int
     count: int                  #: swap_map count: swap PTEs that reference the slot
     cache: Folio | None = None  #: the swap-cache folio, if any
+    order: int = 0              #: the order of the folio written out (its slots are one aligned cluster)
 
 
 @dataclass
@@ -134,6 +143,11 @@ class SwapDevice:
         self.next_entry += 1
         self.slots[entry] = SwapSlot(data=data, count=count)
         return entry
+
+    def alloc_aligned(self, nr: int) -> None:
+        """The swap allocator gives a large folio a naturally aligned run of slots (a cluster of
+        its order): the next entry is rounded up to a multiple of ``nr``."""
+        self.next_entry = -(-self.next_entry // nr) * nr
 
     def dup(self, entry: int) -> None:
         """swap_duplicate(): one more swap PTE references the slot (fork)."""

@@ -13,15 +13,40 @@ if TYPE_CHECKING:
     from .machine import MM, Machine
 
 
+PMD_ORDER = 9
+
+
+def thp_vma_allowable_orders(machine: "Machine", vma: VMA, orders: list[int]) -> list[int]:
+    """__thp_vma_allowable_orders() for anonymous memory (6.8+): the orders of ``orders`` the sysfs
+    policy allows in this VMA.
+
+    Per size, ``hugepages-<size>kB/enabled``: ``always``; ``madvise`` (VM_HUGEPAGE only);
+    ``inherit`` (as the top-level ``enabled``: always, or madvise with VM_HUGEPAGE); ``never``.
+    MADV_NOHUGEPAGE, shared and file mappings allow none.
+    """
+    if vma.has("nohugepage") or not vma.is_anonymous() or vma.shared:
+        return []
+    top, madvised = machine.config.thp, vma.has("hugepage")
+    allowed = []
+    for order in orders:
+        policy = machine.config.mthp.get((PAGE_SIZE << order) // 1024, "never")
+        if (policy == "always" or (policy == "madvise" and madvised)
+                or (policy == "inherit" and (top == "always" or (top == "madvise" and madvised)))):
+            allowed.append(order)
+    return allowed
+
+
+def thp_vma_suitable_order(vma: VMA, addr: int, order: int) -> bool:
+    """thp_vma_suitable_order(): the naturally aligned range of that order around ``addr`` lies inside the VMA."""
+    size = PAGE_SIZE << order
+    start = addr & ~(size - 1)
+    return vma.start <= start and start + size <= vma.end
+
+
 def thp_vma_allowable(machine: "Machine", vma: VMA, addr: int) -> bool:
-    """thp_vma_allowable_order() for a PMD: THP policy, VMA kind and an aligned range inside the VMA."""
-    mode = machine.config.thp
-    if mode == "never" or vma.has("nohugepage") or not vma.is_anonymous() or vma.shared:
-        return False
-    if mode == "madvise" and not vma.has("hugepage"):
-        return False
-    start = addr & ~(HPAGE_PMD_SIZE - 1)
-    return vma.start <= start and start + HPAGE_PMD_SIZE <= vma.end
+    """thp_vma_allowable_order(PMD_ORDER) and thp_vma_suitable_order(): may a fault map a PMD-size THP here?"""
+    return (bool(thp_vma_allowable_orders(machine, vma, [PMD_ORDER]))
+            and thp_vma_suitable_order(vma, addr, PMD_ORDER))
 
 
 def map_huge_zero(machine: "Machine", mm: "MM", addr: int) -> None:
@@ -74,10 +99,11 @@ def split_large_folio(machine: "Machine", mm_list: list["MM"], folio: Folio,
                       remap_zero: bool = False) -> list[Folio] | None:
     """split_folio(): cut a PTE-mapped large folio into small ones; ``None`` if it cannot be split.
 
-    Splitting needs every mapping to be a PTE mapping and no extra references (pins): the kernel's
-    can_split_folio() check.  Every PTE that mapped a page of the folio is pointed at the new folio.
+    Splitting needs every mapping to be a PTE mapping and no reference but the mappings' (the
+    kernel's can_split_folio(): a pin or an ordinary reference, such as a page spliced into a
+    pipe, refuses it).  Every PTE that mapped a page of the folio is pointed at the new folio.
     """
-    if folio.entire_mapcount or folio.pincount:
+    if folio.entire_mapcount or folio.pincount or folio.refs:
         return None
     parts = machine.phys.split_folio(folio)
     for mm in mm_list:

@@ -16,7 +16,9 @@ def ksm_scan(machine: "Machine") -> int:
 
     Pages are scanned in process-creation order, by address.  A page identical to a stable KSM
     page is merged into it; two identical unstable pages merge with the later one becoming the
-    KSM page (try_to_merge_two_pages()).  Pinned pages, THPs and the zero page are skipped.
+    KSM page (try_to_merge_two_pages()).  Pinned pages, PMD-mapped THPs and the zero page are
+    skipped; a page of a PTE-mapped large folio (mTHP) is merged after its folio is split
+    (try_to_merge_one_page()), also when the identical page is in the same folio.
     """
     trail = machine.trail
     trail.enter("ksm_do_scan")
@@ -27,34 +29,58 @@ def ksm_scan(machine: "Machine") -> int:
         for vma in mm.vmas:
             if not vma.has("mergeable") or not vma.is_anonymous() or vma.shared:
                 continue
-            for addr, pte in mm.pt.entries_in(vma.start, vma.end):
-                if not isinstance(pte, PresentPte) or pte.folio.special or pte.folio.large:
+            for addr, _ in mm.pt.entries_in(vma.start, vma.end):
+                pte = mm.pt.get_pte(addr)       # an earlier merge may have split this page's folio
+                if not isinstance(pte, PresentPte) or pte.folio.special:
                     continue
                 folio = pte.folio
                 if folio.ksm or folio.maybe_dma_pinned() or not folio.anon:
                     continue
-                value = folio.data[0]
+                value = folio.data[pte.idx]
                 if machine.config.ksm_use_zero_pages and value == 0:
-                    replace_page(machine, mm, addr, pte, machine.phys.zero_page)
-                    merged += 1
+                    pte = split_for_merge(machine, mm, addr, pte)
+                    if pte is not None:
+                        replace_page(machine, mm, addr, pte, machine.phys.zero_page)
+                        merged += 1
                     continue
                 kpage = machine.ksm_stable.get(value)
                 if kpage is not None:
-                    merged += replace_page(machine, mm, addr, pte, kpage)
+                    pte = split_for_merge(machine, mm, addr, pte)
+                    if pte is not None:
+                        merged += replace_page(machine, mm, addr, pte, kpage)
                     continue
                 other = unstable.get(value)
-                if other is None or other[2] is folio:
+                if other is None or (other[0] is mm and other[1] == addr):
                     unstable[value] = (mm, addr, folio)
                     continue
+                omm, oaddr, _ = other
+                opte = omm.pt.get_pte(oaddr)    # type: ignore[attr-defined]
+                if isinstance(opte, PresentPte) and opte.folio.large:
+                    opte = split_for_merge(machine, omm, oaddr, opte)
+                pte = split_for_merge(machine, mm, addr, pte)
+                if pte is None:
+                    continue
+                folio = pte.folio
                 make_ksm_page(machine, folio)
                 merged += 1
-                omm, oaddr, _ = other
-                opte = omm.pt.get_pte(oaddr)
-                if isinstance(opte, PresentPte):
+                opte = omm.pt.get_pte(oaddr)    # type: ignore[attr-defined]
+                if isinstance(opte, PresentPte) and not opte.folio.large and opte.folio is not folio:
                     merged += replace_page(machine, omm, oaddr, opte, folio)
                 del unstable[value]
     trail.note(f"KSM merged {merged} mappings" if merged else "KSM found nothing to merge")
     return merged
+
+
+def split_for_merge(machine: "Machine", mm: object, addr: int, pte: PresentPte) -> PresentPte | None:
+    """try_to_merge_one_page(): a large folio is split before one of its pages is merged
+    (None when the split is refused); the page's PTE after that."""
+    if not pte.folio.large:
+        return pte
+    from .huge_memory import split_large_folio
+    if split_large_folio(machine, [p.mm for p in machine.live_processes()], pte.folio, remap_zero=True) is None:
+        return None
+    new = mm.pt.get_pte(addr)  # type: ignore[attr-defined]
+    return new if isinstance(new, PresentPte) and not new.folio.zero else None
 
 
 def make_ksm_page(machine: "Machine", folio: Folio) -> None:

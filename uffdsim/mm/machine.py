@@ -55,11 +55,23 @@ class Segv(UffdError):
         super().__init__(E.EFAULT, f"SIGSEGV at {addr:#x}: {why}")
 
 
+#: the anonymous mTHP sizes of x86-64 (KiB), each with /sys/kernel/mm/transparent_hugepage/hugepages-<size>kB/enabled
+MTHP_SIZES_KB = (16, 32, 64, 128, 256, 512, 1024, 2048)
+MTHP_POLICIES = ("always", "inherit", "madvise", "never")
+
+
+def default_mthp() -> dict[int, str]:
+    """The boot defaults: every size ``never`` except the PMD size, which ``inherit``s the top-level setting."""
+    return {kb: "inherit" if kb == 2048 else "never" for kb in MTHP_SIZES_KB}
+
+
 @dataclass
 class MachineConfig:
     """The sysfs knobs the model honours."""
 
     thp: str = "madvise"               #: /sys/kernel/mm/transparent_hugepage/enabled
+    #: size in KiB -> .../transparent_hugepage/hugepages-<size>kB/enabled (anonymous mTHP, Linux 6.8+)
+    mthp: dict[int, str] = field(default_factory=default_mthp)
     thp_use_zero_page: bool = True     #: .../transparent_hugepage/use_zero_page
     ksm_use_zero_pages: bool = False   #: /sys/kernel/mm/ksm/use_zero_pages
     swap: bool = True                  #: a swap device is configured
@@ -80,6 +92,7 @@ class Machine:
             from ..argcheck import ArgTypeError
             raise ArgTypeError(f"config: expected a MachineConfig or None, got {type(config).__name__} {config!r:.60}")
         self.config = config or MachineConfig()
+        self.config.mthp = {**default_mthp(), **self.config.mthp}     # our own copy: set_mthp() changes it
         #: which kernel the model answers as (:mod:`uffdsim.kernels`; default 6.18)
         self.kernel: KernelProfile = get_profile(kernel)
         self.phys = PhysicalMemory()
@@ -88,6 +101,16 @@ class Machine:
         self.next_pid = 1000
         self.trail = Trail()
         self.ksm_stable: dict[int, Folio] = {}
+
+    def set_mthp(self, size_kb: int, policy: str) -> None:
+        """Write ``policy`` to /sys/kernel/mm/transparent_hugepage/hugepages-<size_kb>kB/enabled (root)."""
+        if size_kb != 2048 and not self.kernel.has("mthp"):
+            raise UffdError(E.ENOENT, f"no hugepages-{size_kb}kB knob before Linux 6.8 (profile {self.kernel.name})")
+        if size_kb not in MTHP_SIZES_KB:
+            raise UffdError(E.EINVAL, f"no anonymous mTHP size {size_kb} KiB here (sizes: {', '.join(map(str, MTHP_SIZES_KB))})")
+        if policy not in MTHP_POLICIES:
+            raise UffdError(E.EINVAL, f"unknown mTHP policy {policy!r} ({', '.join(MTHP_POLICIES)})")
+        self.config.mthp[size_kb] = policy
 
     # -- bookkeeping -----------------------------------------------------------------------
     def begin(self, op: str) -> Trail:

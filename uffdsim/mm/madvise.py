@@ -23,7 +23,8 @@ FLAG_ADVICE: dict[str, tuple[str | None, str | None]] = {
     "mergeable": ("mergeable", None), "unmergeable": (None, "mergeable"),
     "hugepage": ("hugepage", "nohugepage"), "nohugepage": ("nohugepage", "hugepage"),
 }
-ADVICES = tuple(FLAG_ADVICE) + ("dontneed", "free", "pageout", "collapse", "guard_install", "guard_remove")
+ADVICES = tuple(FLAG_ADVICE) + ("dontneed", "free", "pageout", "collapse", "guard_install", "guard_remove",
+                                 "populate_write")
 
 
 def zap_page_range(machine: "Machine", mm: "MM", vma: VMA, start: int, end: int, *,
@@ -121,12 +122,27 @@ def madvise_free(machine: "Machine", mm: "MM", vma: VMA, start: int, end: int) -
             mm.pt.set_pte(addr, None)
             machine.swap_free(pte.entry)
         elif isinstance(pte, PresentPte) and pte.folio.anon and not pte.folio.special:
-            if pte.folio.large:
-                split_large_folio(machine, [p.mm for p in machine.live_processes()], pte.folio)
+            if pte.folio.large and not folio_covered(mm, pte.folio, start, end):
+                from .fault import maps_folio
+                if any(p.mm is not mm and maps_folio(p.mm, pte.folio) for p in machine.live_processes()):
+                    continue                    # folio_maybe_mapped_shared(): neither split nor freed
+                split_large_folio(machine, [p.mm for p in machine.live_processes()], pte.folio, remap_zero=True)
                 pte = mm.pt.get_pte(addr)  # type: ignore[assignment]
+            elif pte.folio.large:
+                # madvise_folio_pte_batch() covers the whole folio: it stays large, lazily freed
+                if pte.folio.total_mapcount() == pte.folio.nr and not pte.folio.ksm:
+                    pte.folio.lazyfree = True
+                    pte.folio.dirty = pte.dirty = False
+                continue
             if isinstance(pte, PresentPte) and pte.folio.total_mapcount() == 1 and not pte.folio.ksm:
                 pte.folio.lazyfree = True
                 pte.folio.dirty = pte.dirty = False
+
+
+def folio_covered(mm: "MM", folio: object, start: int, end: int) -> bool:
+    """Does [start, end) map every page of the (PTE-mapped) folio, in this mm?"""
+    n = sum(1 for _, pte in mm.pt.entries_in(start, end) if isinstance(pte, PresentPte) and pte.folio is folio)
+    return n == folio.nr  # type: ignore[attr-defined]
 
 
 def break_ksm(machine: "Machine", mm: "MM", start: int, end: int) -> None:
@@ -174,3 +190,20 @@ def madvise_collapse(machine: "Machine", mm: "MM", vma: VMA, start: int, end: in
         collapsed = True
     if not collapsed:
         raise UffdError(E.EINVAL, "MADV_COLLAPSE: no aligned 2 MiB range inside the VMA")
+
+
+def madvise_populate(machine: "Machine", mm: "MM", start: int, end: int) -> None:
+    """madvise_populate() for MADV_POPULATE_WRITE (5.14+): write-fault each page in order, changing no data.
+
+    Like GUP with FOLL_WRITE, it stops at the first page it cannot fault: no VMA (ENOMEM), a VMA
+    it may not write (EINVAL: "incompatible mappings / permissions"), or a fault that would give
+    SIGSEGV or SIGBUS (EFAULT).  A present writable page is left as it is; a read-only one takes
+    the write fault of do_wp_page() (reuse, or a copy while it is shared)."""
+    machine.trail.enter("madvise_populate")
+    for addr in range(start, end, PAGE_SIZE):
+        vma = mm.vmas.find(addr)
+        if vma is None:
+            raise UffdError(E.ENOMEM, f"no VMA at {addr:#x}")
+        if not vma.writable():
+            raise UffdError(E.EINVAL, "MADV_POPULATE_WRITE on a mapping without PROT_WRITE")
+        handle_mm_fault(machine, mm, addr, True)

@@ -157,7 +157,16 @@ def move_pages(machine: "Machine", ctx: Any, mm: "MM", dst_start: int, src_start
             pt.pte_alloc(dst_addr)
             ret = move_pages_ptes(machine, mm, dst_vma, src_vma, dst_addr, src_addr,
                                   src_end - src_addr, holes)
-            err, step = (ret, 0) if ret < 0 else (0, ret)
+            if machine.kernel.has("move_batch"):
+                # 6.18 stores only a negative result: after an -EAGAIN, err stays -EAGAIN through a
+                # step that then succeeds (kernels.CHANGES['move_batch']).  Model steps never
+                # return -EAGAIN (no races), so this only mirrors the code.
+                if ret < 0:
+                    err = ret
+                else:
+                    step = ret
+            else:
+                err, step = (ret, 0) if ret < 0 else (0, ret)
         if err:
             if err == -E.EAGAIN:
                 continue
@@ -197,16 +206,25 @@ def move_pages_ptes(machine: "Machine", mm: "MM", dst_vma: VMA, src_vma: VMA, ds
                     trail.end("zero-page source: not movable before 6.9 -> EBUSY")
                     return -E.EBUSY
                 return move_zeropage_pte(machine, mm, dst_addr, src_addr)
-            if not folio.anon or not folio.exclusive[src_pte.idx]:
-                # the check is PageAnonExclusive(): it cannot tell why the flag is clear
-                # (fork COW-sharing, KSM merging, ...), and neither does the trail
-                trail.end("folio not anon-exclusive -> EBUSY")
+            if not folio.anon or not folio.exclusive[0]:
+                # the check is PageAnonExclusive(&folio->page): the folio's first page, whichever page
+                # is moved (for a large folio, the head; scenario mthp-fork-exit-reuse-head-decides).
+                # It cannot tell why the flag is clear (fork COW-sharing, KSM merging, ...), and
+                # neither does the trail
+                trail.end("folio not anon-exclusive -> EBUSY" if not folio.large else
+                          "large folio's first page not anon-exclusive -> EBUSY")
                 return -E.EBUSY
             if folio.large:
+                # 6.18 splits every PTE-mapped large folio before moving a page of it, even when the
+                # whole folio is moved at aligned addresses (measured: the destination gets small pages)
                 trail.enter("split_folio")
-                trail.note("PTE-mapped large folio: split_folio() before moving")
+                trail.note(f"PTE-mapped large folio (order {folio.order}): split_folio() before moving")
                 if split_large_folio(machine, [p.mm for p in machine.live_processes()], folio, remap_zero=True) is None:
-                    trail.end("large folio cannot be split (pinned) -> EBUSY")
+                    why = ("is pinned" if folio.pincount else "has an extra reference" if folio.refs
+                           else "is mapped by a PMD")
+                    # can_split_folio() fails; 6.18 answers EBUSY at once and leaves the folio whole
+                    # (measured: no -EAGAIN retry is visible, see uffd_move_eagain_retry.c)
+                    trail.end(f"split_folio() refused: large folio {why} -> EBUSY")
                     return -E.EBUSY
                 continue
             return move_present_ptes(machine, mm, dst_vma, dst_addr, src_addr, length)

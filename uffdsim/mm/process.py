@@ -12,7 +12,7 @@ from .folio import HPAGE_PMD_SIZE, PAGE_SIZE, TASK_SIZE, Folio
 from .fork import dup_mmap
 from .huge_memory import split_huge_pmd
 from .ksm import ksm_scan
-from .madvise import ADVICES, FLAG_ADVICE, flags_unchanged, madvise_vma, zap_page_range
+from .madvise import ADVICES, FLAG_ADVICE, flags_unchanged, madvise_populate, madvise_vma, zap_page_range
 from .machine import MM, FaultBlocked, Segv, Thread
 from .pagetable import HugePmd, MarkerPte, PresentPte, SwapPte, pmd_subpage
 from .vma import VMA, MappedFile
@@ -34,10 +34,12 @@ class PageView:
     thp: bool = False
     anon_exclusive: bool = False
     mapcount: int = 0
+    order: int = 0             #: folio order: log2 of the folio's pages
     ksm: bool = False
     pinned: bool = False
     marker: str | None = None
     write: bool = False
+    order: int | None = None   #: folio_order() of a present page's folio (the zero page: 0; huge zero page: 9)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -116,6 +118,8 @@ class Process:
         self.uffds: list[Any] = []
         self.threads: dict[str, Thread] = {}
         self.pins: dict[str, list[Folio]] = {}
+        #: ordinary references by name (a pipe holding pages after vmsplice()): the folios referenced
+        self.refs: dict[str, list[Folio]] = {}
 
     def __repr__(self) -> str:
         return f"Process({self.name!r}, pid={self.pid})"
@@ -245,6 +249,9 @@ class Process:
         if end_or_none is None:
             return
         end = end_or_none
+        if advice == "populate_write":
+            madvise_populate(self.machine, self.mm, addr, end)
+            return
         if self.remove_event_ctxs(addr, end, advice):
             self.machine.trail.enter("userfaultfd_remove")
             raise FaultBlocked(addr, False)
@@ -364,6 +371,11 @@ class Process:
             for folio in folios:
                 folio.pincount -= 1
         self.pins.clear()
+        for folios in self.refs.values():      # the pipes close with the process
+            for folio in folios:
+                folio.refs -= 1
+                self.machine.release_folio(folio)
+        self.refs.clear()
         for vma in list(self.mm.vmas):
             zap_page_range(self.machine, self.mm, vma, vma.start, vma.end, drop_markers=True)
             self.mm.vmas.remove(vma)
@@ -403,6 +415,38 @@ class Process:
             folio.pincount -= 1
             self.machine.release_folio(folio)
 
+    def ref(self, addr: int, length: int, name: str) -> None:
+        """get_user_pages_fast() without FOLL_PIN, as vmsplice() into a pipe does: each page's folio
+        gets an ordinary reference (a read fault first where nothing is mapped); the pipe ``name`` holds them."""
+        addr, length = ulong(addr, "addr"), ulong(length, "length")
+        self._begin("ref")
+        if name in self.refs or name in self.pins:
+            raise UffdError(E.EBUSY, f"reference {name!r} exists already")
+        folios: list[Folio] = []
+        try:
+            for page in page_range(addr, length):
+                self.machine.trail.enter("follow_page")
+                handle_mm_fault(self.machine, self.mm, page, False)
+                pmd = self.mm.pt.pmd(page)
+                folio = pmd.folio if isinstance(pmd, HugePmd) else self.mm.pt.get_pte(page).folio  # type: ignore[union-attr]
+                if not folio.special:
+                    folio.refs += 1
+                    folios.append(folio)
+        except (UffdError, FaultBlocked):
+            for folio in folios:
+                folio.refs -= 1
+            raise
+        self.refs[name] = folios
+
+    def unref(self, name: str) -> None:
+        """close() of the pipe: folio_put() of every reference it held."""
+        self._begin("unref")
+        if name not in self.refs:
+            raise UffdError(E.EINVAL, f"no reference named {name!r}")
+        for folio in self.refs.pop(name):
+            folio.refs -= 1
+            self.machine.release_folio(folio)
+
     # -- observation -----------------------------------------------------------------------
     def observe(self, addr: int, length: int) -> list[PageView]:
         """pagemap_read(): what each page is, without faulting anything in."""
@@ -419,9 +463,10 @@ class Process:
         if isinstance(pmd, HugePmd):
             folio, i = pmd.folio, pmd_subpage(addr)
             if folio.huge_zero:     # PAGEMAP_SCAN: PAGE_IS_HUGE | PAGE_IS_PFNZERO for the huge zero PMD
-                return PageView("zero", 0, folio.pfn + i, thp=True)
+                return PageView("zero", 0, folio.pfn + i, thp=True, order=folio.order)
             return PageView("present", folio.data[i], folio.pfn + i, thp=True,
-                            anon_exclusive=folio.exclusive[i], mapcount=folio.page_mapcount(i),
+                            anon_exclusive=self._kpf_anon_exclusive(folio, i, pmd_mapped=True),
+                            mapcount=folio.page_mapcount(i), order=folio.order,
                             ksm=folio.ksm, pinned=folio.maybe_dma_pinned(), write=pmd.write)
         pte = self.mm.pt.get_pte(addr)
         if pte is None:
@@ -432,10 +477,25 @@ class Process:
             return PageView("marker", marker=pte.kind)
         folio = pte.folio
         if folio.zero:
-            return PageView("zero", 0, folio.pfn)
+            return PageView("zero", 0, folio.pfn, order=0)
         return PageView("present", folio.data[pte.idx], pte.pfn, thp=False,
-                        anon_exclusive=folio.exclusive[pte.idx], mapcount=folio.page_mapcount(pte.idx),
+                        anon_exclusive=self._kpf_anon_exclusive(folio, pte.idx),
+                        mapcount=folio.page_mapcount(pte.idx), order=folio.order,
                         ksm=folio.ksm, pinned=folio.maybe_dma_pinned(), write=pte.write)
+
+    def _kpf_anon_exclusive(self, folio: Folio, i: int, pmd_mapped: bool = False) -> bool:
+        """stable_page_flags()'s KPF_OWNER_2 for page ``i``: PG_anon_exclusive of an anonymous page.
+
+        Since 6.10 the flags are the folio's, so every page of a large folio shows its head
+        page's flag; before, each page showed its own (and a PMD-mapped THP keeps the flag on its
+        head page only, __folio_add_anon_rmap(): its tail pages show 0)."""
+        if not folio.anon or folio.special:
+            return False
+        if folio.large and self.machine.kernel.has("kpageflags_folio"):
+            return folio.exclusive[0]
+        if pmd_mapped and i:
+            return False
+        return folio.exclusive[i]
 
     # -- userfaultfd -------------------------------------------------------------------------
     def userfaultfd(self, name: str | None = None, features: Any = (), user_mode_only: bool = False,

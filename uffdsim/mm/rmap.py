@@ -40,7 +40,10 @@ def folio_remove_rmap_pte(machine: "Machine", folio: Folio, idx: int) -> None:
     if folio.special:
         return
     folio.mapcount[idx] -= 1
-    if folio.page_mapcount(idx) == 0:
+    if folio.page_mapcount(idx) == 0 and not folio.large:
+        # a page of a large folio keeps its PageAnonExclusive flag when unmapped (the kernel clears it
+        # only when it replaces the mapping, e.g. by a swap entry): the move's check of the folio's
+        # first page still sees it (scenario mthp-dontneed-head-then-move)
         folio.exclusive[idx] = False
     machine.release_folio(folio)
 

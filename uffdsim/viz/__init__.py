@@ -10,6 +10,8 @@ one for a notebook.  Importing this package changes no global matplotlib setting
 * :func:`draw_decision_path` -- an explanation trail as a flow ending in the decision
 * :func:`draw_timeline`      -- an interleaving as lanes (:func:`replay` adapts the explorer)
 * :func:`draw_performance`   -- the kernel benchmark's ns/page and GiB/s by method and size
+* :func:`describe_space`     -- an address-space picture in words (its alt text; no matplotlib)
+* :func:`describe_figure`    -- any figure's alt text (attached by its drawer with :func:`set_alt`)
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ EXPORTS: dict[str, str] = {
     "state_snapshot": "concurrency",
     "draw_performance": "perf", "load_records": "perf", "describe_source": "perf",
     "png_bytes": "style", "save_png": "style", "to_image": "style",
+    "describe_space": "describe", "describe_figure": "alt", "set_alt": "alt",
 }
 __all__ = list(EXPORTS)
 

@@ -19,6 +19,7 @@ from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
 from ..trail import Trail
 from . import style as S
+from .alt import set_alt
 
 ERRNO_RE = re.compile(r"->\s*(E[A-Z0-9]+)\s*$")
 
@@ -49,7 +50,7 @@ def draw_decision_path(trail: Trail | Mapping[str, Any], title: str | None = Non
     t = as_trail(trail)
     err = errno if outcome is not None else trail_errno(t)
     failed = err is not None
-    colour = S.ERROR if failed else S.SUCCESS
+    colour = S.TEXT_ON_ERROR if failed else S.TEXT_ON_SUCCESS     # white text on it: AA contrast
     funcs = list(zip(t.path, t.counts))
     n = len(funcs) + 2 + (outcome is not None)
     height = min(16.0, max(3.2, 1.2 + 0.62 * n))
@@ -104,4 +105,9 @@ def draw_decision_path(trail: Trail | Mapping[str, Any], title: str | None = Non
             text = "\n".join("• " + S.wrap(note, 40).replace("\n", "\n   ") for note in t.notes)
             ax.text(cx + w / 2 + 12, 0.1, "on the way:\n" + text, fontsize=7.5, va="top", ha="left",
                     color="#333333", bbox={"facecolor": S.LIGHT, "edgecolor": "#999999", "pad": 4})
-    return fig
+    heading = title or f"Decision path of {t.op or 'the last operation'}"
+    words = [f"{heading.rstrip('.')}.",
+             (f"{t.op or 'The operation'} calls " + " then ".join(f for f, _ in funcs) + ".") if funcs else "",
+             f"Decision: {decision}." if decision else "", f"The caller saw: {outcome}." if outcome else "",
+             ("On the way: " + "; ".join(t.notes) + ".") if t.notes else ""]
+    return set_alt(fig, " ".join(w for w in words if w))

@@ -20,6 +20,9 @@ HATCH_PINNED, HATCH_SWAPCACHE, HATCH_THP = "xxx", "...", "///"
 SWAP_COLOUR = YELLOW
 HIGHLIGHT = VERMILLION       #: what a step changed
 ERROR, SUCCESS = VERMILLION, GREEN
+#: the same two as backgrounds of white text (badges): darkened to WCAG AA contrast, 4.5:1 or more
+#: (white on Okabe-Ito's own green is 3.4:1, on its vermillion 3.9:1)
+TEXT_ON_ERROR, TEXT_ON_SUCCESS = "#B34700", "#00785A"
 LANE_COLOURS = (BLUE, ORANGE, GREEN, PURPLE)
 #: line styles and markers for series, so that they differ without colour too
 SERIES = ((BLUE, "o", "-"), (VERMILLION, "s", "--"), (GREEN, "^", "-."), (ORANGE, "D", ":"),

@@ -20,6 +20,8 @@ from matplotlib.patches import FancyArrowPatch, Patch, Rectangle
 
 from ..snapshot import Changes, FolioSnap, ProcSnap, Snapshot, diff
 from . import style as S
+from .alt import set_alt
+from .describe import describe_space
 from .layout import (  # noqa: F401  (the layout is shared with the SVG pictures of .svg)
     BOX, MAX_FRAMES, MAX_SLOTS, ROW, X_ENTRY, X_ENTRY_END, X_FRAME, X_FRAME_END, X_LABEL, Layout, Slot,
     entry_text, folio_text, frame_order, group_slots, layout, proc_title, slot_link, visible_folios)
@@ -222,7 +224,7 @@ def draw_address_space(snap: Snapshot, title: str | None = None, changes: Change
             ax.set_title(S.wrap(snap.caption, 110), fontsize=9, loc="left")
         fig.suptitle(title or "Address space: page tables and frames", fontweight="bold")
         _legend(fig, changes is not None, bool(focus))
-    return fig
+    return set_alt(fig, describe_space(snap, title or "Address space: page tables and frames", changes))
 
 
 def draw_before_after(before: Snapshot, after: Snapshot, title: str | None = None,
@@ -261,7 +263,10 @@ def draw_before_after(before: Snapshot, after: Snapshot, title: str | None = Non
             ax.set_gid(f"panel:{side}")
             top += CAPTION_IN + p_in + GAP_IN
         _legend(fig, True, bool(focus))
-    return fig
+    changed = "; ".join(ch.lines) if ch else ""
+    words = [f"{(title or 'Before and after one step').rstrip('.')}.", *(n.rstrip(".") + "." for n in note_lines),
+             describe_space(before, "Before"), f"After: {changed}." if changed else "After: the same."]
+    return set_alt(fig, " ".join(words))
 
 
 def highlighted(fig: Figure) -> list[str]:

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from .palette import (  # noqa: F401  (re-exported: the figures read them from here)
     BLACK, BLUE, ERROR, FOLIO_COLOURS, FOLIO_NAMES, GREEN, GREY, HATCH_PINNED, HATCH_SWAPCACHE,
     HATCH_THP, HIGHLIGHT, LANE_COLOURS, LIGHT, ORANGE, PURPLE, SERIES, SKY, SUCCESS, SWAP_COLOUR,
-    VERMILLION, YELLOW, wrap)
+    TEXT_ON_ERROR, TEXT_ON_SUCCESS, VERMILLION, YELLOW, wrap)
 
 DPI = 100
 STYLE: dict[str, Any] = {
@@ -69,6 +69,8 @@ def save_png(fig: Figure, path: str) -> None:
 
 
 def to_image(fig: Figure) -> Any:
-    """An ``IPython.display.Image`` of the figure, for notebooks (the same bytes every run)."""
+    """An ``IPython.display.Image`` of the figure, for notebooks (the same bytes every run), with
+    its description (:func:`.alt.describe_figure`) as alt text in the output's metadata."""
     from IPython.display import Image
-    return Image(data=png_bytes(fig), format="png")
+    from .alt import describe_figure
+    return Image(data=png_bytes(fig), format="png", alt=describe_figure(fig))

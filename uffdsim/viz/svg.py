@@ -11,6 +11,7 @@ from __future__ import annotations
 from html import escape
 from ..snapshot import Changes, FolioSnap, ProcSnap, Snapshot
 from . import palette as P
+from .describe import describe_space
 from .layout import (BOX, ROW, X_ENTRY, X_ENTRY_END, X_FRAME, X_FRAME_END, X_LABEL, Layout, Slot,
                      entry_text, folio_text, frame_order, layout, proc_title, slot_link, visible_folios)
 
@@ -132,7 +133,10 @@ def _legend(y: float) -> list[str]:
 
 
 def address_space_svg(snap: Snapshot, title: str | None = None, changes: Changes | None = None) -> str:
-    """One snapshot as an SVG document: the picture :func:`~uffdsim.viz.draw_address_space` draws."""
+    """One snapshot as an SVG document: the picture :func:`~uffdsim.viz.draw_address_space` draws.
+
+    It is ``role="img"`` with a ``<title>`` (the tooltip) and, as its ``aria-label``, the picture
+    in words (:func:`.describe.describe_space`): what a screen reader reads out."""
     frames = frame_order(snap)
     swaps = [s.entry for s in snap.swap]
     lay = layout(snap, frames, swaps, changes)
@@ -181,7 +185,8 @@ def address_space_svg(snap: Snapshot, title: str | None = None, changes: Changes
     out += _legend(legend_y)
     height = TOP + (legend_y + 3 * ROW) * SY
     return (f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 900 {height:.0f}" width="900" '
-            f'height="{height:.0f}" role="img" class="uffdsim-space">'
+            f'height="{height:.0f}" role="img" class="uffdsim-space" '
+            f'aria-label="{escape(describe_space(snap, title, changes))}">'
             f'<title>{escape(title or "Address space: page tables and frames")}</title>'
             f'<rect x="0" y="0" width="900" height="{height:.0f}" fill="white"/>'
             + "".join(out) + "</svg>")

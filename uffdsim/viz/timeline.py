@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from . import style as S
+from .alt import set_alt
 
 KIND_FACE = {"copy": "#D9ECF7", "zap": "#F6D8C8", "move": "#D2EBDD", "fault": "#EEEEEE",
              "flip": "#FFF7CC", "wake": "#EEEEEE", "cow": "#F9E7C2", "error": "#F6D8C8"}
@@ -128,7 +129,23 @@ def draw_timeline(steps: Sequence[TimelineStep], title: str | None = None,
             lost_any = any("lost" in s.flags for s in steps)
             fig.text(0.5, 0.12 / height, S.wrap(verdict, 95), ha="center", va="bottom", fontsize=9,
                      fontweight="bold", color=S.HIGHLIGHT if lost_any or "LOST" in verdict else S.SUCCESS)
-    return fig
+    return set_alt(fig, describe_timeline(steps, title or "Interleaving timeline", order, names, verdict))
+
+
+def describe_timeline(steps: Sequence[TimelineStep], title: str, lanes: Sequence[str],
+                      names: dict[str, str], verdict: str | None = None, limit: int = 40) -> str:
+    """The timeline in words: the lanes, then each step in schedule order with its thread."""
+    lanes_text = ", ".join(f"{t} = {names[t]}" if t in names else f"thread {t}" for t in lanes)
+    words = [f"{title.rstrip('.')}.", f"Lanes: {lanes_text}; {len(steps)} steps in schedule order."]
+    for i, s in enumerate(steps[:limit], 1):
+        marks = [m for m in ("lost", "error", "window", "current") if m in s.flags]
+        words.append(f"{i}. {s.thread}: {s.label.replace(chr(10), ' ')}"
+                     + (f" ({', '.join(marks)})" if marks else "") + ".")
+    if len(steps) > limit:
+        words.append(f"{len(steps) - limit} more steps.")
+    if verdict:
+        words.append(verdict.rstrip(".") + ".")
+    return " ".join(words)
 
 
 def parse_trace(lines: Iterable[str]) -> list[TimelineStep]:

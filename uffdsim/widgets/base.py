@@ -14,14 +14,29 @@ import html
 from typing import Any
 
 import ipywidgets as widgets
+import traitlets
 from matplotlib.figure import Figure
 
+from ..viz.palette import TEXT_ON_ERROR, TEXT_ON_SUCCESS
+from ..viz.alt import describe_figure
 from ..viz.style import png_bytes
+
+
+class DescribedImage(widgets.Image):
+    """An Image whose figure description reaches the page as its ``title`` (the book's ``a11y.js``
+    also makes it the ``alt``), through the ``tooltip`` every widget has.
+
+    ipywidgets' view code reads the widget's ``description`` whenever a tooltip is set, and an
+    Image has none: the view then fails to render (ipywidgets 8.1, a TypeError in
+    ``updateTooltip``).  This Image carries an empty ``description`` for it to read.
+    """
+
+    description = traitlets.Unicode("").tag(sync=True)
 
 
 def image_widget(max_width: str = "100%") -> widgets.Image:
     """An Image at its natural size, shrunk to fit a narrow page (never stretched)."""
-    return widgets.Image(format="png", layout=widgets.Layout(max_width=max_width, height="auto"))
+    return DescribedImage(format="png", layout=widgets.Layout(max_width=max_width, height="auto"))
 
 
 def row(*children: widgets.Widget) -> widgets.HBox:
@@ -30,8 +45,10 @@ def row(*children: widgets.Widget) -> widgets.HBox:
 
 
 def set_figure(image: widgets.Image, fig: Figure) -> bytes:
-    """Render ``fig`` into ``image``; returns the PNG bytes."""
+    """Render ``fig`` into ``image``, its description as the image's tooltip (the page's
+    ``a11y.js`` also makes it the alt text); returns the PNG bytes."""
     data = png_bytes(fig)
+    image.tooltip = describe_figure(fig)
     image.value = data
     return data
 
@@ -43,7 +60,7 @@ def pre(text: str) -> str:
 
 
 def badge(text: str, ok: bool) -> str:
-    colour = "#009E73" if ok else "#D55E00"
+    colour = TEXT_ON_SUCCESS if ok else TEXT_ON_ERROR
     return (f"<span style='background:{colour};color:white;padding:2px 8px;border-radius:3px;"
             f"font-weight:bold'>{html.escape(text)}</span>")
 

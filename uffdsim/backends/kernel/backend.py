@@ -25,6 +25,7 @@ from . import signals
 from .caps import capabilities
 from .khugepaged import quiet_khugepaged, uses_thp
 from .ksm import ksm_guard, uses_ksm
+from .mthp import missing_knob, mthp_guard, set_mthp
 from .needs import unmet
 from .proctree import ProcessDied, ProcTree
 from .swap import temporary_swap
@@ -54,7 +55,7 @@ class KernelBackend:
     def run(self, scenario: Scenario) -> BackendRun:
         caps = capabilities()
         info: dict[str, Any] = {"kernel": caps.kernel, "uffd": caps.uffd_via}
-        why = caps.missing(scenario.requires) or unmet(scenario, caps)
+        why = caps.missing(scenario.requires) or unmet(scenario, caps) or missing_knob(scenario)
         if why:
             return BackendRun(skipped=why, info=info)
         records: list[dict[str, Any]] = []
@@ -68,6 +69,7 @@ class KernelBackend:
                     stack.enter_context(quiet_khugepaged())
                 if uses_ksm(scenario):
                     stack.enter_context(ksm_guard())
+                stack.enter_context(mthp_guard(scenario))
             except UffdError as err:
                 return BackendRun(skipped=f"swap: {err.message}", info=info)
             except TimeoutError as err:
@@ -116,6 +118,9 @@ class KernelRun:
         name = step.args["proc"] if step.op == "exit" else step.proc
         proc = self.tree.procs.get(name)
         try:
+            if step.op == "mthp":
+                set_mthp(step.args["size"], step.args["enabled"])
+                return rec
             if proc is None or not proc.alive:
                 if step.op == "thread" and proc is not None:
                     if step.args["thread"] not in proc.threads:

@@ -27,7 +27,7 @@ def uses_thp(scenario: Scenario) -> bool:
     """Does the scenario ask for huge pages (requires thp, MADV_HUGEPAGE/COLLAPSE, 2M alignment)?"""
     if "thp" in scenario.requires or "huge_zero_page" in scenario.requires:
         return True
-    return any((s.op == "madvise" and s.args.get("advice") in ("hugepage", "collapse"))
+    return any((s.op == "madvise" and s.args.get("advice") in ("hugepage", "collapse")) or s.op == "mthp"
                or (s.op == "mmap" and s.args.get("align", 0) >= 2 << 20) for s in scenario.steps)
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from . import guard
 from .caps import active_swaps
 
-LOCKS = ("swap", "khugepaged", "ksm")
+LOCKS = ("swap", "khugepaged", "ksm", "mthp")
 TEMP_BASES = ("/tmp", "/var/tmp")
 #: a temporary folder without a pid in its name counts as left over after this many seconds
 STALE_AFTER = 600.0
@@ -82,7 +82,7 @@ def _replay(name: str) -> bool:
         from .swap import replay_swap
         return replay_swap()
     legacy = {"ksm": "/sys/kernel/mm/ksm",
-              "khugepaged": "/sys/kernel/mm/transparent_hugepage/khugepaged"}[name]
+              "khugepaged": "/sys/kernel/mm/transparent_hugepage/khugepaged"}.get(name, "")
     return guard.replay_knobs(name, legacy)
 
 

@@ -71,10 +71,12 @@ def scenario_needs(scenario: Scenario, swap_active: bool = False) -> list[Need]:
             needs.append(Need(ROOT, f"step {s.i} ({s.op}): UFFD_FEATURE_EVENT_FORK needs CAP_SYS_PTRACE"))
         elif s.op == "ksm_merge":
             needs.append(Need(ROOT, f"step {s.i} (ksm_merge): KSM's sysfs knobs are root-only"))
+        elif s.op == "mthp":
+            needs.append(Need(ROOT, f"step {s.i} (mthp): the mTHP sysfs knobs are root-only"))
         elif s.op == "observe" and not any(n.what == FRAMES for n in needs):
             needs.append(Need(FRAMES, f"step {s.i} (observe): frames are told apart by PFN"))
         touched = None
-        if s.op == "pin" or (s.op == "mlock" and not a.get("onfault")):
+        if s.op in ("pin", "ref") or (s.op == "mlock" and not a.get("onfault")):
             touched = _region(a.get("at"))
         elif s.op == "copy":
             touched = _region(a.get("src"))

@@ -32,7 +32,7 @@ ADVICES = {"dontneed": k.MADV_DONTNEED, "free": k.MADV_FREE, "dontfork": k.MADV_
            "unmergeable": k.MADV_UNMERGEABLE, "hugepage": k.MADV_HUGEPAGE,
            "nohugepage": k.MADV_NOHUGEPAGE, "pageout": k.MADV_PAGEOUT,
            "collapse": k.MADV_COLLAPSE, "guard_install": k.MADV_GUARD_INSTALL,
-           "guard_remove": k.MADV_GUARD_REMOVE}
+           "guard_remove": k.MADV_GUARD_REMOVE, "populate_write": k.MADV_POPULATE_WRITE}
 REGISTER_MODES = {"missing": k.UFFDIO_REGISTER_MODE_MISSING, "wp": k.UFFDIO_REGISTER_MODE_WP,
                   "minor": k.UFFDIO_REGISTER_MODE_MINOR}
 MODE_BITS = {"copy": {"dontwake": k.UFFDIO_COPY_MODE_DONTWAKE, "wp": k.UFFDIO_COPY_MODE_WP},
@@ -189,7 +189,8 @@ def op_fault_async(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> 
 def op_madvise(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
     """madvise(); with ``thread``, from a new thread (it waits while a REMOVE event is unread)."""
     def advise() -> None:
-        owned.madvise(a["at"], a["length"], lambda s, n: k.madvise(s, n, ADVICES[a["advice"]]))
+        spread = owned.populate if a["advice"] == "populate_write" else owned.madvise
+        spread(a["at"], a["length"], lambda s, n: k.madvise(s, n, ADVICES[a["advice"]]))
 
     if "thread" in a:
         start_async(state, a["thread"], advise, rec)
@@ -230,6 +231,21 @@ def op_unpin(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
     if pin is None:
         raise UffdError(E.EINVAL, f"no pin named {a['name']!r}")
     pin.release()
+
+
+def op_ref(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
+    if a["name"] in state.refs or a["name"] in state.pins:
+        raise UffdError(E.EBUSY, f"reference {a['name']!r} exists already")
+    if _foreign(a["at"], a["length"]):
+        raise UffdError(E.EFAULT, "ref: the range reaches memory the scenario did not map")
+    state.refs[a["name"]] = k.PageRef(a["at"], a["length"])
+
+
+def op_unref(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
+    ref = state.refs.pop(a["name"], None)
+    if ref is None:
+        raise UffdError(E.EINVAL, f"no reference named {a['name']!r}")
+    ref.release()
 
 
 def ksm_registered(pids: list[int]) -> bool:
@@ -309,6 +325,8 @@ OPS: dict[str, Op] = {
     "ksm_merge": op_ksm_merge,
     "pin": op_pin,
     "unpin": op_unpin,
+    "ref": op_ref,
+    "unref": op_unref,
     "observe": lambda s, a, r: r.update(pages=observe(a["at"], a["length"])),
     "fault_async": op_fault_async,
     "thread": op_thread,

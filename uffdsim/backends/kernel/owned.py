@@ -89,6 +89,20 @@ def madvise(addr: int, length: int, call: Call) -> None:
     raise UffdError(E.ENOMEM, "part of the range is not mapped (by the scenario)")
 
 
+def populate(addr: int, length: int, call: Call) -> None:
+    """madvise(MADV_POPULATE_*): the kernel stops at the first hole (ENOMEM), so do the pieces up to it."""
+    end = check_madvise(addr, length)
+    if end is None:
+        return
+    for s, e in pieces(addr, end):
+        if s != addr:
+            break
+        call(s, e - s)
+        addr = e
+    if addr != end:
+        raise UffdError(E.ENOMEM, "part of the range is not mapped (by the scenario)")
+
+
 def mprotect(addr: int, length: int, call: Call) -> None:
     """mprotect(): ENOMEM (nothing changed, as the simulator models it) when part of the range is a hole."""
     end = check_mprotect(addr, length)

@@ -45,6 +45,7 @@ class ProcState:
     features: dict[int, int] = field(default_factory=dict)     #: fd -> features asked in UFFDIO_API
     threads: dict[str, AsyncThread] = field(default_factory=dict)
     pins: dict[str, k.Pin] = field(default_factory=dict)
+    refs: dict[str, k.PageRef] = field(default_factory=dict)
 
     def ctx(self, args: dict[str, Any]) -> k.Userfaultfd:
         name = args.get("uffd")
@@ -66,6 +67,9 @@ class ProcState:
                 os.close(pin.ring)
                 pin.ring = -1
         self.pins = {}
+        for ref in self.refs.values():      # the parent's pipes: the child's copies are closed
+            ref.release()
+        self.refs = {}
 
 
 def wchan(tid: int) -> str:

@@ -7,7 +7,7 @@ output field (``None`` when the kernel never wrote it).
 
 Modules: :mod:`.abi` (constants and layouts), :mod:`.libc` (syscalls, memory), :mod:`.uffd`
 (:class:`Userfaultfd`), :mod:`.pagemap` (pagemap, kpageflags, PAGEMAP_SCAN, THP), :mod:`.pins`
-(io_uring long-term pins), :mod:`.tuning` (KSM, zram swap).  Everything is re-exported here, so
+(io_uring long-term pins), :mod:`.refs` (ordinary references: vmsplice into a pipe), :mod:`.tuning` (KSM, zram swap).  Everything is re-exported here, so
 ``from uffdsim.backends.kernel import sys as k`` gives the whole API as ``k.NAME``.
 
 Caution: :func:`peek`, :func:`poke` and :func:`fill` really touch memory.  On a missing page in a
@@ -21,6 +21,7 @@ from .libc import *  # noqa: F401,F403
 from .uffd import *  # noqa: F401,F403
 from .pagemap import *  # noqa: F401,F403
 from .pins import *  # noqa: F401,F403
+from .refs import *  # noqa: F401,F403
 from .tuning import *  # noqa: F401,F403
 # private names other modules of the kernel backend use
 from .abi import _MOVE  # noqa: F401

@@ -77,16 +77,102 @@ def pagemap(addr: int, npages: int = 1, pid: int | str = "self") -> list[Pagemap
     return [PagemapEntry((first + i) * PAGE_SIZE, v) for i, v in enumerate(vals)]
 
 
+#: KPF_OWNER_2 (bit 34; KPF_MAPPEDTODISK before 6.12): the folio's PG_owner_2, which for an anonymous
+#: folio is PG_anon_exclusive (include/linux/page-flags.h, 5.19+); tools/mm/page-types.c prints it
+#: as ``anon_exclusive`` together with KPF_ANON
+KPF_OWNER_2 = 34
+
+
+def _read_u64s(path: str, index: int, count: int) -> list[int]:
+    """``count`` u64 entries of a /proc/kpage* file from entry ``index`` (needs root)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        data = os.pread(fd, 8 * count, 8 * index)
+    finally:
+        os.close(fd)
+    return list(struct.unpack(f"={len(data) // 8}Q", data))
+
+
 def kpageflags(pfn: int) -> int:
     """/proc/kpageflags for one frame (needs root); 0 for pfn 0."""
     if pfn <= 0:
         return 0
-    fd = os.open("/proc/kpageflags", os.O_RDONLY)
-    try:
-        data = os.pread(fd, 8, 8 * pfn)
-    finally:
-        os.close(fd)
-    return struct.unpack("=Q", data)[0] if len(data) == 8 else 0
+    vals = _read_u64s("/proc/kpageflags", pfn, 1)
+    return vals[0] if vals else 0
+
+
+def kpageflags_range(pfn: int, count: int) -> list[int]:
+    """/proc/kpageflags for frames ``pfn`` .. ``pfn + count - 1`` in one read (needs root)."""
+    return _read_u64s("/proc/kpageflags", pfn, count) if pfn > 0 and count > 0 else []
+
+
+def kpagecount(pfn: int) -> int:
+    """/proc/kpagecount for one frame (needs root): folio_precise_page_mapcount() of the page
+    (6.18 with CONFIG_PAGE_MAPCOUNT: its PTE mappings plus the PMD mappings of its folio)."""
+    if pfn <= 0:
+        return 0
+    vals = _read_u64s("/proc/kpagecount", pfn, 1)
+    return vals[0] if vals else 0
+
+
+def kpf_anon_exclusive(flags: int) -> bool:
+    """PG_anon_exclusive as /proc/kpageflags shows it: KPF_OWNER_2 on an anonymous (KPF_ANON) page.
+
+    /proc/kpageflags is a debugging interface without a stable meaning for this bit, and it is
+    read racily (nothing is locked; the flag can change while it is read).  Since 6.10
+    (stable_page_flags() reads ``folio->flags``) a page of a large folio reports its *head page's*
+    flag: measured on 6.18, a tail page of a PTE-mapped THP that a write fault reused (and so made
+    exclusive) after fork and exit still shows 0, the flag of its head page.
+    """
+    return bool(flags >> KPF["anon"] & 1) and bool(flags >> KPF_OWNER_2 & 1)
+
+
+#: the most frames a folio can span (PMD order on x86-64): folio_order() looks no further
+MAX_FOLIO_NR = PMD_SIZE // PAGE_SIZE
+
+
+def folio_span(pfn: int, flags: int | None = None) -> tuple[int, int]:
+    """(first frame, number of frames) of the folio holding frame ``pfn``: see :func:`folio_order`."""
+    if flags is None:
+        flags = kpageflags(pfn)
+    tail, head = 1 << KPF["compound_tail"], 1 << KPF["compound_head"]
+    if not flags & (tail | head):
+        return pfn, 1
+    start = pfn
+    if flags & tail:
+        lo = max(1, pfn - MAX_FOLIO_NR + 1)
+        back = kpageflags_range(lo, pfn - lo)
+        start = next((lo + i for i in range(len(back) - 1, -1, -1) if back[i] & head), pfn)
+        if start == pfn:           # no head within reach: racing with a split
+            return pfn, 1
+    after = kpageflags_range(start + 1, MAX_FOLIO_NR - 1)
+    return start, 1 + next((i for i, f in enumerate(after) if not f & tail), len(after))
+
+
+def folio_order(pfn: int, flags: int | None = None) -> int:
+    """The order of the folio holding frame ``pfn``, from /proc/kpageflags' compound bits (root).
+
+    0 for a page that is not part of a compound page; else the head is found walking back over
+    KPF_COMPOUND_TAIL frames and the folio's size by walking forward from it (at most
+    :data:`MAX_FOLIO_NR` frames; kpageflags is read racily, so a folio split meanwhile may give a
+    smaller order)."""
+    return max(folio_span(pfn, flags)[1].bit_length() - 1, 0)
+
+
+def folio_span(pfn: int, flags: int | None = None, limit: int = 512) -> tuple[int, int]:
+    """The folio holding frame ``pfn`` as (first frame, number of frames), from the compound head and
+    tail bits of /proc/kpageflags (root); (pfn, 1) for a page that is neither head nor tail."""
+    flags = kpageflags(pfn) if flags is None else flags
+    head = pfn
+    if not kpf_test(flags, "compound_head"):
+        if not kpf_test(flags, "compound_tail"):
+            return pfn, 1
+        while head > pfn - limit and not kpf_test(kpageflags(head), "compound_head"):
+            head -= 1
+    nr = 1
+    while nr < limit and kpf_test(kpageflags(head + nr), "compound_tail"):
+        nr += 1
+    return head, nr
 
 
 def kpf_test(flags: int, name: str) -> bool:

@@ -1,0 +1,31 @@
+"""Who may call UFFDIO_MOVE on a userfaultfd: the address space that created it, not the process.
+
+``userfaultfd_move()`` compares ``ctx->mm`` with ``current->mm`` (Linux 6.18).  A child made with
+``clone(CLONE_VM)`` shares the mm and may move; the same process after ``execve()`` has a new mm and
+gets EINVAL.  Chapter 5, chapter 7 (gap 5) and the proposed man page say so; this test shows both on
+the running kernel with a small C program (``tests/data/uffd_move_same_mm.c``).
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+SOURCE = Path(__file__).resolve().parent / "data" / "uffd_move_same_mm.c"
+
+
+@pytest.mark.kernel
+def test_clone_vm_child_may_move_and_the_process_after_execve_may_not(tmp_path: Path) -> None:
+    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        pytest.skip("no C compiler")
+    exe = tmp_path / "same_mm"
+    build = subprocess.run([cc, "-Wall", "-Wextra", "-Werror", "-O2", "-o", str(exe), str(SOURCE)],
+                           capture_output=True, text=True, timeout=120)
+    assert build.returncode == 0, build.stderr
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+    if run.returncode == 77:
+        pytest.skip(run.stdout.strip())
+    assert (run.returncode, run.stdout) == (0, "clone_vm: ok\nexecve: EINVAL\n"), run.stderr
