@@ -1,10 +1,16 @@
-"""The input fuzzer at scale: mutated scenario files and command lines through the CLI; print JSON.
+"""The input fuzzer at scale: mutated scenario files, command lines and generated scenarios through the CLI; print JSON.
 
-Usage: python benchmarks/fuzz_inputs.py [--cases N] [--seed S] [--budget SECONDS] [--mem-cap MiB]
-Prints {"cases", "accepted", "rejected", "tracebacks", "hangs", "memory", "bad_exits", "seconds",
-"slowest", "peak_rss_mb", "failures": [the first 20, with their input]}.  Each case runs the real
-command line (``uffdsim.cli.main``) in this process on the simulator backend, under a per-case time
-budget and an address-space cap (RLIMIT_AS = 2 x the memory cap).  Exit status 1 on any failure.
+Usage: python benchmarks/fuzz_inputs.py [--cases N] [--seed S] [--jobs J] [--budget SECONDS] [--mem-cap MiB]
+          [--semantic SHARE] [--seconds S]
+Prints {"cases", "accepted", "rejected", "tracebacks", "hangs", "memory", "bad_exits", "unescaped",
+"semantic", "draws", "seconds", "slowest", "peak_rss_mb", "failures": [the first 20, with their input]}.
+Each case runs the real command line (``uffdsim.cli.main``) in this process on the simulator backend,
+under a per-case time budget and an address-space cap (RLIMIT_AS = 2 x the memory cap).  A case is a
+mutated corpus file (``run``, or a mutated ``run``/``draw``/``atomicity`` command line) or, with
+probability SHARE, a generated scenario (``uffdsim.inputfuzz.semantic_scenario``: forks, exits and
+KSM of many processes) that is run or drawn.  ``--jobs J`` splits the cases over J child processes
+(seeds S, S+1, ...) and adds up their counts (``seconds`` is then the wall time, ``slowest`` and
+``peak_rss_mb`` the largest of any job).  Exit status 1 on any failure.
 """
 from __future__ import annotations
 
@@ -12,28 +18,62 @@ import argparse
 import json
 import os
 import resource
+import subprocess
 import sys
+import time
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 from uffdsim.inputfuzz import fuzz  # noqa: E402
+
+COUNTS = ("cases", "accepted", "rejected", "tracebacks", "hangs", "memory", "bad_exits", "unescaped",
+          "semantic", "draws")
+
+
+def merge(docs: list[dict], seconds: float) -> dict:
+    """The counts of several jobs added up."""
+    out = {k: sum(d[k] for d in docs) for k in COUNTS}
+    out.update(seconds=round(seconds, 1), slowest=max(d["slowest"] for d in docs),
+               peak_rss_mb=max(d["peak_rss_mb"] for d in docs),
+               failures=[f for d in docs for f in d["failures"]][:20],
+               jobs=[{"seed": d["seed"], "cases": d["cases"], "seconds": d["seconds"]} for d in docs])
+    return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--budget", type=float, default=20.0, help="seconds per case before it counts as a hang")
+    parser.add_argument("--jobs", type=int, default=1, help="child processes sharing the cases (seeds seed, seed+1, ...)")
+    parser.add_argument("--budget", type=float, default=20.0,
+                        help="seconds of CPU per case (ten times that of wall time) before it counts as a hang")
     parser.add_argument("--mem-cap", type=float, default=1024.0, help="MiB of peak RSS before a case counts as a runaway")
+    parser.add_argument("--semantic", type=float, default=0.3, help="share of generated scenarios (0..1)")
+    parser.add_argument("--seconds", type=float, default=None, help="stop each job after this many seconds")
     args = parser.parse_args()
+    common = {"budget_s": args.budget, "mem_cap_mb": args.mem_cap, "backend": "sim", "semantic_share": args.semantic}
+    if args.jobs > 1:
+        t0 = time.perf_counter()
+        share = -(-args.cases // args.jobs)
+        procs = [subprocess.Popen([sys.executable, __file__, "--cases", str(min(share, args.cases - j * share)),
+                                   "--seed", str(args.seed + j), "--budget", str(args.budget),
+                                   "--mem-cap", str(args.mem_cap), "--semantic", str(args.semantic)]
+                                  + (["--seconds", str(args.seconds)] if args.seconds else []),
+                                  stdout=subprocess.PIPE, text=True) for j in range(args.jobs)]
+        docs = [json.loads(p.communicate()[0]) for p in procs]
+        doc = dict(merge(docs, time.perf_counter() - t0), seed=args.seed, **common)
+        print(json.dumps(doc, indent=1))
+        return 0 if all(doc[k] == 0 for k in ("tracebacks", "hangs", "memory", "bad_exits", "unescaped")) else 1
     cap = int(args.mem_cap * 2) << 20
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
     def progress(s: object) -> None:
-        print(f"fuzz_inputs: {s.cases} cases, {s.tracebacks} tracebacks, {s.hangs} hangs", file=sys.stderr, flush=True)  # type: ignore[attr-defined]
+        print(f"fuzz_inputs[{args.seed}]: {s.cases} cases, {s.tracebacks} tracebacks, {s.hangs} hangs, "  # type: ignore[attr-defined]
+              f"{s.bad_exits} bad exits", file=sys.stderr, flush=True)  # type: ignore[attr-defined]
 
-    summary = fuzz(args.cases, seed=args.seed, budget=args.budget, mem_cap_mb=args.mem_cap, progress=progress)
-    doc = dict(summary.to_json(), seed=args.seed, budget_s=args.budget, mem_cap_mb=args.mem_cap, backend="sim")
+    summary = fuzz(args.cases, seed=args.seed, budget=args.budget, mem_cap_mb=args.mem_cap,
+                   semantic_share=args.semantic, seconds=args.seconds, progress=progress)
+    doc = dict(summary.to_json(), seed=args.seed, **common)
     print(json.dumps(doc, indent=1))
     return 0 if summary.ok else 1
 

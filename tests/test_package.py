@@ -102,7 +102,7 @@ def test_the_command_runs_a_bundled_scenario_from_anywhere(installed: dict[str, 
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("move-after-fork [sim]: passed")
     missing = _uffdsim(installed, "run", "no-such-scenario")
-    assert missing.returncode == 1 and missing.stderr.strip() == (
+    assert missing.returncode == 2 and missing.stderr.strip() == (
         "error: no-such-scenario: no such file, and no bundled scenario of that name (see `run --list`)")
 
 

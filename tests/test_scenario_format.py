@@ -129,6 +129,6 @@ def test_cli_json_and_exit_status(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(HEAD + "  - mmap: {name: src, pages: -1}\n")
     out = run_cli("run", str(bad))
-    assert out.returncode == 1
+    assert out.returncode == 2                       # bad input (issue 19: 1 means an expectation failed)
     assert out.stderr.strip().count("\n") == 0 and "Traceback" not in out.stderr
     assert "bad.yaml: step 0 (mmap): field 'pages'" in out.stderr

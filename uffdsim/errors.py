@@ -21,9 +21,19 @@ def errno_name(code: int) -> str:
     return ERRNO_NAMES.get(code, str(code))
 
 
+class UnknownErrno(KeyError, ValueError):
+    """An errno name we do not know (a KeyError, as before, and a ValueError), said in one line."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def errno_value(name: str) -> int:
-    """16 for 'EBUSY'; raises KeyError for an unknown name."""
-    return ERRNO_VALUES[name]
+    """16 for 'EBUSY'; raises :class:`UnknownErrno` (a KeyError) for an unknown name."""
+    try:
+        return ERRNO_VALUES[name]
+    except (KeyError, TypeError):
+        raise UnknownErrno(f"unknown errno name {name!r:.40} (known: {', '.join(sorted(ERRNO_VALUES))})") from None
 
 
 @dataclass

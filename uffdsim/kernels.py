@@ -154,7 +154,11 @@ def get_profile(kernel: "str | KernelProfile | None" = None, **config: Any) -> K
     if isinstance(kernel, KernelProfile):
         prof = kernel
     else:
-        name = DEFAULT if kernel is None else str(kernel)
+        if kernel is not None and not isinstance(kernel, str):   # 6.10 as a float is 6.1: refuse, say why
+            from .argcheck import ArgTypeError
+            raise ArgTypeError(f"kernel: expected a profile name such as '6.12' (a string), "
+                               f"got {type(kernel).__name__} {kernel!r:.40}")
+        name = DEFAULT if kernel is None else kernel
         if name not in PROFILES:
             raise ValueError(f"unknown kernel profile {name!r} (known: {', '.join(PROFILES)})")
         prof = PROFILES[name]
@@ -221,7 +225,7 @@ def remember_running(profile: KernelProfile) -> None:
 
 # -- version specs in scenarios ------------------------------------------------------------------
 
-_TERM = re.compile(r"^(>=|<=|==|>|<)?\s*(\d+\.\d+)$|^(!|no\s+)?([a-z_]+)$")
+_TERM = re.compile(r"^(>=|<=|==|>|<)?\s*([0-9]+\.[0-9]+)$|^(!|no\s+)?([a-z_]+)$", re.ASCII)
 
 
 def parse_spec(spec: str) -> list[tuple[str, Any]]:

@@ -50,7 +50,7 @@ from . import lerrno as E  # Linux's numbers, not the host's
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from .argcheck import ulong
+from .argcheck import ArgValueError, ulong
 from .errors import UffdError
 from .userfaultfd import validate_range
 
@@ -213,6 +213,8 @@ def move_range(uffd: MoveIoctls, dst: int, src: int, length: int, *,
     if holes not in ("allow", "skip", "raise"):
         raise ValueError(f"holes must be 'allow', 'skip' or 'raise', got {holes!r}")
     dst, src, length = ulong(dst, "dst"), ulong(src, "src"), ulong(length, "length")
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size <= 0 or page_size % PAGE_SIZE:
+        raise ArgValueError(f"page_size: expected a positive multiple of {PAGE_SIZE}, got {page_size!r:.40}")
     report = MoveReport(dst, src, length, page_size)
     if length:              # the kernel's validate_range() rejects the whole call: no page to fall back for
         try:

@@ -6,6 +6,7 @@ from typing import Any
 
 from .runner import ScenarioResult
 from .scenario import Scenario
+from .textsafe import clean
 
 
 def fmt_args(raw: dict[str, Any], op: str) -> str:
@@ -51,7 +52,8 @@ def print_table(result: ScenarioResult, scenario: Scenario, out: Any = None) -> 
     if result.not_observable:
         head += (f" [partial observation: {len(result.not_observable)} page field(s) not "
                  "observable without root, not checked]")
-    print(head, file=out)
+    print(clean(head), file=out)
     for step, rec in zip(scenario.steps, result.steps):
         mark = "" if "expect" not in rec else ("  ok" if rec["expect"] == "met" else "  ✗ " + rec["expect"])
-        print(f"  {rec['i']:>3} {step.op:<12} {fmt_args(step.raw, step.op)[:60]:<60} {fmt_result(rec)}{mark}", file=out)
+        print(clean(f"  {rec['i']:>3} {step.op:<12} {fmt_args(step.raw, step.op)[:60]:<60} {fmt_result(rec)}{mark}"),
+              file=out)

@@ -38,7 +38,29 @@ def example_file(name: str) -> Path:
 def find_scenario(name: str) -> Path | None:
     """A bundled scenario by name (``move-after-fork`` or ``move-after-fork.yaml``), or None."""
     stem = name[:-5] if name.endswith(".yaml") else name
-    if not stem or "/" in stem or stem.startswith("."):
+    if not stem or "/" in stem or stem.startswith(".") or len(stem) > 200:
         return None
     path = corpus_dir() / f"{stem}.yaml"
-    return path if path.is_file() else None
+    try:
+        return path if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def path_exists(path: str | Path) -> bool:
+    """Does ``path`` exist (a dangling symlink counts)?  False for a name the system refuses (too long...)."""
+    if not str(path):                   # "" is not "." (the current folder)
+        return False
+    try:
+        p = Path(path)
+        return p.is_symlink() or p.exists()
+    except (OSError, ValueError):
+        return False
+
+
+def scenario_path(arg: str) -> str:
+    """A scenario argument as a file: an existing path wins, else a bundled scenario's name."""
+    if arg and path_exists(arg):
+        return arg
+    bundled = find_scenario(arg) if arg else None
+    return str(bundled) if bundled else arg

@@ -15,12 +15,13 @@ from typing import Any, Callable
 import yaml
 
 from .errors import ERRNO_VALUES
+from .textsafe import clean
 from .mm.folio import TASK_SIZE
 
 PAGE = 4096
 NAME_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 REGION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-ADDR_RE = re.compile(r"^(?P<region>[A-Za-z_][A-Za-z0-9_]*)(?:\+(?P<page>\d+)(?!b))?(?:\+(?P<byte>\d+)b)?$")
+ADDR_RE = re.compile(r"^(?P<region>[A-Za-z_][A-Za-z0-9_]*)(?:\+(?P<page>[0-9]+)(?!b))?(?:\+(?P<byte>[0-9]+)b)?$")
 
 PROTS = ("rw", "r", "rwx", "none")
 ADVICES = ("dontneed", "free", "dontfork", "dofork", "wipeonfork", "keeponfork", "mergeable",
@@ -41,8 +42,11 @@ U64_MAX = (1 << 64) - 1          #: every number in a scenario is an unsigned 64
 MAP_FAILED = (1 << 64) - 1       #: the address of a region whose mmap failed, as in C
 
 # -- limits: every command does bounded work on any input (README, "Limits") ------------------------
-MAX_FILE_BYTES = 256 * 1024      #: a scenario file is at most this big
-MAX_STEPS = 1000                 #: steps per scenario
+MAX_FILE_BYTES = 4 << 20         #: a scenario file is at most this big (100,000 steps of ~40 bytes)
+MAX_STEPS = 100_000              #: steps per scenario (their work is bounded by MAX_WORK_PAGES)
+#: YAML events (scalars, collection starts and ends) a file may hold: counted by the C parser in
+#: constant memory before anything is built, so that dense text (``[0,0,0...]``) is refused fast
+MAX_YAML_EVENTS = 1_500_000
 MAX_MAPPED_PAGES = 1 << 16       #: pages of all regions together (256 MiB), unless the kernel refuses the size
 MAX_OBSERVE_PAGES = 4096         #: pages one observe step looks at
 MAX_WORK_PAGES = 1 << 18         #: pages all range steps together may touch (each capped at what is mapped)
@@ -60,7 +64,7 @@ OPS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "mlock": (("at", "len"), ("onfault",)),
     "munlock": (("at", "len"), ()),
     "madvise": (("at", "len", "advice"), ("thread",)),
-    "write": (("at", "len", "value"), ()),
+    "write": (("at", "len", "value"), ("value_step",)),
     "read": (("at", "len"), ()),
     "fork": (("child",), ()),
     "exit": (("proc",), ()),
@@ -116,7 +120,14 @@ def show(value: Any) -> str:
 
 
 class ScenarioError(ValueError):
-    """A malformed scenario: the message is one line naming the file, the step and the field."""
+    """A malformed scenario: the message is one line naming the file, the step and the field.
+
+    What the file (or its name) said is escaped (:func:`~uffdsim.textsafe.clean`): a newline or an
+    escape sequence in a key cannot forge output lines or reach the terminal.
+    """
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(clean(str(message)))
 
 
 @dataclass(frozen=True)
@@ -195,7 +206,7 @@ def parse_addr(value: Any) -> Addr:
         return Addr(None, absolute=_int(value))
     if isinstance(value, str) and len(value) <= 200:
         text = value.strip()
-        if re.fullmatch(r"0[xX][0-9a-fA-F]+|\d+", text):
+        if re.fullmatch(r"0[xX][0-9a-fA-F]+|[0-9]+", text):      # ASCII digits only (not '４')
             return Addr(None, absolute=_int(int(text, 0)))
         m = ADDR_RE.match(text)
         if m:
@@ -209,7 +220,7 @@ def parse_addr(value: Any) -> Addr:
 def _int(value: Any, lo: int | None = 0, hi: int | None = U64_MAX) -> int:
     """An integer (or an integer written as text) in ``lo..hi``; by default an unsigned 64-bit value."""
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and len(value) <= 40 and re.fullmatch(r"-?(0[xX][0-9a-fA-F]+|\d+)", value.strip()):
+        if isinstance(value, str) and len(value) <= 40 and re.fullmatch(r"-?(0[xX][0-9a-fA-F]+|[0-9]+)", value.strip()):
             value = int(value.strip(), 0)
         else:
             raise ValueError(f"expected an integer, got {show(value)}")
@@ -280,14 +291,14 @@ FIELD_CHECKS: dict[str, Callable[[Any], Any]] = {
     "pages": lambda v: _int(v, 0, U64_MAX // PAGE), "bytes": lambda v: _int(v, 0),
     "prot": _choice(PROTS), "shared": _bool, "file": _choice(("none", "private", "shared")),
     "align": _align, "at": parse_addr, "dst": parse_addr, "src": parse_addr,
-    "advice": _choice(ADVICES), "value": lambda v: _int(v, 0, 255),
+    "advice": _choice(ADVICES), "value": lambda v: _int(v, 0, 255), "value_step": lambda v: _int(v, 0, 255),
     "features": _names(FEATURE_NAMES), "user_mode_only": _bool, "api": _bool, "wp": _bool,
     "write": _bool, "onfault": _bool, "size": _mthp_size, "enabled": _choice(MTHP_POLICIES),
 }
 
 
 def _fail(path: str, where: str, msg: str) -> ScenarioError:
-    return ScenarioError(f"{path}: {where}: {msg}")
+    return ScenarioError(clean(f"{path}: {where}: {msg}"))
 
 
 def parse_step(path: str, i: int, raw: Any) -> Step:
@@ -307,7 +318,7 @@ def parse_step(path: str, i: int, raw: Any) -> Step:
     required, optional = OPS[op]
     allowed = set(required) | set(optional) | ({"proc"} if op not in MACHINE_OPS else set())
     if "len" in allowed:
-        allowed |= set(LEN)
+        allowed = (allowed - {"len"}) | set(LEN)       # "len" stands for pages/bytes: it is no field
     if op in MODES or op == "register":
         allowed.add("mode")
     args: dict[str, Any] = {}
@@ -348,11 +359,12 @@ def parse_step(path: str, i: int, raw: Any) -> Step:
         if not isinstance(ebk, dict) or not ebk:
             raise _fail(path, f"{where}: field 'expect_by_kernel'", f"expected a mapping of kernel spec -> expect, got {show(ebk)}")
         for spec, exp in ebk.items():
+            shown = clean(spec[:60]) if isinstance(spec, str) else show(spec)
             try:
                 parse_spec(spec)
             except ValueError as err:
-                raise _fail(path, f"{where}: field 'expect_by_kernel.{spec[:60] if isinstance(spec, str) else show(spec)}'", str(err)[:200]) from None
-            by_kernel.append((spec, parse_expect(path, f"{where}: expect_by_kernel.{spec}", op, exp)))
+                raise _fail(path, f"{where}: field 'expect_by_kernel.{shown}'", clean(str(err)[:200])) from None
+            by_kernel.append((spec, parse_expect(path, f"{where}: expect_by_kernel.{shown}", op, exp)))
     return Step(i, op, args, expect, raw, by_kernel, _step_name(path, where, raw))
 
 
@@ -515,31 +527,72 @@ def check_names(path: str, steps: list[Step]) -> None:
             uffds.add(s.args["name"])
 
 
+#: ops that may split the VMAs at both ends of their range (each adds at most two VMAs)
+SPLITTING_OPS = ("munmap", "mprotect", "mlock", "munlock", "madvise", "register", "unregister")
+#: KSM pages one merge can make: the simulator's stable tree has one page per byte value
+KSM_MAX_STABLE = 256
+#: entries a bare page-table walk visits (make_ksm_page() write-protecting a KSM page's mappings) in
+#: the time of one unit of work (a page faulted in, a PTE copied by fork)
+PTE_VISITS_PER_UNIT = 16
+
+
+def step_work(s: Step, mapped: int, vmas: int, tables: int, procs: int) -> int:
+    """The pages and page-table entries step ``s`` may visit, given upper bounds on the machine's size.
+
+    ``mapped`` pages of all regions, ``vmas`` VMAs and ``tables`` page tables per process, ``procs``
+    live processes.  What each op really walks: a range op its range (capped at what is mapped) and
+    the VMAs it crosses; fork and exit one address space; ksm_merge every live process twice
+    (ksm_do_scan() until nothing merges) and, for each KSM page it makes, every page table of every
+    process again (make_ksm_page() write-protects all its mappings).
+    """
+    if "length" in s.args:
+        start = s.args.get("at", s.args.get("src"))
+        offset = (start.absolute if start.region is None else start.byte) % PAGE if isinstance(start, Addr) else PAGE - 1
+        pages = -(-(offset + s.args["length"]) // PAGE)
+        if s.op == "observe":
+            return pages + 1
+        walk = min(pages, vmas) if s.op in SPLITTING_OPS else 0      # these walk the VMAs of the range
+        return min(pages, mapped) + walk + 1
+    if s.op in ("fork", "exit"):
+        return mapped + vmas + 1
+    if s.op == "ksm_merge":
+        space = mapped + vmas + tables
+        remap = min(KSM_MAX_STABLE, mapped) * procs * (mapped + tables)
+        return 2 * procs * space + remap // PTE_VISITS_PER_UNIT + 1
+    return 1
+
+
 def check_limits(path: str, steps: list[Step]) -> None:
-    """The documented limits: mapped pages, observed pages, and the pages all steps may touch."""
-    mapped = work = 0
+    """The documented limits: mapped pages, observed pages, and the work all steps may do (:func:`step_work`)."""
+    mapped = work = tables = 0
+    vmas = 0
+    alive = {"main"}
     for s in steps:
         where = f"step {s.i} ({s.op})"
-        pages = 0
         if s.op == "mmap":
             if s.args["pages"] * PAGE <= TASK_SIZE:     # larger: the kernel refuses it (ENOMEM), no work
                 mapped += s.args["pages"]
+                tables += s.args["pages"] // 512 + 2
+                vmas += 1
             if mapped > MAX_MAPPED_PAGES:
                 raise _fail(path, f"{where}: field 'pages'",
                             f"the regions of one scenario map at most {MAX_MAPPED_PAGES} pages together (limit); "
                             f"this one brings them to {mapped}")
-        elif "length" in s.args:
-            pages = -(-s.args["length"] // PAGE) + 1
-            if s.op == "observe" and s.args["length"] > MAX_OBSERVE_PAGES * PAGE:
-                raise _fail(path, f"{where}: field 'pages'",
-                            f"observe looks at most at {MAX_OBSERVE_PAGES} pages per step (limit)")
-            pages = pages if s.op == "observe" else min(pages, mapped)
-        elif s.op in ("fork", "exit", "ksm_merge"):
-            pages = mapped                                # copies, tears down or scans every mapped page
-        work += pages + 1
+        if s.op == "observe" and s.args["length"] > MAX_OBSERVE_PAGES * PAGE:
+            raise _fail(path, f"{where}: field 'pages'",
+                        f"observe looks at most at {MAX_OBSERVE_PAGES} pages per step (limit)")
+        work += step_work(s, mapped, vmas, tables, len(alive))
+        if s.op in SPLITTING_OPS:
+            vmas = min(vmas + 2, mapped)                # each VMA holds a page at least
+        elif s.op == "fork":
+            alive.add(s.args["child"])
+        elif s.op == "exit":
+            alive.discard(s.args["proc"])
         if work > MAX_WORK_PAGES:
             raise _fail(path, where, f"the steps of one scenario touch at most {MAX_WORK_PAGES} pages together "
-                                     "(limit; each step counts its range, capped at the pages mapped)")
+                                     "(limit; a range step counts its pages, capped at the pages mapped, and the VMAs "
+                                     "it crosses; fork and exit the pages and VMAs mapped; ksm_merge those of every "
+                                     "process twice, and again for each KSM page it makes)")
 
 
 def _yaml_message(err: BaseException) -> str:
@@ -582,6 +635,8 @@ _ScenarioLoader.add_constructor("tag:yaml.org,2002:map", _construct_mapping)
 
 def read_text(path: str | Path, limit: int = MAX_FILE_BYTES) -> str:
     """The text of a file: at most ``limit`` bytes of strict UTF-8 without NUL (ScenarioError otherwise)."""
+    if not str(path):
+        raise ScenarioError("'': an empty file name (name a scenario file)")
     p = Path(path)
     try:
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -618,6 +673,24 @@ def decode_text(data: bytes, path: str) -> str:
                             "save the file as UTF-8") from None
 
 
+def count_events(text: str, path: str, limit: int = MAX_YAML_EVENTS) -> int:
+    """The YAML events of ``text`` (the parser's output, nothing built): ScenarioError past ``limit``."""
+    loader = YamlLoader(text)
+    n = 0
+    try:
+        while loader.check_event():
+            loader.get_event()
+            n += 1
+            if n > limit:
+                raise ScenarioError(f"{path}: more than {limit} YAML nodes (limit for a scenario; "
+                                    f"{MAX_STEPS} steps need far fewer)")
+    except (yaml.YAMLError, RecursionError, ValueError, OverflowError, MemoryError) as err:
+        raise ScenarioError(f"{path}: {_yaml_message(err)}") from None
+    finally:
+        loader.dispose()
+    return n
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate one scenario file."""
     return loads_scenario(read_text(path), str(path))
@@ -631,6 +704,7 @@ def loads_scenario(text: str, path: str = "<string>") -> Scenario:
         raise ScenarioError(f"{path}: larger than {MAX_FILE_BYTES} characters (limit for a scenario)")
     if "\0" in text:
         raise ScenarioError(f"{path}: character {text.index(chr(0))}: a NUL character; a scenario is text")
+    count_events(text, path)
     try:
         data = yaml.load(text, Loader=_ScenarioLoader)
     except (yaml.YAMLError, RecursionError, ValueError, OverflowError, MemoryError) as err:

@@ -8,8 +8,9 @@ runs a scenario on the simulator and snapshots the machine before and after ever
 from __future__ import annotations
 
 import copy
+from bisect import bisect_left, bisect_right
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from .mm.folio import PAGE_SIZE, Folio
 from .mm.pagetable import HugePmd, MarkerPte, PresentPte, SwapPte, pmd_subpage
@@ -128,6 +129,7 @@ class Snapshot:
     folios: tuple[FolioSnap, ...] = ()
     swap: tuple[SwapSnap, ...] = ()
     caption: str = ""
+    omitted: int = 0                       #: processes of the machine left out (see :func:`snapshot`)
 
     def folio(self, pfn: int | None) -> FolioSnap | None:
         for f in self.folios:
@@ -165,15 +167,27 @@ class Labeller:
 
     def __init__(self, regions: Mapping[str, int | tuple[int, int]] | None, vmas: list[Any]) -> None:
         self.spans: list[tuple[int, int, str]] = []
+        starts = sorted((v.start, v.end) for v in vmas)
         for name, spec in (regions or {}).items():
             base, pages = (spec, None) if isinstance(spec, int) else spec
-            end = base + pages * PAGE_SIZE if pages else next(
-                (v.end for v in vmas if v.start <= base < v.end), base + PAGE_SIZE)
+            if pages:
+                end = base + pages * PAGE_SIZE
+            else:
+                i = bisect_right(starts, (base, 1 << 64)) - 1
+                end = starts[i][1] if i >= 0 and starts[i][0] <= base < starts[i][1] else base + PAGE_SIZE
             self.spans.append((base, end, name))
         self.spans.sort()
+        self.bases = [b for b, _, _ in self.spans]
+        #: regions never overlap unless one was unmapped and another mapped over it: then scan them all
+        self.disjoint = all(a[1] <= b[0] for a, b in zip(self.spans, self.spans[1:]))
 
     def region(self, addr: int) -> tuple[str, int] | None:
-        for base, end, name in self.spans:
+        if self.disjoint:
+            i = bisect_right(self.bases, addr) - 1
+            spans = self.spans[i:i + 1] if i >= 0 else []
+        else:
+            spans = self.spans
+        for base, end, name in spans:
             if base <= addr < end:
                 return name, (addr - base) // PAGE_SIZE
         return None
@@ -183,8 +197,14 @@ class Labeller:
         return f"{hit[0]}+{hit[1]}" if hit else f"{addr:#x}"
 
     def vma(self, start: int, end: int) -> str:
+        if self.disjoint:
+            lo = max(0, bisect_right(self.bases, start) - 1)
+            hi = bisect_left(self.bases, end)
+            spans = self.spans[lo:hi]
+        else:
+            spans = self.spans
         names = []
-        for base, rend, name in self.spans:
+        for base, rend, name in spans:
             if base < end and start < rend:
                 names.append(name if base >= start else f"{name}+{(start - base) // PAGE_SIZE}")
         return "/".join(names) if names else f"{start:#x}"
@@ -239,20 +259,25 @@ def entry_snap(mm: Any, addr: int, label: str) -> tuple[EntrySnap, Folio | None]
 #: pages of one VMA a snapshot lists (the first ones): a picture shows far fewer, so that a huge
 #: region costs no more than this to snapshot and draw
 SNAPSHOT_MAX_PAGES = 4096
+#: processes the snapshots of a scenario step keep (a picture draws these): the step's own first
+SNAPSHOT_MAX_PROCS = 6
 
 
 def snapshot(machine: Any, regions: Mapping[str, int | tuple[int, int]] | None = None,
-             caption: str = "") -> Snapshot:
+             caption: str = "", procs: Iterable[str] | None = None) -> Snapshot:
     """A plain-data copy of ``machine``'s processes, VMAs, page entries, live folios and swap slots.
 
     ``regions`` names addresses: ``{"src": base}`` or ``{"src": (base, pages)}``.  Exited
-    processes are kept (with no VMAs) so that a picture can say the child is gone.
+    processes are kept (with no VMAs) so that a picture can say the child is gone.  ``procs``
+    keeps only the processes named (and the folios they map, and live folios nobody maps).
     """
-    all_vmas = [v for p in machine.processes.values() for v in p.mm.vmas]
+    wanted = None if procs is None else set(procs)
+    chosen = [p for p in machine.processes.values() if wanted is None or p.name in wanted]
+    all_vmas = [v for p in chosen for v in p.mm.vmas]
     names = Labeller(regions, all_vmas)
     folios: dict[int, Folio] = {}
-    procs = []
-    for proc in machine.processes.values():
+    procs_out = []
+    for proc in chosen:
         vmas = []
         for v in proc.mm.vmas:
             entries = []
@@ -268,15 +293,17 @@ def snapshot(machine: Any, regions: Mapping[str, int | tuple[int, int]] | None =
                                 tuple(entries)))
         threads = tuple((t.name, "blocked" if t.blocked else "done" if t.done else "running")
                         for t in proc.threads.values())
-        procs.append(ProcSnap(proc.name, proc.pid, proc.alive, tuple(vmas), tuple(proc.pins), threads))
+        procs_out.append(ProcSnap(proc.name, proc.pid, proc.alive, tuple(vmas), tuple(proc.pins), threads))
     for f in machine.phys.live.values():
-        folios.setdefault(f.pfn, f)
+        if wanted is None or not f.is_mapped():
+            folios.setdefault(f.pfn, f)
     swap = tuple(SwapSnap(entry, slot.data, slot.count, slot.cache.pfn if slot.cache else None)
                  for entry, slot in sorted(machine.swap.slots.items()))
     for s in machine.swap.slots.values():
         if s.cache is not None:
             folios.setdefault(s.cache.pfn, s.cache)
-    return Snapshot(tuple(procs), tuple(folio_snap(folios[k]) for k in sorted(folios)), swap, caption)
+    return Snapshot(tuple(procs_out), tuple(folio_snap(folios[k]) for k in sorted(folios)), swap, caption,
+                    len(machine.processes) - len(procs_out))
 
 
 # ------------------------------------------------------------------------------ comparing two
@@ -428,6 +455,15 @@ def scenario_steps(scenario: Any, upto: int | None = None, config: Any = None, o
     def regions() -> dict[str, tuple[int, int]]:
         return {n: (base, sizes.get(n, 1)) for n, base in run.regions.items()}
 
+    def shown(step: Any) -> list[str] | None:
+        """The processes a picture of ``step`` draws: all, or the step's own and those it names first."""
+        names = list(run.machine.processes)
+        if len(names) + 1 <= SNAPSHOT_MAX_PROCS:
+            return None
+        first = [step.proc] + [step.args[k] for k in ("child", "proc") if isinstance(step.args.get(k), str)]
+        keep = list(dict.fromkeys(first)) + [n for n in names if n not in first]
+        return keep[:SNAPSHOT_MAX_PROCS]
+
     for step in scenario.steps:
         if upto is not None and step.i > upto:
             break
@@ -436,11 +472,12 @@ def scenario_steps(scenario: Any, upto: int | None = None, config: Any = None, o
                 out.append(StepSnapshots(step, {"hung": True}, Trail(), Snapshot((), (), ()), Snapshot((), (), ())))
                 break
             continue
-        before = snapshot(run.machine, regions(), caption=f"before {step_title(step)}")
+        procs = shown(step)
+        before = snapshot(run.machine, regions(), caption=f"before {step_title(step)}", procs=procs)
         run.machine.trail = Trail()
         rec = run.step(step)
         trail = copy.deepcopy(run.machine.trail)
-        after = snapshot(run.machine, regions(), caption=f"after {step_title(step)}")
+        after = snapshot(run.machine, regions(), caption=f"after {step_title(step)}", procs=procs)
         out.append(StepSnapshots(step, rec, trail, before, after))
         if rec.get("hung"):
             break

@@ -6,7 +6,7 @@ from typing import Any, Callable
 from ..errors import UffdError, errno_name
 from ..kernels import KernelProfile, get_profile
 from ..mm.machine import FaultBlocked, Machine, MachineConfig
-from ..mm.process import Process
+from ..mm.process import Process, page_range
 from ..results import BackendRun
 from ..scenario import Addr, Scenario, Step
 from ..userfaultfd import UNMODELLED_FEATURES, UserfaultfdCtx
@@ -69,8 +69,11 @@ class SimRun:
         out_key = step.op if step.op in ("move", "copy", "zeropage") else None
         if out_key:
             rec[out_key] = None
-        proc = self.machine.processes[step.proc]
+        name = step.args["proc"] if step.op == "exit" else step.proc
+        proc = self.machine.processes.get(name)
         try:
+            if proc is None:                    # its fork failed: there is no such pid (as the kernel backend)
+                raise UffdError(3, f"process {name} does not exist (its fork failed)")   # ESRCH
             if not proc.alive and step.op not in ("thread", "mthp"):
                 raise UffdError(3, f"process {proc.name} has exited")   # ESRCH
             result = OPS[step.op](self, step, proc, rec)
@@ -192,6 +195,9 @@ def op_memory(run: SimRun, step: Step, proc: Process, rec: dict[str, Any]) -> No
         proc.mlock(at, length, a.get("onfault", False))
     elif step.op == "munlock":
         proc.munlock(at, length)
+    elif step.op == "write" and a.get("value_step"):    # page k gets value + k * value_step (mod 256)
+        for k, page in enumerate(page_range(at, length)):
+            proc.write(page, 4096, (a["value"] + k * a["value_step"]) & 255)
     elif step.op == "write":
         proc.write(at, length, a["value"])
     elif step.op == "read":
@@ -208,7 +214,7 @@ OPS: dict[str, Callable[[SimRun, Step, Process, dict[str, Any]], Any]] = {
     **dict.fromkeys(("api", "register", "unregister", "copy", "zeropage", "move", "wake", "writeprotect"), op_ioctl),
     "madvise": op_madvise,
     "fork": op_fork,
-    "exit": lambda r, s, p, rec: r.machine.processes[s.args["proc"]].exit(),
+    "exit": lambda r, s, p, rec: p.exit(),
     "uffd": op_uffd,
     "ksm_merge": lambda r, s, p, rec: p.ksm_merge(),
     "unpin": lambda r, s, p, rec: p.unpin(s.args["name"]),

@@ -42,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             scenarios.append(load_scenario(path))
         except ScenarioError as err:
             print(f"error: {err}", file=sys.stderr)
-            bad = 1
+            bad = 2                      # bad input (issue 19: 1 means an expectation failed)
     backend = LabBackend(args.kernel)
     try:
         batch = backend.prepare([s.path for s in scenarios],
@@ -55,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
           file=sys.stderr)
     for s in scenarios:
         r = finish(s, "kernel", backend.run(s))
-        bad |= r.status == "failed"
+        bad = max(bad, int(r.status == "failed"))
         if args.json:
             print(json.dumps(r.to_json()))
         else:

@@ -76,6 +76,13 @@ class MachineConfig:
     ksm_use_zero_pages: bool = False   #: /sys/kernel/mm/ksm/use_zero_pages
     swap: bool = True                  #: a swap device is configured
 
+    def __post_init__(self) -> None:
+        """Refuse what the sysfs files would refuse (one line naming the knob)."""
+        from ..argcheck import choice, flag
+        choice(self.thp, ("always", "madvise", "never"), "thp")
+        for knob in ("thp_use_zero_page", "ksm_use_zero_pages", "swap"):
+            flag(getattr(self, knob), knob)
+
 
 class Machine:
     """Everything below user space: memory, swap, and the live processes."""
@@ -151,6 +158,9 @@ class Machine:
     def spawn(self, name: str = "main") -> Any:
         """A new process with an empty address space."""
         from .process import Process
+        if not isinstance(name, str) or not name:
+            from ..argcheck import ArgTypeError
+            raise ArgTypeError(f"name: expected a process name (a non-empty string), got {name!r:.60}")
         if name in self.processes:
             raise ValueError(f"process {name!r} exists already")
         from .huge_memory import split_huge_pmd_address

@@ -127,19 +127,31 @@ class PageTables:
         out: list[tuple[int, PresentPte | SwapPte | MarkerPte]] = []
         first, last = start >> PMD_SHIFT, (end - 1) >> PMD_SHIFT
         lo, hi = start >> PAGE_SHIFT, end >> PAGE_SHIFT
-        for idx in sorted(k for k in self.pmds if first <= k <= last):
+        for idx in self._indexes(first, last):
             table = self.pmds[idx]
             if isinstance(table, PteTable):
-                for vpn in sorted(table.ptes):
-                    if lo <= vpn < hi:
-                        out.append((vpn << PAGE_SHIFT, table.ptes[vpn]))
+                ptes = table.ptes
+                if hi - lo < len(ptes):           # a walk costs the smaller of its span and the table
+                    vpns = [v for v in range(max(lo, idx << 9), min(hi, (idx + 1) << 9)) if v in ptes]
+                else:
+                    vpns = sorted(v for v in ptes if lo <= v < hi)
+                out.extend((vpn << PAGE_SHIFT, ptes[vpn]) for vpn in vpns)
         return out
 
     def huge_pmds_in(self, start: int, end: int) -> list[tuple[int, HugePmd]]:
         """Every huge PMD that overlaps ``[start, end)``, by address."""
         first, last = start >> PMD_SHIFT, (end - 1) >> PMD_SHIFT
-        return [(idx << PMD_SHIFT, pmd) for idx, pmd in sorted(self.pmds.items())
-                if first <= idx <= last and isinstance(pmd, HugePmd)]
+        return [(idx << PMD_SHIFT, pmd) for idx in self._indexes(first, last)
+                if isinstance(pmd := self.pmds[idx], HugePmd)]
+
+    def _indexes(self, first: int, last: int) -> list[int]:
+        """The PMD indexes in ``first..last`` that hold a table or a huge PMD, ascending.
+
+        Costs the smaller of the span and the number of tables (a walk over one small VMA must not
+        cost every table of the process: issue 19, fork and KSM of many regions)."""
+        if last - first < len(self.pmds):
+            return [k for k in range(first, last + 1) if k in self.pmds]
+        return sorted(k for k in self.pmds if first <= k <= last)
 
     def free_pgtables(self, start: int, end: int) -> None:
         """free_pgtables(): drop PTE tables that lie wholly inside ``[start, end)`` (munmap)."""

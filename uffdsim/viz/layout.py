@@ -7,6 +7,7 @@ read these functions, so both pictures show the same boxes and labels.  No matpl
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -15,6 +16,8 @@ from . import palette as S
 
 MAX_SLOTS = 10        #: rows per VMA before the rest is folded into "... N more pages"
 MAX_FRAMES = 20       #: folio rows before the rest is folded
+MAX_PROCS = 6         #: processes drawn; the others are one row "... N more processes not drawn"
+MAX_VMAS = 8          #: VMA bands drawn per process; the others are one row "... N more VMAs not drawn"
 X_LABEL, X_ENTRY, X_ENTRY_END = 0.5, 16.0, 43.0
 X_FRAME, X_FRAME_END = 60.0, 99.5
 ROW = 1.0
@@ -169,15 +172,52 @@ def frame_order(*snaps: Snapshot, limit: int = MAX_FRAMES) -> list[int]:
     return sorted(keep)
 
 
+def drawn_processes(snap: Snapshot, changes: Changes | None = None, focus: Iterable[tuple[str, str]] = (),
+                    limit: int = MAX_PROCS) -> list[ProcSnap]:
+    """The processes a picture shows (at most ``limit``, in their order): those a step changed or names first."""
+    if len(snap.processes) <= limit:
+        return list(snap.processes)
+    wanted = {p for p, _ in focus}
+    if changes is not None:
+        wanted |= set(changes.processes) | {p for p, _ in changes.entries} | {p for p, _ in changes.vmas}
+    keep = [p.name for p in snap.processes if p.name in wanted][:limit]
+    keep += [p.name for p in snap.processes if p.name not in wanted][:limit - len(keep)]
+    chosen = set(keep)
+    return [p for p in snap.processes if p.name in chosen]
+
+
+def drawn_vmas(p: ProcSnap, apart: Iterable[int] = (), changes: Changes | None = None,
+               limit: int = MAX_VMAS) -> list[VmaSnap]:
+    """The VMA bands a picture shows of ``p`` (at most ``limit``, highest address first): changed ones first."""
+    vmas = sorted(p.vmas, key=lambda v: -v.start)
+    if len(vmas) <= limit:
+        return vmas
+    addrs = sorted(apart)
+    starts = {s for n, s in (changes.vmas if changes else ()) if n == p.name}
+
+    def wanted(v: VmaSnap) -> bool:
+        i = bisect_left(addrs, v.start)
+        return v.start in starts or (i < len(addrs) and addrs[i] < v.end)
+
+    keep = [v for v in vmas if wanted(v)][:limit]
+    picked = {v.start for v in keep}
+    keep += [v for v in vmas if v.start not in picked][:limit - len(keep)]
+    return sorted(keep, key=lambda v: -v.start)
+
+
 def layout(snap: Snapshot, frames: Sequence[int], swaps: Sequence[int],
            changes: Changes | None = None, focus: Iterable[tuple[str, str]] = ()) -> Layout:
+    """Rows for at most :data:`MAX_PROCS` processes of at most :data:`MAX_VMAS` VMAs each (the rest folded)."""
     out = Layout()
+    focus = frozenset(focus)
     apart = _apart(snap, changes, focus)
     y = 0.0
-    for p in snap.processes:
+    procs = drawn_processes(snap, changes, focus)
+    for p in procs:
         out.rows.append(("proc", y, p))
         y += ROW
-        for v in sorted(p.vmas, key=lambda v: -v.start):
+        vmas = drawn_vmas(p, apart.get(p.name, ()), changes)
+        for v in vmas:
             slots = group_slots(v.entries, apart=apart.get(p.name, ()))
             head = vma_heading(v)
             hh = ROW * (1.0 + 0.4 * head.count("\n"))
@@ -187,7 +227,14 @@ def layout(snap: Snapshot, frames: Sequence[int], swaps: Sequence[int],
                 out.rows.append(("slot", y, (p, v, slot)))
                 y += ROW
             y += 0.35
+        if len(p.vmas) > len(vmas):
+            out.rows.append(("more", y, f"... {len(p.vmas) - len(vmas)} more VMA(s) of {p.name} not drawn"))
+            y += ROW
         y += 0.25
+    more = len(snap.processes) - len(procs) + snap.omitted
+    if more:
+        out.rows.append(("more", y, f"... {more} more process(es) not drawn"))
+        y += ROW
     left = y
     y = ROW
     for pfn in frames:
@@ -216,8 +263,9 @@ def _apart(snap: Snapshot, changes: Changes | None, focus: Iterable[tuple[str, s
         out.setdefault(proc, set()).add(addr)
     wanted = set(focus)
     if wanted:
+        procs = {p for p, _ in wanted}
         for p, _, e in snap.entries():
-            if (p.name, e.label) in wanted:
+            if p.name in procs and (p.name, e.label) in wanted:
                 out.setdefault(p.name, set()).add(e.addr)
     return out
 

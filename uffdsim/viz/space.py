@@ -73,6 +73,8 @@ def draw_panel(ax: Axes, snap: Snapshot, frames: Sequence[int], swaps: Sequence[
             _draw_slot(ax, y, p, slot, folios, swap_slots, lay, ch, hl_style, focus)
         elif kind == "swaphead":
             ax.text(X_FRAME, y, "swap device (slots)", fontsize=8, fontweight="bold", va="center")
+        elif kind == "more":
+            ax.text(X_LABEL, y, str(payload), fontsize=7.5, va="center", color="#555555")
 
     for pfn, y in lay.frame_y.items():
         _draw_folio(ax, y, pfn, folios.get(pfn), side, pfn in ch.folios, hl_style)

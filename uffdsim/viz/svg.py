@@ -165,6 +165,8 @@ def address_space_svg(snap: Snapshot, title: str | None = None, changes: Changes
             _slot(p, slot, y, folios, lay, ch, out)
         elif kind == "swaphead":
             out.append(_text(X_FRAME, y, "swap device (slots)", size=8, bold=True))
+        elif kind == "more":
+            out.append(_text(X_LABEL, y, str(payload), colour="#555555"))
     for pfn, y in lay.frame_y.items():
         _folio(pfn, y, folios.get(pfn), pfn in ch.folios, out)
     slots = {s.entry: s for s in snap.swap}

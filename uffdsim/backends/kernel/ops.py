@@ -91,10 +91,16 @@ def op_mmap(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
 
 
 def op_write(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
-    """The value stored in every byte of each page, by user writes made for real (:mod:`.access`)."""
-    err = user_access(page_range(a["at"], a["length"]), True, a["value"])
-    if err:
-        raise err
+    """The value stored in every byte of each page, by user writes made for real (:mod:`.access`);
+    with ``value_step``, page k gets ``value + k * value_step`` (mod 256), one write per page."""
+    pages = page_range(a["at"], a["length"])
+    step = a.get("value_step", 0)
+    runs = [(pages, a["value"])] if not step else \
+        [([page], (a["value"] + n * step) & 255) for n, page in enumerate(pages)]
+    for run, value in runs:
+        err = user_access(run, True, value)
+        if err:
+            raise err
 
 
 def op_read(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
