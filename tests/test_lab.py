@@ -7,6 +7,7 @@ skip with the reason (run ``python -m uffdsim lab fetch``).  Set UFFDSIM_LAB=0 t
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -40,18 +41,31 @@ def need(series: str) -> None:
         pytest.skip(f"lab: {why}")
 
 
+#: left out of the test's lab run: under TCG the two ported 32 MiB selftests take minutes each
+#: (they are in the recorded lab run, data/conformance-6.12.json, made with `conform --kernel 6.12`)
+LAB_TEST_LEFT_OUT = ("peer-kselftest-move-pmd.yaml", "peer-kselftest-move-pmd-split.yaml")
+
+
+def lab_test_corpus() -> list[Path]:
+    """The corpus less :data:`LAB_TEST_LEFT_OUT`."""
+    return [p for p in sorted(corpus_dir().glob("*.yaml")) if p.name not in LAB_TEST_LEFT_OUT]
+
+
 def test_corpus_on_612_conforms_to_the_612_profile() -> None:
     need("6.12")
     from uffdsim.lab.conform import conform_in_lab
-    report = conform_in_lab("6.12")
+    files = lab_test_corpus()
+    assert len(files) == len(list(corpus_dir().glob("*.yaml"))) - len(LAB_TEST_LEFT_OUT)
+    report = conform_in_lab("6.12", files)
     assert report is not None
     t = report.totals
     diverging = [(e.name, e.divergences[:1]) for e in report.entries if e.divergences]
     assert t["scenarios"] >= 150 and t["divergences"] == 0 and t["errors"] == 0, diverging
     assert report.kernel.startswith("6.12.") and report.profile == "6.12"
     assert report.lab["move"] is True
-    # skipped ones say why: MADV_GUARD_INSTALL is 6.13+
-    assert all("6.13" in (e.reason or "") for e in report.entries if e.status == "skipped")
+    # skipped ones say why: a later kernel (MADV_GUARD_INSTALL is 6.13+, large-folio COW reuse 6.15+)
+    skipped = [(e.name, e.reason) for e in report.entries if e.status == "skipped"]
+    assert all(re.search(r"6\.1[3-9]", reason or "") for _name, reason in skipped), skipped
 
 
 def test_61_has_no_move_and_runs_the_rest() -> None:
