@@ -249,7 +249,7 @@ def compiled(tmp_path: Path) -> Path:
 
 def test_reproducer_shows_the_spin_on_6_18(tmp_path: Path) -> None:
     """The holes mode needs no root and no mTHP; on the running kernel (6.18 here) the ioctl spins."""
-    from uffdsim.kernels import running_profile_cached
+    from uffdsim.backends.kernel.profile import running_profile_cached
     exe = compiled(tmp_path)
     run = subprocess.run([str(exe), "holes", "20"], capture_output=True, text=True, timeout=60)
     if run.returncode == 77:
