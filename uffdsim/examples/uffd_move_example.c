@@ -51,6 +51,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -302,6 +303,14 @@ static int move_range(int uffd, char *dst, char *src, size_t len, struct stats *
 			st->retries++;
 			st->events += n;
 			printf(" -> read %d event(s), retry\n", n);
+			if (n == 0) {
+				/* Nothing left to read: the thread whose change raised the event lowers
+				 * mmap_changing itself once it runs again after its event was read
+				 * (userfaultfd_event_wait_completion()); give it a moment. */
+				struct timespec pause = { 0, 1000000 };
+
+				nanosleep(&pause, NULL);
+			}
 			continue;
 		}
 		case EBUSY:
