@@ -4,8 +4,6 @@ Each test names the item of the issue it closes; each failed before its fix.
 """
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import subprocess
 import sys
@@ -13,28 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from uffdsim.cli import main
 from uffdsim.scenario import loads_scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD = "name: t\nabout: x\nsteps:\n"
 
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    """Run the command line in this process: (status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            status = main(list(argv))
-        except SystemExit as stop:
-            status = stop.code if isinstance(stop.code, int) else 2
-    return status, out.getvalue(), err.getvalue()
-
-
-def one_error_line(err: str) -> str:
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    return lines[0]
+from test_hardening import cli, one_error_line  # noqa: E402  (the same in-process runner)
 
 
 def capped(code: str, gib: float = 1.5, timeout: float = 120) -> subprocess.CompletedProcess:
