@@ -296,8 +296,8 @@ static int move_range(int uffd, char *dst, char *src, size_t len, struct stats *
 		switch (err) {
 		case EAGAIN: {
 			/* A fork/remove/unmap/remap event is pending (move = -EAGAIN; unwritten before
-			 * Linux 6.15): the call fails until the event is read, so read it, update the
-			 * view of the address space, then retry. */
+			 * Linux 6.15 and its stable backports): the call fails until the event is read,
+			 * so read it, update the view of the address space, then retry. */
 			int n = read_events(uffd);
 
 			if (n < 0 || ++again > MAX_EVENT_RETRIES) {
