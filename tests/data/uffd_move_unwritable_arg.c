@@ -34,6 +34,19 @@ struct uffdio_move { __u64 dst, src, len, mode; __s64 move; };
 
 static long ps;
 
+static const char *errname(int e)
+{
+	switch (e) {
+	case EFAULT: return "EFAULT";
+	case EINVAL: return "EINVAL";
+	case EBUSY: return "EBUSY";
+	case EAGAIN: return "EAGAIN";
+	case ENOENT: return "ENOENT";
+	case EEXIST: return "EEXIST";
+	default: return "other";
+	}
+}
+
 static char *page(void)
 {
 	char *p = mmap(NULL, (size_t)ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -90,7 +103,7 @@ static void move_ro(const char *what, int fd, char *d, char *s)
 	mprotect(m, (size_t)ps, PROT_READ);
 	rc = ioctl(fd, UFFDIO_MOVE, m);
 	err = errno;
-	printf("%s: %s, move %s, src %s\n", what, rc == 0 ? "ok" : strerrorname_np(err),
+	printf("%s: %s, move %s, src %s\n", what, rc == 0 ? "ok" : errname(err),
 	       m->move == SENTINEL ? "unwritten" : "written", mapped(s) ? "mapped" : "empty");
 	munmap(m, (size_t)ps);
 }
