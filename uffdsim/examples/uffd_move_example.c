@@ -189,10 +189,11 @@ static int pinned_by_us(const char *addr)
 }
 
 /* EAGAIN with nothing moved: a non-cooperative event (fork, remove, unmap, remap) is pending,
- * and every fill ioctl, UFFDIO_MOVE included, fails until it has been read.  Read every
- * queued message (the descriptor is non-blocking).  A real monitor hands page-fault messages to
- * its fault handler and updates its view of the address space for the others; this program
- * asked for no events, so it only counts them.  Returns the number read, -1 on error. */
+ * and every fill ioctl, UFFDIO_MOVE included, fails until it has been read and the thread that
+ * raised it has resumed.  Read every queued message (the descriptor is non-blocking).  A real
+ * monitor hands page-fault messages to its fault handler and updates its view of the address
+ * space for the others; this program (which asks for REMOVE events only with --pending-event)
+ * only counts them.  Returns the number read, -1 on error. */
 static int read_events(int uffd)
 {
 	struct uffd_msg msg;
