@@ -351,7 +351,9 @@ def main() -> int:
                           "ltp": attempt("ltp", ltp, tmp / "ltp-build", a.ltp_git),
                           "go-userfaultfd": attempt("go-userfaultfd", go_userfaultfd, tmp, a.go_git,
                                                     a.kernel_tar)}}
+        # each case counts; a suite that could not be built or run counts once, as "not run"
         results = [c["result"] for s in out["suites"].values() for c in s.get("cases", {}).values()]
+        results += [s["result"] for s in out["suites"].values() if "cases" not in s]
         out["totals"] = {r: results.count(r) for r in ("pass", "fail", "skip", "not run")}
         print(json.dumps(out, indent=1))
         return 1 if out["totals"]["fail"] else 0
