@@ -226,7 +226,8 @@ def show_pages(proc: Any, addr: int, pages: int = 1,
                regions: Mapping[str, tuple[int, int]] | None = None) -> None:
     """Print one line per page (never faults): state, value, pfn and mapcount, as a read,
     ``/proc/PID/pagemap`` and ``/proc/kpagecount`` would show them, then the PageAnonExclusive
-    flag, which no /proc interface exposes: it is labelled ``(simulator only)``."""
+    flag, labelled ``(simulator only)``: a program cannot read it; on a real kernel only root
+    sees it, as bit 34 (``KPF_OWNER_2``) of the debugging file ``/proc/kpageflags``."""
     for k, v in enumerate(proc.observe(addr, pages * PAGE_SIZE)):
         label = describe_addr(addr + k * PAGE_SIZE, dict(regions or {}))
         if v.state == "present":
@@ -267,9 +268,9 @@ class Demo:
         self.frames = FrameLabeller()          # physical frames named f0, f1, ... by first sight
 
     def page(self, where: str = "src", proc: Any = None, i: int = 0) -> str:
-        """One page, without touching it: what pagemap, kpagecount and kpageflags show, then
-        after ``|`` the state only the simulator can show (PageAnonExclusive, the swap entry's
-        exclusive bit, a pin)."""
+        """One page, without touching it: what pagemap and kpagecount show, then after ``|`` what
+        the simulator shows directly (PageAnonExclusive, which on a real kernel only root reads,
+        from bit 34 of ``/proc/kpageflags``; the swap entry's exclusive bit; a pin)."""
         proc = proc or self.p
         v = proc.observe((self.src if where == "src" else self.dst) + i * PAGE_SIZE, PAGE_SIZE)[0]
         frame = self.frames.label({"state": v.state, "frame": v.pfn})

@@ -402,6 +402,33 @@ class Process:
         for t in self.threads.values():
             t.blocked = False
 
+    def _get_user_pages(self, addr: int, length: int, write: bool, pin: bool) -> list[Folio]:
+        """__get_user_pages(): fault each page in (a write fault with FOLL_WRITE) and take a pin
+        (FOLL_PIN) or a reference on its folio; the shared zero page takes neither.  On a failure
+        what was taken is dropped again: the call fails whole."""
+        folios: list[Folio] = []
+        try:
+            for page in page_range(addr, length):
+                self.machine.trail.enter("follow_page")
+                handle_mm_fault(self.machine, self.mm, page, write)
+                pmd = self.mm.pt.pmd(page)
+                folio = pmd.folio if isinstance(pmd, HugePmd) else self.mm.pt.get_pte(page).folio  # type: ignore[union-attr]
+                if folio.special:
+                    continue
+                if pin:
+                    folio.pincount += 1
+                else:
+                    folio.refs += 1
+                folios.append(folio)
+        except (UffdError, FaultBlocked):
+            for folio in folios:
+                if pin:
+                    folio.pincount -= 1
+                else:
+                    folio.refs -= 1
+            raise
+        return folios
+
     # -- pins and KSM ----------------------------------------------------------------------
     def pin(self, addr: int, length: int, name: str) -> None:
         """pin_user_pages(FOLL_WRITE | FOLL_LONGTERM), as io_uring's fixed buffers do."""
@@ -409,20 +436,7 @@ class Process:
         self._begin("pin")
         if name in self.pins:
             raise UffdError(E.EBUSY, f"pin {name!r} exists already")
-        folios: list[Folio] = []
-        try:
-            for page in page_range(addr, length):
-                self.machine.trail.enter("follow_page")
-                handle_mm_fault(self.machine, self.mm, page, True)
-                pmd = self.mm.pt.pmd(page)
-                folio = pmd.folio if isinstance(pmd, HugePmd) else self.mm.pt.get_pte(page).folio  # type: ignore[union-attr]
-                folio.pincount += 1
-                folios.append(folio)
-        except (UffdError, FaultBlocked):
-            for folio in folios:          # the registration fails whole: what was pinned is unpinned
-                folio.pincount -= 1
-            raise
-        self.pins[name] = folios
+        self.pins[name] = self._get_user_pages(addr, length, write=True, pin=True)
 
     def unpin(self, name: str) -> None:
         """unpin_user_pages()."""
@@ -440,21 +454,7 @@ class Process:
         self._begin("ref")
         if name in self.refs or name in self.pins:
             raise UffdError(E.EBUSY, f"reference {name!r} exists already")
-        folios: list[Folio] = []
-        try:
-            for page in page_range(addr, length):
-                self.machine.trail.enter("follow_page")
-                handle_mm_fault(self.machine, self.mm, page, False)
-                pmd = self.mm.pt.pmd(page)
-                folio = pmd.folio if isinstance(pmd, HugePmd) else self.mm.pt.get_pte(page).folio  # type: ignore[union-attr]
-                if not folio.special:
-                    folio.refs += 1
-                    folios.append(folio)
-        except (UffdError, FaultBlocked):
-            for folio in folios:
-                folio.refs -= 1
-            raise
-        self.refs[name] = folios
+        self.refs[name] = self._get_user_pages(addr, length, write=False, pin=False)
 
     def unref(self, name: str) -> None:
         """close() of the pipe: folio_put() of every reference it held."""
