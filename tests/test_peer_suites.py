@@ -107,3 +107,35 @@ def test_the_json_has_every_suite_and_the_totals(monkeypatch: pytest.MonkeyPatch
     assert out["suites"]["ltp"]["result"] == "not run" and "no network" in out["suites"]["ltp"]["reason"]
     assert all("total_seconds" in s for s in out["suites"].values())
     assert out["totals"] == {"pass": 1, "fail": 0, "skip": 0, "not run": 2}     # a suite not run counts
+
+
+# -- the kernel backend's waits, which the 8192-fault port repeats ---------------------------------
+
+def test_read_events_waits_only_while_a_thread_runs_outside_a_userfault() -> None:
+    import socket
+    import threading
+
+    from uffdsim.backends.kernel.procstate import AsyncThread, ProcState, all_threads_settled
+    a, b = socket.socketpair()
+    try:
+        state = ProcState("main", a)
+        done = threading.Thread(target=lambda: None)
+        done.start()
+        done.join()
+        state.threads["finished"] = AsyncThread("finished", done, tid=1)
+        assert all_threads_settled(state)                     # nothing can raise an event
+        stop = threading.Event()
+        tids: list[int] = []
+        busy = threading.Thread(target=lambda: (tids.append(threading.get_native_id()), stop.wait(10)))
+        busy.start()
+        while not tids:
+            stop.wait(0.001)
+        state.threads["sleeper"] = AsyncThread("sleeper", busy, tid=tids[0])
+        try:
+            assert not all_threads_settled(state)             # asleep, but not in a userfault
+        finally:
+            stop.set()
+            busy.join()
+    finally:
+        a.close()
+        b.close()
