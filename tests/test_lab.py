@@ -152,3 +152,14 @@ def test_a_scenarios_lab_budget_grows_with_the_pages_it_touches() -> None:
     small = scenario_budget(corpus_dir() / "move-after-fork.yaml")
     big = scenario_budget(corpus_dir() / "peer-kselftest-move-pmd.yaml")
     assert PER_SCENARIO <= small < PER_SCENARIO + 1 and big > 10 * PER_SCENARIO
+
+
+def test_a_scenarios_lab_budget_grows_with_the_threads_it_starts(tmp_path: Path) -> None:
+    # the real-size selftest port starts 8192 fault threads and timed out at its pages' 430 s
+    from uffdsim.lab.vm import PER_SCENARIO, PER_THREAD, scenario_budget
+    head = "name: t\nabout: x\nsteps:\n  - mmap: {name: a, pages: 1}\n  - uffd: {}\n  - register: {at: a, pages: 1, mode: [missing]}\n"
+    one, two = tmp_path / "one.yaml", tmp_path / "two.yaml"
+    one.write_text(head + "  - fault_async: {thread: t0, at: a}\n")
+    two.write_text(head + "  - fault_async: {thread: t0, at: a}\n  - madvise: {at: a, pages: 1, advice: dontneed, thread: m}\n")
+    assert scenario_budget(two) - scenario_budget(one) >= PER_THREAD - 0.01
+    assert scenario_budget(one) >= PER_SCENARIO + PER_THREAD
