@@ -611,21 +611,7 @@ def _yaml_message(err: BaseException) -> str:
 
 
 class _ScenarioLoader(YamlLoader):  # type: ignore[misc,valid-type]
-    """The safe loader, but a mapping with the same key twice is an error.
-
-    A plain scalar's implicit tag depends on its text alone; a long scenario repeats a few texts
-    (``pages``, ``1``, ``src+1``) hundreds of thousands of times, so each text is resolved once
-    per file (the cache lives and dies with the loader, so it is bounded by the file)."""
-
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        if kind is not yaml.ScalarNode or not implicit[0]:
-            return super().resolve(kind, value, implicit)
-        cache = self.__dict__.setdefault("_resolved", {})
-        key = (value, implicit[1])
-        tag = cache.get(key)
-        if tag is None:
-            tag = cache[key] = super().resolve(kind, value, implicit)
-        return tag
+    """The safe loader, but a mapping with the same key twice is an error."""
 
 
 def _construct_mapping(loader: Any, node: Any, deep: bool = False) -> Any:
