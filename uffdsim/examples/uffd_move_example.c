@@ -217,8 +217,12 @@ static int read_events(int uffd)
 /* The EBUSY fallback for one page: copy its bytes into dst, then empty the source page.
  * Only safe when nobody writes the source page meanwhile: a store that lands between the
  * copy and the MADV_DONTNEED is lost (chapter 3 of the book counts such interleavings).
- * The alternative that keeps concurrent stores: write to the source page yourself (a write
- * fault gives the process an exclusive page again) and retry the move. */
+ * The alternative that keeps concurrent stores, on Linux 6.18 and only for a shared or
+ * merged page (never a pinned one): take a write fault on the source page without storing
+ * anything, with madvise(MADV_POPULATE_WRITE) (Linux 5.14+), which gives the process an
+ * exclusive page again, and retry the move.  A store of your own is no substitute: a plain
+ * store can overwrite another thread's, and a compiler may turn an atomic add of zero into
+ * a load, which takes no write fault. */
 static int copy_instead(int uffd, char *dst, char *src)
 {
 	struct uffdio_copy cp = {
@@ -340,7 +344,9 @@ static int move_range(int uffd, char *dst, char *src, size_t len, struct stats *
 			break;
 		case EEXIST:
 			/* dst already populated: a concurrent resolver got there first (UFFDIO_MOVE
-			 * woke nobody for it: wake the range if threads may wait there). */
+			 * woke nobody for it: wake the range if threads may wait there).  The source
+			 * page was not moved and still holds its data: discard it too if that data
+			 * is no longer wanted, or it stays allocated. */
 			printf(" -> page %zu is already there: skip it\n", first);
 			st->skipped++;
 			break;
