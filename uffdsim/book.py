@@ -462,6 +462,23 @@ def _plain_table(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
     return _table_html(header, rows)
 
 
+#: a scenario longer than this shows its first CATALOGUE_HEAD and last CATALOGUE_TAIL steps
+#: (peer-kselftest-move has 65,544: its table alone would be megabytes)
+CATALOGUE_ROWS, CATALOGUE_HEAD, CATALOGUE_TAIL = 400, 200, 40
+
+
+def catalogue_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The catalogue's rows of one scenario; a long one's middle becomes one row that counts it."""
+    if len(rows) <= CATALOGUE_ROWS:
+        return rows
+    middle = rows[CATALOGUE_HEAD:-CATALOGUE_TAIL]
+    checked = [r[4] for r in middle if r[4]]
+    met = sum(1 for e in checked if e == "met")
+    note = (f"{len(middle)} steps not shown (#{middle[0][0]} to #{middle[-1][0]}), run like the others; "
+            f"{met} of their {len(checked)} expectations met")
+    return rows[:CATALOGUE_HEAD] + [("...", "", note, "", "")] + rows[-CATALOGUE_TAIL:]
+
+
 def scenario_catalogue() -> Html:
     """Every corpus scenario: what it shows, its steps run on the simulator, its recorded kernel result.
 
@@ -489,6 +506,7 @@ def scenario_catalogue() -> Html:
         for step, rec in zip(scenario.steps, result.steps):
             expect = "" if "expect" not in rec else ("met" if rec["expect"] == "met" else rec["expect"])
             rows.append((rec["i"], step.op, fmt_args(step.raw, step.op), fmt_result(rec), expect))
+        rows = catalogue_rows(rows)
         kernel = recorded.get(name)
         if kernel is None:
             kernel_text = "not in the conformance record"

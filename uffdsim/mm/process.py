@@ -117,6 +117,8 @@ class Process:
         self.alive = True
         self.uffds: list[Any] = []
         self.threads: dict[str, Thread] = {}
+        #: the threads not yet done, in the order they were made (what wake_userfault() looks at)
+        self.undone: dict[str, Thread] = {}
         self.pins: dict[str, list[Folio]] = {}
         #: ordinary references by name (a pipe holding pages after vmsplice()): the folios referenced
         self.refs: dict[str, list[Folio]] = {}
@@ -305,12 +307,13 @@ class Process:
         if thread in self.threads:
             raise UffdError(E.EINVAL, f"thread {thread!r} exists already")
         t = Thread(thread, self, addr)
-        self.threads[thread] = t
+        self.threads[thread] = self.undone[thread] = t
         end = addr + length
         ctxs = self.remove_event_ctxs(addr, end, advice)
         if not ctxs:
             self.madvise(addr, length, advice)
             t.done = True
+            del self.undone[thread]
             return t
         waiting = [len(ctxs)]
 
@@ -322,6 +325,7 @@ class Process:
                     madvise_vma(self.machine, self, vma, vma.start, vma.end, advice)
                 self.mm.vmas.merge_around(addr, end)
                 t.done = True
+                self.undone.pop(t.name, None)
 
         t.blocked = True
         for ctx in ctxs:
@@ -532,7 +536,7 @@ class Process:
         if thread in self.threads:
             raise UffdError(E.EINVAL, f"thread {thread!r} exists already")
         t = Thread(thread, self, addr, write, value)
-        self.threads[thread] = t
+        self.threads[thread] = self.undone[thread] = t
         self.retry_thread(t)
         return t
 
@@ -546,8 +550,10 @@ class Process:
         except UffdError:
             t.blocked = False
             t.done = True
+            self.undone.pop(t.name, None)
             raise
         t.blocked, t.done = False, True
+        self.undone.pop(t.name, None)
 
     def ksm_merge(self) -> int:
         """Let ksmd scan until nothing more merges (the machine-wide KSM daemon)."""
