@@ -42,14 +42,16 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
     Change("mthp", (6, 8), "19eaf44954df mm: thp: support allocation of anonymous multi-size THP",
            "anonymous faults map small pages or PMD-size THPs only; no hugepages-<size>kB knobs",
            "hugepages-<size>kB/enabled per size (on x86-64 16 KiB to 2 MiB, 2048kB being the PMD size): a write "
-           "fault may map a large folio smaller than a PMD",
+           "fault may map a large folio smaller than a PMD (never in a VMA registered with a userfaultfd: "
+           "alloc_anon_folio() keeps its faults at order 0)",
            "mthp-fault-64k-always", "lab: 6.12.118 and 6.18 map 64 KiB folios; 6.1.192 has no hugepages-64kB knob"),
     Change("mthp_swapin", (6, 12),
            "242d12c98174 mm: support large folios swap-in for sync io devices (Chuanhua Han, Barry Song; "
            "release not checked against a tag: the lab's 6.12.118 has it)",
            "a swapped-out page comes back as a small folio, one page per fault",
            "on a synchronous swap device (zram) a fault swaps in a whole mTHP folio when the aligned range "
-           "is all contiguous, exclusive swap entries and the policy allows that size",
+           "is all contiguous, exclusive swap entries and the policy allows that size (alloc_swap_folio(); "
+           "never in a VMA registered with a userfaultfd, nor once zswap has been enabled)",
            "mthp-swapin-whole-folio", "lab: 6.12.118 and 6.18 (zram) swap the whole 64 KiB folio back in"),
     Change("move_batch", (6, 18), "userfaultfd: opportunistic TLB-flush batching for present pages in MOVE "
            "(Lokesh Gidra; hash not verified here)",
