@@ -205,3 +205,17 @@ def test_doctor_explains_enosys_under_seccomp() -> None:
     why = _why_no_userfaultfd(UffdError(errno.ENOSYS, "userfaultfd"), facts)
     assert "seccomp" in why and "Docker" in why and "Binder" in why
     assert _caps(Facility(False, why, facts)).missing(["fork"]) == why
+
+
+def test_update_refuses_without_a_record_and_outside_the_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["conform", "--update"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["error: --update needs --record FILE (the record to bring up to date)"]
+    rec = tmp_path / "rec.json"
+    rec.write_text('{"kernel": "k", "scenarios": []}')
+    stray = tmp_path / "stray.yaml"
+    stray.write_text(SCENARIO.format(name="stray"))
+    assert main(["conform", "--update", "--record", str(rec), str(stray)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: --update: {stray} is not in the corpus the record is of"]
+    rec.write_text("[]")
+    assert main(["conform", "--update", "--record", str(rec)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: --update: {rec} is not a conformance record"]

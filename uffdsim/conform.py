@@ -171,16 +171,24 @@ def scenario_digest(scenario: Scenario) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _page_field(hidden: str) -> tuple[int, str] | None:
+    """``pages[1].mapcount`` -> (1, "mapcount"); None for anything else."""
+    m = re.fullmatch(r"pages\[(\d+)\]\.(\w+)", hidden)
+    return (int(m[1]), m[2]) if m else None
+
+
 def _outcome(scenario: Scenario, result: ScenarioResult, i: int) -> str:
     """``met``, ``unmet: ...``, ``not run``, or ``met (not observable: ...)`` for step ``i``."""
     if result.status == "skipped" or i >= len(result.steps) or result.steps[i].get("not_run"):
         return "not run"
     said = str(result.steps[i].get("expect", "not checked"))
     hidden = [h.split(" ", 2)[2] for h in result.not_observable if h.startswith(f"step {i} ")]
-    expected = {k for p in (scenario.steps[i].expect or {}).get("pages", []) for k in p}
-    for _, e in scenario.steps[i].expect_by_kernel:
-        expected |= {k for p in e.get("pages", []) for k in p}
-    hidden = [h for h in hidden if h.rsplit(".", 1)[-1] in expected]
+    # the fields each page's expectation names ("pages[1].mapcount" is hidden only if page 1 expects it)
+    expected: set[tuple[int, str]] = set()
+    for e in [scenario.steps[i].expect or {}] + [e for _, e in scenario.steps[i].expect_by_kernel]:
+        expected |= {(n, k) for n, p in enumerate(e.get("pages", [])) for k in p}
+        expected |= {(-1, k) for k in e.get("all_pages") or {}}    # one expectation for every page
+    hidden = [h for h in hidden if (pf := _page_field(h)) and (pf in expected or (-1, pf[1]) in expected)]
     return f"{said} (not observable: {', '.join(hidden)})" if said == "met" and hidden else said
 
 

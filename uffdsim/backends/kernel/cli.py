@@ -129,8 +129,8 @@ def cmd_conform(args: argparse.Namespace) -> int:
     progress = None if args.quiet else sys.stderr
     old = None
     if args.update:
-        if not args.record or args.paths:
-            print("error: --update re-runs what changed in the whole corpus: give --record FILE and no paths", file=sys.stderr)
+        if not args.record:
+            print("error: --update needs --record FILE (the record to bring up to date)", file=sys.stderr)
             return 2
         try:
             old = C.load_record(args.record)
@@ -140,9 +140,16 @@ def cmd_conform(args: argparse.Namespace) -> int:
         if not isinstance(old, dict) or not isinstance(old.get("scenarios"), list):
             print(f"error: --update: {args.record} is not a conformance record", file=sys.stderr)
             return 2
-        all_files, files = files, C.stale_files(files, old)
+        all_files = C.scenario_files([])                  # the record is of the whole corpus
+        again = {p.resolve() for p in files} if args.paths else set()   # named: re-run even if unchanged
+        stale = {p.resolve() for p in C.stale_files(all_files, old)}
+        outside = [p for p in files if args.paths and p.resolve() not in {q.resolve() for q in all_files}]
+        if outside:
+            print(f"error: --update: {outside[0]} is not in the corpus the record is of", file=sys.stderr)
+            return 2
+        files = [p for p in all_files if p.resolve() in stale | again]
         if progress is not None:
-            print(f"update: {len(files)} of {len(all_files)} scenarios are new or changed since {old.get('date')}",
+            print(f"update: {len(files)} of {len(all_files)} scenarios to re-run (new, changed since {old.get('date')}, or named)",
                   file=progress, flush=True)
         if not files:
             print(f"{args.record}: up to date", file=sys.stderr)
@@ -247,8 +254,9 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     con.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     con.add_argument("--update", action="store_true",
                      help="with --record FILE: run only the scenarios that are new or changed since FILE was "
-                          "recorded (same kernel release) and merge them into it; the others keep their "
-                          "recorded entries (their simulator side is not re-run: run conform whole for that)")
+                          "recorded (same kernel release), and any corpus files named, and merge them into it; "
+                          "the others keep their recorded entries (their simulator side is not re-run: run "
+                          "conform whole for that)")
     con.add_argument("--kernel", metavar="SERIES", choices=("6.12", "6.1"),
                      help="run the kernel side in a lab VM booting Debian's SERIES kernel (see 'lab fetch')")
     con.set_defaults(func=cmd_conform)
