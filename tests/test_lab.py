@@ -144,6 +144,17 @@ def test_a_checkout_under_tmp_is_shared_with_the_guest() -> None:
     assert "path=/tmp/ci/repo,mount_tag=work0,security_model=none,readonly=on" in cmd
 
 
+def test_the_guest_memory_is_not_merged_by_the_hosts_ksm() -> None:
+    """qemu marks guest RAM MADV_MERGEABLE by default: the host's KSM (a 6.18 conform run's KSM
+    scenarios) would then merge its own test pages with the guest's, and a page that must stay
+    unique would not.  The lab turns that off, so a lab run and a host run can share the machine."""
+    from pathlib import Path
+
+    from uffdsim.lab.vm import qemu_command
+    cmd = qemu_command(Path("/k"), Path("/s"), "madvise")
+    assert cmd[cmd.index("-machine") + 1] == "mem-merge=off"
+
+
 def test_a_scenarios_lab_budget_grows_with_the_pages_it_touches() -> None:
     # TCG is slow: the ported selftests' 32 MiB moves timed out at the flat 20 s per scenario
     from uffdsim.lab.vm import PER_SCENARIO, scenario_budget

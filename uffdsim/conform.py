@@ -25,7 +25,7 @@ import platform
 import re
 from collections import Counter
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, TextIO
 
@@ -112,7 +112,9 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         lab = getattr(self, "lab", None)            # set by uffdsim.lab.conform for a lab VM run
+        update = getattr(self, "update", None)      # set by merge_update(): which entries are older
         return {"kernel": self.kernel, "machine": platform.machine(), "date": self.date,
+                **({"update": update} if update else {}),
                 **({"lab": lab} if lab else {}),
                 **({"profile": self.profile} if getattr(self, "profile", None) else {}), "uffd": self.uffd, "totals": self.totals,
                 "page_fields": self.page_fields,
@@ -258,6 +260,49 @@ def print_table(report: Report, out: TextIO | None = None) -> None:
         print(f"{report.totals['errors']} file(s) could not be loaded (see the table)", file=out)
     print(report.fields_line(), file=out)
     print(report.summary(), file=out)
+
+
+def stale_files(files: list[Path], old: dict[str, Any]) -> list[Path]:
+    """The files a record does not hold as they are now: new scenarios, or changed since (by
+    :func:`scenario_digest`); a file that does not load is stale too (the run says why)."""
+    digests = {e.get("name"): e.get("digest") for e in old.get("scenarios", []) if isinstance(e, dict)}
+    out = []
+    for path in files:
+        try:
+            scenario = load_scenario(path)
+        except ScenarioError:
+            out.append(path)
+            continue
+        if scenario.name not in digests or digests[scenario.name] != scenario_digest(scenario):
+            out.append(path)
+    return out
+
+
+def merge_update(old: dict[str, Any], report: Report, files: list[Path]) -> Report:
+    """``conform --update``: the record ``old`` with the scenarios just run (``report``) in place
+    of theirs, in corpus order; scenarios no longer in ``files`` are dropped.  Both runs must be
+    on the same kernel release (ValueError otherwise)."""
+    if old.get("kernel") != report.kernel:
+        raise ValueError(f"the record is of kernel {old.get('kernel')!r}, this run of {report.kernel!r}: record it whole")
+    known = {f.name for f in fields(Entry)}
+    kept = {e["name"]: Entry(**{k: v for k, v in e.items() if k in known})
+            for e in old.get("scenarios", []) if isinstance(e, dict) and "name" in e}
+    fresh = {e.name: e for e in report.entries}
+    entries = []
+    for path in files:
+        try:
+            name = load_scenario(path).name
+        except ScenarioError:
+            name = path.stem
+        entry = fresh.get(name) or kept.get(name)
+        if entry is not None:
+            entries.append(entry)
+    merged = Report(report.kernel, report.date, entries, report.uffd)
+    merged.profile = getattr(report, "profile", None)
+    if getattr(report, "lab", None):
+        merged.lab = report.lab
+    merged.update = {"of": old.get("date"), "rerun": len(report.entries), "kept": len(entries) - len(report.entries)}
+    return merged
 
 
 def record(report: Report, path: str | Path) -> None:

@@ -7,10 +7,12 @@
  *   - move the whole range with a retry loop that handles
  *       partial progress  (-1/EAGAIN with a positive .move: continue after the moved part),
  *       EAGAIN, nothing moved (a non-cooperative event is pending: the call keeps failing
- *                          until the event is read, so read the userfaultfd's messages, then
- *                          retry, bounded),
+ *                          until the event is read and the thread that raised it has resumed,
+ *                          so read the userfaultfd's messages, then retry, bounded),
  *       EBUSY             (the first page is pinned or not exclusive, e.g. COW-shared with a
- *                          forked child or merged by KSM; the errno does not say which.  Only
+ *                          forked child or merged by KSM, or it belongs to a huge page that
+ *                          must be split while another page of it is referenced elsewhere,
+ *                          e.g. by a pipe after vmsplice(); the errno does not say which.  Only
  *                          the caller knows its pins: a page it pinned (io_uring fixed buffer,
  *                          RDMA, vfio) must not be copied and zapped, because the device keeps
  *                          the old frame.  This program pins nothing, so it falls back to
@@ -33,8 +35,10 @@
  * discards a destination page with MADV_DONTNEED before the move: that thread waits until the
  * REMOVE event is read, and until then UFFDIO_MOVE fails with EAGAIN and moves nothing.  The
  * loop reads the event and retries.
- * With --readonly-page, source page 6 is made read-only first: MOVE then fails with EINVAL
- * (a source VMA must be writable, Linux 6.8-6.18), an errno the loop has no case for.
+ * With --readonly-page, source page 6 is made read-only first, which makes it a mapping of its
+ * own: a move across it fails with EINVAL (the range leaves its mapping), and so does a move of
+ * that page alone (protections unlike the destination's; Linux 6.8-6.18), an errno the loop has
+ * no case for.
  * Exit status: 0 success ("RESULT: SUCCESS"), 1 failure, 77 skipped (no usable userfaultfd or
  * no UFFDIO_MOVE on this kernel; the reason is printed on a "SKIP:" line).
  *
@@ -185,10 +189,11 @@ static int pinned_by_us(const char *addr)
 }
 
 /* EAGAIN with nothing moved: a non-cooperative event (fork, remove, unmap, remap) is pending,
- * and every fill ioctl, UFFDIO_MOVE included, fails until it has been read.  Read every
- * queued message (the descriptor is non-blocking).  A real monitor hands page-fault messages to
- * its fault handler and updates its view of the address space for the others; this program
- * asked for no events, so it only counts them.  Returns the number read, -1 on error. */
+ * and every fill ioctl, UFFDIO_MOVE included, fails until it has been read and the thread that
+ * raised it has resumed.  Read every queued message (the descriptor is non-blocking).  A real
+ * monitor hands page-fault messages to its fault handler and updates its view of the address
+ * space for the others; this program (which asks for REMOVE events only with --pending-event)
+ * only counts them.  Returns the number read, -1 on error. */
 static int read_events(int uffd)
 {
 	struct uffd_msg msg;
@@ -292,8 +297,8 @@ static int move_range(int uffd, char *dst, char *src, size_t len, struct stats *
 		switch (err) {
 		case EAGAIN: {
 			/* A fork/remove/unmap/remap event is pending (move = -EAGAIN; unwritten before
-			 * Linux 6.15): the call fails until the event is read, so read it, update the
-			 * view of the address space, then retry. */
+			 * Linux 6.15 and its stable backports): the call fails until the event is read,
+			 * so read it, update the view of the address space, then retry. */
 			int n = read_events(uffd);
 
 			if (n < 0 || ++again > MAX_EVENT_RETRIES) {

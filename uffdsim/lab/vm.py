@@ -97,7 +97,7 @@ def work_mounts(paths: list[Path]) -> list[tuple[str, str]]:
 def qemu_command(kdir: Path, share: Path, thp: str, extra: list[tuple[str, str]] = ()) -> list[str]:
     append = f"console=ttyS0 panic=-1 no_timer_check rdinit=/init transparent_hugepage={thp} loglevel=4"
     return ["qemu-system-x86_64", "-accel", "tcg,tb-size=256", "-cpu", "max,la57=off", "-smp", "1",
-            "-m", str(MEMORY_MIB), "-nodefaults", "-display", "none", "-no-reboot",
+            "-m", str(MEMORY_MIB), "-machine", "mem-merge=off", "-nodefaults", "-display", "none", "-no-reboot",
             "-serial", f"file:{share / 'serial.log'}",
             "-kernel", str(kdir / "vmlinuz"), "-initrd", str(share / "initramfs.cpio.gz"), "-append", append,
             "-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",

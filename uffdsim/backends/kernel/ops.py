@@ -189,7 +189,9 @@ def op_fault_async(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> 
     page = addr & ~(PAGE - 1)
 
     def touch() -> None:
-        err = user_access([page], write, value)   # made for real by an accessor; blocks as the thread would
+        # made for real by an accessor; blocks as the thread would.  The byte asked for first (the
+        # fault, and its message with UFFD_FEATURE_EXACT_ADDRESS, is at that address), then its page.
+        err = (user_access([page], write, value, first=addr) if addr != page else None) or user_access([page], write, value)
         if err:
             raise err
 
