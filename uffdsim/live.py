@@ -210,11 +210,10 @@ def run_python(source: str) -> dict[str, Any]:
 
 
 def machine_snapshot(machine: Machine) -> Any:
-    """A snapshot of a snippet's ``machine`` bounded by what its picture draws: the first
-    processes, and the pages of the VMAs drawn (however many the snippet mapped)."""
-    from .snapshot import SNAPSHOT_MAX_PROCS
+    """A snapshot of a snippet's ``machine`` bounded by what its picture draws: the pages of the
+    VMAs drawn, however many the snippet mapped (the same picture as a full snapshot)."""
     from .viz.layout import MAX_VMAS
-    return snapshot(machine, procs=list(machine.processes)[:SNAPSHOT_MAX_PROCS], vmas_with_pages=MAX_VMAS)
+    return snapshot(machine, vmas_with_pages=MAX_VMAS)
 
 
 def _module_state() -> dict[str, dict[str, Any]]:
