@@ -457,7 +457,9 @@ def claims_fixtures(tmp: str) -> None:
 # -- live cells: what the book's live cells run (uffdsim.live.run_cell_json) ---------------------
 
 #: hostile Python snippets, each bounded by the simulator's limits or by its own size (an endless
-#: loop of the reader's own is the page's to stop: the Web Worker's time limit, tested in the browser)
+#: loop of the reader's own is the page's to stop: the Web Worker's time limit, tested in the browser;
+#: so is a loop of many thousands of mmaps, which the simulator's Python API serves in quadratic time:
+#: 30,000 take minutes natively, so the generator maps at most 2,000 VMAs)
 _SNIPPETS: list[str] = [
     "print('x' * {big})",
     "for i in range({n}):\n    print(i, 'a' * 50)",
@@ -492,7 +494,7 @@ _SNIPPETS: list[str] = [
     "import uffdsim.live\nprint(uffdsim.live.run_cell('python', 'raise SystemExit(9)'))",
     "import uffdsim.live\nprint(len(uffdsim.live.run_cell('yaml', 'name: x\\nsteps:\\n' + '  - mmap: {{name: r, pages: 1}}\\n' * {n})['text']))",
     "import uffdsim.scenario as S\nS.loads_scenario('name: x\\nsteps:\\n' + '  - mmap: {{name: r, pages: 1}}\\n' * {steps})",
-    "machine = uffdsim.Machine()\np = machine.spawn('main')\nfor i in range({n}):\n    a = p.mmap({pages})\n    p.write(a, 4096, i % 256)",
+    "machine = uffdsim.Machine()\np = machine.spawn('main')\nfor i in range({vmas}):\n    a = p.mmap({pages})\n    p.write(a, 4096, i % 256)",
     "machine = uffdsim.Machine()\np = machine.spawn('main')\na = p.mmap({pages})\np.write(a, {pages} * 4096, 1)\n"
     "kids = [p.fork(f'c{{i}}') for i in range({forks})]\nfor k in kids[::2]:\n    k.exit()\nprint(p.ksm_merge())",
     "machine = uffdsim.Machine()\np = machine.spawn('main')\np.mmap({huge})",
@@ -530,7 +532,7 @@ def live_cell(rng: random.Random, texts: list[str]) -> tuple[Any, Any]:
     snippet = rng.choice(_SNIPPETS)
     fill = {"big": rng.choice([10, 70_000, 10**6, 10**7]), "n": rng.choice([1, 100, 3000, 30_000]),
             "code": rng.choice([0, 1, 3, -1, 2**70, "None", "'x'", "[1]"]), "steps": rng.choice([10, 2000, 20_000]),
-            "pages": rng.choice([1, 8, 512, 1024]), "forks": rng.choice([1, 20, 200]),
+            "pages": rng.choice([1, 8, 512, 1024]), "vmas": rng.choice([1, 100, 1000, 2000]), "forks": rng.choice([1, 20, 200]),
             "huge": rng.choice([2**20, 2**36, 2**52, 2**64, -1, 0]), "kernel": rng.choice(["6.10", "'6.10'", "'9.9'", "None", "[]"]),
             "page": rng.choice([0, -4096, 4096, 1, 2**64])}
     return "python", snippet.format(**fill)
