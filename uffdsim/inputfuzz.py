@@ -5,7 +5,14 @@ truncation, binary junk...), a mutated command line, or a *semantic* scenario: a
 mmaps, writes, forks, exits, KSM merges, moves and pins over many processes and regions (children
 forked from children, from exited processes, forks that fail), run with ``run`` or drawn with
 ``draw`` at a random step (issue 19: what found the KeyError of a failed fork, the unbounded
-``draw`` and the KSM work).  It runs the real command line in this
+``draw`` and the KSM work).  Two more generators feed what else found bugs in issue 19: a *claims
+page* (:func:`claims_page`: a Markdown/MyST page or a notebook with unclosed fences, deep nesting,
+thousands of citations in a paragraph, malformed cells, huge sizes, odd encodings; or a directory,
+a device, a FIFO: :func:`claims_argv`) given to ``claims``, and a *live cell* (:func:`live_cell`:
+a generated scenario, or a hostile Python snippet: huge output, ``exit()``, interrupts, limits
+changed, big work) run as the book's page runs it (:func:`run_live`, ``uffdsim.live.run_cell_json``),
+which must answer with its output or one ``error:`` line, never raise, and leave the next cell
+nothing changed.  It runs the real command line in this
 process (:func:`uffdsim.cli.main`, stdout and stderr captured) under a time budget, and checks what
 the command line promises on any input:
 
