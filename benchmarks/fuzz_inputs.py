@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/fuzz_inputs.py [--cases N] [--seed S] [--jobs J] [--budget SECONDS] [--mem-cap MiB]
           [--semantic SHARE] [--claims SHARE] [--live SHARE] [--seconds S]
+       python benchmarks/fuzz_inputs.py --merge CHUNK.json ...   (runs saved side by side: one JSON)
 Prints {"cases", "accepted", "rejected", "tracebacks", "hangs", "memory", "bad_exits", "unescaped",
 "semantic", "draws", "claims", "live", "generators": {generator: {"cases", "ok", "expectation-failed",
 "rejected", and any failure kind}}, "seconds", "slowest", "peak_rss_mb",
@@ -63,7 +64,19 @@ def main() -> int:
     parser.add_argument("--claims", type=float, default=0.0, help="share of claims pages (0..1)")
     parser.add_argument("--live", type=float, default=0.0, help="share of live cells (0..1)")
     parser.add_argument("--seconds", type=float, default=None, help="stop each job after this many seconds")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="add up the JSON of chunks run side by side "
+                        "(other seeds) instead of running; seconds is the longest chunk's")
     args = parser.parse_args()
+    if args.merge:
+        chunks = []
+        for name in args.merge:
+            with open(name) as f:
+                chunks.append(json.load(f))
+        doc = merge(chunks, max(d["seconds"] for d in chunks))
+        doc["chunks"] = [{k: d.get(k) for k in ("seed", "cases", "seconds", "semantic_share", "claims_share",
+                                                "live_share", "budget_s", "mem_cap_mb")} for d in chunks]
+        print(json.dumps(doc, indent=1))
+        return 0 if all(doc[k] == 0 for k in ("tracebacks", "hangs", "memory", "bad_exits", "unescaped")) else 1
     common = {"budget_s": args.budget, "mem_cap_mb": args.mem_cap, "backend": "sim", "semantic_share": args.semantic,
               "claims_share": args.claims, "live_share": args.live}
     if args.jobs > 1:

@@ -163,3 +163,20 @@ def test_a_short_seeded_run_of_each_new_generator_has_no_failure(share: str, gen
     assert doc["accepted"] > 0 and doc["rejected"] > 0
     assert (doc["tracebacks"], doc["hangs"], doc["memory"], doc["bad_exits"], doc["unescaped"]) == (0, 0, 0, 0, 0), \
         doc["failures"]
+
+
+def test_chunks_merge_into_one_count_per_generator() -> None:
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fuzz_inputs", ROOT / "benchmarks" / "fuzz_inputs.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    base = {k: 0 for k in mod.COUNTS}
+    a = dict(base, cases=3, accepted=2, rejected=1, live=3, seed=1, seconds=5.0, slowest=1.0, peak_rss_mb=90.0,
+             failures=[], generators={"live-python": {"cases": 3, "ok": 2, "rejected": 1}})
+    b = dict(base, cases=2, accepted=2, claims=2, seed=2, seconds=7.0, slowest=2.0, peak_rss_mb=80.0, failures=[],
+             generators={"live-python": {"cases": 1, "ok": 1}, "claims-page": {"cases": 1, "expectation-failed": 1}})
+    doc = mod.merge([a, b], 7.0)
+    assert (doc["cases"], doc["live"], doc["claims"], doc["slowest"], doc["peak_rss_mb"]) == (5, 3, 2, 2.0, 90.0)
+    assert doc["generators"] == {"claims-page": {"cases": 1, "expectation-failed": 1},
+                                 "live-python": {"cases": 4, "ok": 3, "rejected": 1}}
