@@ -11,13 +11,23 @@ The originals of the ``peer-*`` scenarios (``scenarios/README.md``, "Peer suites
   else ``git clone`` from GitHub).  LTP needs autoconf, automake and m4 to configure; those not on
   PATH are taken from Debian's packages the same way (``apt-get download``, unpacked, their paths
   rewritten into the temporary folder);
-* go-userfaultfd's ``TestMove`` only where ``go`` is on PATH and ``--go-userfaultfd`` names a
-  checkout (it needs golang.org/x/sys from the Go module proxy).
+* go-userfaultfd's ``TestMove`` (``userfaultfd_test.go``), at the commit that
+  ``scenarios/peer-go-userfaultfd-testmove.yaml`` names, from a git directory (``--go-git``,
+  default: the mirror ``/work/.mirror/ricardobranco777+go-userfaultfd/repo`` if present, else
+  ``git clone`` from GitHub), run with ``go test -run '^TestMove$'``.  Go and golang.org/x/sys come
+  from Debian: without ``go`` on PATH (or without x/sys) the script installs ``golang-go`` and
+  ``golang-golang-x-sys-dev`` with ``apt-get install`` (root only, as ``uffdsim lab`` installs its
+  host tools), and nothing comes from the Go module proxy.  Debian 12 has Go 1.19 and x/sys 0.3.0
+  where the module asks for Go 1.25 and x/sys 0.37, so in the temporary copy ``go.mod``'s ``go``
+  line is lowered to the installed Go and x/sys is replaced by Debian's (``GOPROXY=off``); the
+  package's cgo constants come from ``<linux/userfaultfd.h>``, and Debian 12's (Linux 6.1) has no
+  ``UFFDIO_MOVE`` (the test then skips itself), so the 6.12 uapi header of the kernel sources above
+  goes first on the include path.  The JSON lists these adaptations.
 
 Everything is fetched and built in a temporary folder that is removed at the end (``--keep`` keeps
 it).  Each case is ``pass``, ``fail``, ``skip`` or ``not run`` (with the reason).  Usage:
 
-    python benchmarks/peer_tests.py [--kernel-tar PATH] [--ltp-git DIR] [--keep]
+    python benchmarks/peer_tests.py [--kernel-tar PATH] [--ltp-git DIR] [--go-git DIR] [--keep]
 """
 from __future__ import annotations
 
@@ -36,6 +46,11 @@ from typing import Any
 
 LTP_MIRROR = Path("/work/.mirror/linux-test-project+ltp/repo")
 LTP_URL = "https://github.com/linux-test-project/ltp"
+GO_MIRROR = Path("/work/.mirror/ricardobranco777+go-userfaultfd/repo")
+GO_URL = "https://github.com/ricardobranco777/go-userfaultfd"
+GO_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "peer-go-userfaultfd-testmove.yaml"
+GO_PACKAGES = ("golang-go", "golang-golang-x-sys-dev")
+DEBIAN_XSYS = Path("/usr/share/gocode/src/golang.org/x/sys")
 KERNEL_PACKAGE = "linux-source-6.12"
 SELFTEST_DIR = "tools/testing/selftests/mm"
 SELFTEST_FILES = ("uffd-unit-tests.c", "uffd-common.c", "uffd-common.h", "vm_util.c", "vm_util.h")
@@ -203,14 +218,108 @@ def ltp(tmp: Path, ltp_git: str | None) -> dict[str, Any]:
 
 # -- go-userfaultfd ------------------------------------------------------------------------------
 
-def go_userfaultfd(checkout: str | None) -> dict[str, Any]:
-    if not shutil.which("go"):
-        raise Skip("no Go toolchain on PATH")
-    if not checkout:
-        raise Skip("no --go-userfaultfd checkout given")
-    r = run(["go", "test", "-run", "^TestMove$", "-v", "."], cwd=Path(checkout))
-    verdict = "pass" if "--- PASS: TestMove" in r.stdout else "skip" if "--- SKIP: TestMove" in r.stdout else "fail"
-    return {"source": checkout, "exit": r.returncode, "cases": {"TestMove": {"result": verdict}}}
+def go_commit(scenario: Path = GO_SCENARIO) -> str:
+    """The go-userfaultfd commit the ported scenario's ``about`` names."""
+    m = re.search(r"commit ([0-9a-f]{7,40})\b", scenario.read_text())
+    if not m:
+        raise Skip(f"{scenario.name}: its about names no commit")
+    return m[1]
+
+
+def go_toolchain() -> tuple[str, list[str]]:
+    """``go`` and Debian's golang.org/x/sys, installed with apt-get when missing; (version, installed)."""
+    installed: list[str] = []
+    if not shutil.which("go") or not DEBIAN_XSYS.is_dir():
+        if os.geteuid() != 0 or not shutil.which("apt-get"):
+            raise Skip(f"no Go toolchain (install it: apt-get install {' '.join(GO_PACKAGES)})")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        run(["apt-get", "update", "-qq"], env=env, timeout=600)
+        must(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *GO_PACKAGES],
+             f"apt-get install {' '.join(GO_PACKAGES)}", env=env)
+        installed = list(GO_PACKAGES)
+    if not shutil.which("go") or not DEBIAN_XSYS.is_dir():
+        raise Skip(f"apt-get install {' '.join(GO_PACKAGES)} gave no go or no {DEBIAN_XSYS}")
+    version = must(["go", "env", "GOVERSION"], "go env GOVERSION").stdout.strip()
+    return version, installed
+
+
+def go_version_line(goversion: str) -> str:
+    """``go1.19.8`` -> ``1.19``: the ``go`` line of go.mod that toolchain accepts."""
+    m = re.match(r"go(\d+)\.(\d+)", goversion)
+    if not m:
+        raise Skip(f"cannot read the Go version {goversion!r}")
+    return f"{m[1]}.{m[2]}"
+
+
+def adapt_go_mod(text: str, go_line: str, xsys: Path) -> tuple[str, list[str]]:
+    """go.mod for the local toolchain: the ``go`` line lowered, golang.org/x/sys from ``xsys``."""
+    notes = []
+    m = re.search(r"^go (\S+)$", text, re.M)
+    if m and [int(x) for x in m[1].split(".")[:2]] > [int(x) for x in go_line.split(".")]:
+        text = text.replace(m[0], f"go {go_line}")
+        notes.append(f"go.mod: go {m[1]} -> go {go_line}")
+    text = re.sub(r"^toolchain \S+\n", "", text, flags=re.M)
+    if "golang.org/x/sys" in text:
+        text += f"\nreplace golang.org/x/sys => {xsys}\n"
+        notes.append(f"golang.org/x/sys -> Debian's {xsys}")
+    return text, notes
+
+
+def go_sources(tmp: Path, go_git: str | None, commit: str) -> tuple[Path, str]:
+    dest = tmp / "go-userfaultfd"
+    git_dir = Path(go_git) if go_git else (GO_MIRROR if GO_MIRROR.exists() else None)
+    where = str(git_dir)
+    if git_dir is None:
+        git_dir, where = tmp / "go-userfaultfd.git", GO_URL
+        must(["git", "clone", "--bare", GO_URL, str(git_dir)], f"git clone {GO_URL}")
+    full = must(["git", "--git-dir", str(git_dir), "rev-parse", "--verify", f"{commit}^{{commit}}"],
+                f"commit {commit} in {git_dir}").stdout.strip()
+    dest.mkdir(parents=True)
+    archive = subprocess.Popen(["git", "--git-dir", str(git_dir), "archive", full], stdout=subprocess.PIPE)
+    untar = subprocess.run(["tar", "-x", "-C", str(dest)], stdin=archive.stdout, capture_output=True)
+    archive.wait()
+    if archive.returncode or untar.returncode:
+        raise Skip(f"git archive {full} of {git_dir} failed")
+    return dest, f"{where} at {full}"
+
+
+def uapi_include(tmp: Path, kernel_tar: str | None) -> Path:
+    """A folder with ``linux/userfaultfd.h`` of the kernel sources (the selftests' copy if there)."""
+    inc = tmp / "kernel" / "uapi"
+    if not (inc / "linux" / "userfaultfd.h").exists():
+        src, _ = kernel_sources(tmp / "go-kernel", kernel_tar)
+        inc = tmp / "go-kernel" / "uapi"
+        (inc / "linux").mkdir(parents=True)
+        shutil.copy(src / "include/uapi/linux/userfaultfd.h", inc / "linux" / "userfaultfd.h")
+    return inc
+
+
+def go_verdict(stdout: str) -> str:
+    """``go test -v``'s verdict on TestMove."""
+    return ("pass" if "--- PASS: TestMove " in stdout else "skip" if "--- SKIP: TestMove " in stdout
+            else "fail")
+
+
+def go_userfaultfd(tmp: Path, go_git: str | None, kernel_tar: str | None) -> dict[str, Any]:
+    commit = go_commit()
+    version, installed = go_toolchain()
+    src, origin = go_sources(tmp, go_git, commit)
+    text, notes = adapt_go_mod((src / "go.mod").read_text(), go_version_line(version), DEBIAN_XSYS)
+    (src / "go.mod").write_text(text)
+    inc = uapi_include(tmp, kernel_tar)
+    notes.append("cgo: the kernel sources' include/uapi/linux/userfaultfd.h before the system's")
+    env = dict(os.environ, GOPROXY="off", GOFLAGS="-mod=mod", GOTOOLCHAIN="local", GOCACHE=str(tmp / "gocache"),
+               GOPATH=str(tmp / "gopath"), CGO_ENABLED="1", CGO_CFLAGS=f"-I{inc}")
+    t0 = time.monotonic()
+    r = run(["go", "test", "-count=1", "-run", "^TestMove$", "-v", "."], cwd=src, env=env)
+    out = r.stdout + r.stderr
+    lines = [ln for ln in out.splitlines() if "TestMove" in ln or "userfaultfd_test.go" in ln]
+    if r.returncode and not lines:
+        lines = out.strip().splitlines()[-5:]
+    return {"source": origin, "go": version, "installed": installed, "adapted": notes,
+            "command": "go test -run '^TestMove$' -v .", "exit": r.returncode,
+            "seconds": round(time.monotonic() - t0, 2),
+            "cases": {"TestMove": {"result": go_verdict(r.stdout), "lines": lines}}}
 
 
 def attempt(name: str, fn: Any, *args: Any) -> dict[str, Any]:
@@ -229,7 +338,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kernel-tar", help="a linux-source tarball or kernel tree (default: Debian's linux-source-6.12)")
     ap.add_argument("--ltp-git", help=f"an LTP git directory (default: {LTP_MIRROR} if present, else a clone)")
-    ap.add_argument("--go-userfaultfd", help="a checkout of github.com/ricardobranco777/go-userfaultfd")
+    ap.add_argument("--go-git", help=f"a go-userfaultfd git directory (default: {GO_MIRROR} if present, else a clone)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (its path goes to stderr)")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="uffd-peer-tests-"))
@@ -240,8 +349,11 @@ def main() -> int:
                "euid": os.geteuid(),
                "suites": {"kernel-selftests": attempt("kernel-selftests", kernel_selftests, tmp / "kernel", a.kernel_tar),
                           "ltp": attempt("ltp", ltp, tmp / "ltp-build", a.ltp_git),
-                          "go-userfaultfd": attempt("go-userfaultfd", go_userfaultfd, a.go_userfaultfd)}}
+                          "go-userfaultfd": attempt("go-userfaultfd", go_userfaultfd, tmp, a.go_git,
+                                                    a.kernel_tar)}}
+        # each case counts; a suite that could not be built or run counts once, as "not run"
         results = [c["result"] for s in out["suites"].values() for c in s.get("cases", {}).values()]
+        results += [s["result"] for s in out["suites"].values() if "cases" not in s]
         out["totals"] = {r: results.count(r) for r in ("pass", "fail", "skip", "not run")}
         print(json.dumps(out, indent=1))
         return 1 if out["totals"]["fail"] else 0

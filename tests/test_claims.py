@@ -535,6 +535,39 @@ def test_conform_records_each_steps_outcome(tmp_path: Path) -> None:
     assert conform.scenario_digest(load_scenario(tmp_path / "changed.yaml")) != entry.digest
 
 
+TWO_PAGES = """name: two-pages
+steps:
+  - mmap: {name: src, pages: 2}
+  - write: {at: src, pages: 2, value: 0x41}
+  - observe: {at: src, pages: 2}
+    expect: {pages: [{state: present, mapcount: 1}, {state: present}]}
+"""
+
+
+@pytest.mark.parametrize("hide, outcome", [
+    (1, "met"),                                                # page 1 expects no mapcount: nothing unseen
+    (0, "met (not observable: pages[0].mapcount)")])           # page 0 does: the claim is not shown
+def test_a_hidden_field_counts_only_on_the_page_that_expects_it(tmp_path: Path, hide: int, outcome: str) -> None:
+    """Before: a field hidden on page 1 was reported as unseen because page 0 expected it
+    (ksm-ways-out-cost-a-copy#write-copies failed its claims on a KSM page's mapcount)."""
+    from uffdsim import conform
+    from uffdsim.backends.sim import SimBackend
+    from uffdsim.results import BackendRun
+
+    class Hiding:
+        name = "kernel"
+
+        def run(self, scenario):
+            run = SimBackend().run(scenario)
+            run.steps[2]["pages"][hide] = dict(run.steps[2]["pages"][hide], hidden=["mapcount"])
+            return BackendRun(steps=run.steps, info=run.info)
+
+    path = tmp_path / "two.yaml"
+    path.write_text(TWO_PAGES)
+    entry = conform.conform_one(path, SimBackend(), Hiding())
+    assert [(r["i"], r["kernel"]) for r in entry.steps] == [(2, outcome)]
+
+
 @pytest.mark.parametrize("name, message", [
     ("'7'", "expected a kebab-case step name (not a number), got '7'"),
     ("Not_Kebab", "expected a kebab-case step name (not a number), got 'Not_Kebab'"),

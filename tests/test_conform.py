@@ -149,6 +149,28 @@ def test_the_record_round_trips(corpus: Path, tmp_path: Path) -> None:
     assert doc["scenarios"][0]["status"] == "diverges" and doc["scenarios"][0]["divergences"]
 
 
+def test_update_reruns_only_what_changed_and_keeps_the_rest(corpus: Path, tmp_path: Path) -> None:
+    """``conform --update``: a changed scenario is re-run, an unchanged one keeps its entry, a new
+    one is added, a removed one leaves; the totals are those of the merged entries."""
+    files = [corpus / "one.yaml", corpus / "two.yaml"]
+    old = C.conform(files, kernel=Differing()).to_json()
+    (corpus / "two.yaml").write_text(SCENARIO.format(name="two").replace("value: 1", "value: 2"))
+    (corpus / "three.yaml").write_text(SCENARIO.format(name="three"))
+    now = [corpus / "two.yaml", corpus / "three.yaml"]        # "one" was removed from the corpus
+    stale = C.stale_files(now + [corpus / "one.yaml"], old)
+    assert stale == [corpus / "two.yaml", corpus / "three.yaml"]
+    fresh = C.conform(stale, kernel=Rewriting())               # agrees now
+    merged = C.merge_update(old, fresh, now)
+    assert [e.name for e in merged.entries] == ["two", "three"]
+    assert merged.summary() == "conform: 2 scenarios, 0 divergences, 0 skipped (2 full, 0 partial)"
+    assert merged.to_json()["update"] == {"of": old["date"], "rerun": 2, "kept": 0}
+    kept = C.merge_update(old, C.conform([corpus / "three.yaml"], kernel=Rewriting()), files)
+    assert [e.status for e in kept.entries] == ["diverges", "diverges"]   # one and two as recorded
+    fresh.kernel = "another"
+    with pytest.raises(ValueError, match="record it whole"):
+        C.merge_update(old, fresh, now)
+
+
 def test_the_table_ends_with_the_summary(corpus: Path, capsys: pytest.CaptureFixture[str]) -> None:
     C.print_table(C.conform([corpus / "one.yaml"], kernel=Skipping()))
     assert capsys.readouterr().out.splitlines()[-1] == "conform: 1 scenarios, 0 divergences, 1 skipped (0 full, 0 partial)"
@@ -183,3 +205,17 @@ def test_doctor_explains_enosys_under_seccomp() -> None:
     why = _why_no_userfaultfd(UffdError(errno.ENOSYS, "userfaultfd"), facts)
     assert "seccomp" in why and "Docker" in why and "Binder" in why
     assert _caps(Facility(False, why, facts)).missing(["fork"]) == why
+
+
+def test_update_refuses_without_a_record_and_outside_the_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["conform", "--update"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == ["error: --update needs --record FILE (the record to bring up to date)"]
+    rec = tmp_path / "rec.json"
+    rec.write_text('{"kernel": "k", "scenarios": []}')
+    stray = tmp_path / "stray.yaml"
+    stray.write_text(SCENARIO.format(name="stray"))
+    assert main(["conform", "--update", "--record", str(rec), str(stray)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: --update: {stray} is not in the corpus the record is of"]
+    rec.write_text("[]")
+    assert main(["conform", "--update", "--record", str(rec)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: --update: {rec} is not a conformance record"]

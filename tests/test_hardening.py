@@ -379,3 +379,15 @@ def test_the_explorer_stops_at_its_state_budget() -> None:
     with pytest.raises(StateSpaceTooLarge, match="explorer's limit"):
         explore(Program.build("copy-dontneed", 2, 8, None), max_states=100)
     assert explore(Program.build("copy-dontneed", 2, 8, None), max_states=2000).states <= 2000
+
+
+def test_read_at_most_stops_one_byte_past_the_limit() -> None:
+    """An endless file (/dev/zero) is read only to limit + 1 bytes: enough to say it is too large."""
+    import os as _os
+
+    from uffdsim.boundedread import read_at_most
+    fd = _os.open("/dev/zero", _os.O_RDONLY)
+    try:
+        assert len(read_at_most(fd, 10, chunk=3)) == 11
+    finally:
+        _os.close(fd)

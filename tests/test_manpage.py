@@ -17,7 +17,7 @@ from uffdsim import manpage as mp
 
 PATCH = next(mp.manpage_dir().glob("0001-*.patch"))
 FORM = ["NAME", "LIBRARY", "SYNOPSIS", "DESCRIPTION", "RETURN VALUE", "ERRORS", "STANDARDS", "HISTORY",
-        "NOTES", "EXAMPLES", "SEE ALSO"]
+        "NOTES", "BUGS", "EXAMPLES", "SEE ALSO"]
 
 
 def need(tool: str) -> None:

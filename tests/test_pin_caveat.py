@@ -28,3 +28,12 @@ def test_exclusive_move_has_no_caveat() -> None:
                            ("move-zero-copy-only", "pinned")):
         r = explore_strategy(strategy, src_page=page)
         assert r.caveat == "" and r.atomic_text() == "yes", (strategy, page)
+
+
+def test_pinned_ebusy_is_named_after_move_present_ptes() -> None:
+    """On 6.18 the pin check lives in move_present_ptes(); PageAnonExclusive is checked in move_pages_ptes()."""
+    pinned = run_to_end(Program.build("move", pages=1, increments=1, src_page="pinned"), "A")
+    first = pinned.report()[0]
+    assert "move_present_ptes: folio f0 is pinned" in first and "EBUSY" in first
+    shared = run_to_end(Program.build("move", pages=1, increments=1, src_page="cow-shared"), "A")
+    assert "move_pages_ptes: folio f0 is not PageAnonExclusive" in shared.report()[0]

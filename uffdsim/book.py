@@ -226,7 +226,8 @@ def show_pages(proc: Any, addr: int, pages: int = 1,
                regions: Mapping[str, tuple[int, int]] | None = None) -> None:
     """Print one line per page (never faults): state, value, pfn and mapcount, as a read,
     ``/proc/PID/pagemap`` and ``/proc/kpagecount`` would show them, then the PageAnonExclusive
-    flag, which no /proc interface exposes: it is labelled ``(simulator only)``."""
+    flag, labelled ``(simulator only)``: a program cannot read it; on a real kernel only root
+    sees it, as bit 34 (``KPF_OWNER_2``) of the debugging file ``/proc/kpageflags``."""
     for k, v in enumerate(proc.observe(addr, pages * PAGE_SIZE)):
         label = describe_addr(addr + k * PAGE_SIZE, dict(regions or {}))
         if v.state == "present":
@@ -267,9 +268,9 @@ class Demo:
         self.frames = FrameLabeller()          # physical frames named f0, f1, ... by first sight
 
     def page(self, where: str = "src", proc: Any = None, i: int = 0) -> str:
-        """One page, without touching it: what pagemap, kpagecount and kpageflags show, then
-        after ``|`` the state only the simulator can show (PageAnonExclusive, the swap entry's
-        exclusive bit, a pin)."""
+        """One page, without touching it: what pagemap and kpagecount show, then after ``|`` what
+        the simulator shows directly (PageAnonExclusive, which on a real kernel only root reads,
+        from bit 34 of ``/proc/kpageflags``; the swap entry's exclusive bit; a pin)."""
         proc = proc or self.p
         v = proc.observe((self.src if where == "src" else self.dst) + i * PAGE_SIZE, PAGE_SIZE)[0]
         frame = self.frames.label({"state": v.state, "frame": v.pfn})
@@ -461,6 +462,23 @@ def _plain_table(header: Sequence[Any], rows: Iterable[Sequence[Any]]) -> str:
     return _table_html(header, rows)
 
 
+#: a scenario longer than this shows its first CATALOGUE_HEAD and last CATALOGUE_TAIL steps
+#: (peer-kselftest-move has 65,544: its table alone would be megabytes)
+CATALOGUE_ROWS, CATALOGUE_HEAD, CATALOGUE_TAIL = 400, 200, 40
+
+
+def catalogue_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The catalogue's rows of one scenario; a long one's middle becomes one row that counts it."""
+    if len(rows) <= CATALOGUE_ROWS:
+        return rows
+    middle = rows[CATALOGUE_HEAD:-CATALOGUE_TAIL]
+    checked = [r[4] for r in middle if r[4]]
+    met = sum(1 for e in checked if e == "met")
+    note = (f"{len(middle)} steps not shown (#{middle[0][0]} to #{middle[-1][0]}), run like the others; "
+            f"{met} of their {len(checked)} expectations met")
+    return rows[:CATALOGUE_HEAD] + [("...", "", note, "", "")] + rows[-CATALOGUE_TAIL:]
+
+
 def scenario_catalogue() -> Html:
     """Every corpus scenario: what it shows, its steps run on the simulator, its recorded kernel result.
 
@@ -488,6 +506,7 @@ def scenario_catalogue() -> Html:
         for step, rec in zip(scenario.steps, result.steps):
             expect = "" if "expect" not in rec else ("met" if rec["expect"] == "met" else rec["expect"])
             rows.append((rec["i"], step.op, fmt_args(step.raw, step.op), fmt_result(rec), expect))
+        rows = catalogue_rows(rows)
         kernel = recorded.get(name)
         if kernel is None:
             kernel_text = "not in the conformance record"

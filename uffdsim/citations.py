@@ -30,6 +30,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
+from .boundedread import read_at_most
+
 #: a page (notebook or Markdown file) is at most this many bytes
 MAX_PAGE_BYTES = 16 << 20
 #: the Markdown of one page (a notebook's Markdown cells together) is at most this many characters
@@ -44,8 +46,6 @@ MAX_PARAGRAPH = 8192
 MAX_DEPTH = 16
 #: a link reference definition spans at most this many lines (a longer one is read as a paragraph)
 REFERENCE_LINES = 4
-#: bytes read at a time
-CHUNK = 1 << 20
 #: directives whose body is not Markdown: their content never cites (the role is not parsed there)
 LITERAL_DIRECTIVES = frozenset({
     "code", "code-block", "sourcecode", "code-cell", "literalinclude", "include", "live-cell",
@@ -412,21 +412,13 @@ def read_page(path: Path, limit: int = MAX_PAGE_BYTES) -> str:
             raise PageError(f"{path}: a directory, not a page (pass notebooks or Markdown files, or --root DIR)")
         if not stat.S_ISREG(mode):
             raise PageError(f"{path}: not a regular file")
-        chunks: list[bytes] = []
-        size = 0
-        while size <= limit:
-            chunk = os.read(fd, min(CHUNK, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
+        data = read_at_most(fd, limit)
     except OSError as err:
         raise PageError(f"{path}: cannot read: {err.strerror or err}") from None
     finally:
         os.close(fd)
-    if size > limit:
+    if len(data) > limit:
         raise PageError(f"{path}: larger than {limit} bytes (limit for a book page)")
-    data = b"".join(chunks)
     nul = data.find(b"\0")
     if nul >= 0:
         raise PageError(f"{path}: byte {nul}: a NUL byte; a page is UTF-8 text")

@@ -25,7 +25,7 @@ import platform
 import re
 from collections import Counter
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, TextIO
 
@@ -112,7 +112,9 @@ class Report:
 
     def to_json(self) -> dict[str, Any]:
         lab = getattr(self, "lab", None)            # set by uffdsim.lab.conform for a lab VM run
+        update = getattr(self, "update", None)      # set by merge_update(): which entries are older
         return {"kernel": self.kernel, "machine": platform.machine(), "date": self.date,
+                **({"update": update} if update else {}),
                 **({"lab": lab} if lab else {}),
                 **({"profile": self.profile} if getattr(self, "profile", None) else {}), "uffd": self.uffd, "totals": self.totals,
                 "page_fields": self.page_fields,
@@ -169,16 +171,24 @@ def scenario_digest(scenario: Scenario) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _page_field(hidden: str) -> tuple[int, str] | None:
+    """``pages[1].mapcount`` -> (1, "mapcount"); None for anything else."""
+    m = re.fullmatch(r"pages\[(\d+)\]\.(\w+)", hidden)
+    return (int(m[1]), m[2]) if m else None
+
+
 def _outcome(scenario: Scenario, result: ScenarioResult, i: int) -> str:
     """``met``, ``unmet: ...``, ``not run``, or ``met (not observable: ...)`` for step ``i``."""
     if result.status == "skipped" or i >= len(result.steps) or result.steps[i].get("not_run"):
         return "not run"
     said = str(result.steps[i].get("expect", "not checked"))
     hidden = [h.split(" ", 2)[2] for h in result.not_observable if h.startswith(f"step {i} ")]
-    expected = {k for p in (scenario.steps[i].expect or {}).get("pages", []) for k in p}
-    for _, e in scenario.steps[i].expect_by_kernel:
-        expected |= {k for p in e.get("pages", []) for k in p}
-    hidden = [h for h in hidden if h.rsplit(".", 1)[-1] in expected]
+    # the fields each page's expectation names ("pages[1].mapcount" is hidden only if page 1 expects it)
+    expected: set[tuple[int, str]] = set()
+    for e in [scenario.steps[i].expect or {}] + [e for _, e in scenario.steps[i].expect_by_kernel]:
+        expected |= {(n, k) for n, p in enumerate(e.get("pages", [])) for k in p}
+        expected |= {(-1, k) for k in e.get("all_pages") or {}}    # one expectation for every page
+    hidden = [h for h in hidden if (pf := _page_field(h)) and (pf in expected or (-1, pf[1]) in expected)]
     return f"{said} (not observable: {', '.join(hidden)})" if said == "met" and hidden else said
 
 
@@ -258,6 +268,49 @@ def print_table(report: Report, out: TextIO | None = None) -> None:
         print(f"{report.totals['errors']} file(s) could not be loaded (see the table)", file=out)
     print(report.fields_line(), file=out)
     print(report.summary(), file=out)
+
+
+def stale_files(files: list[Path], old: dict[str, Any]) -> list[Path]:
+    """The files a record does not hold as they are now: new scenarios, or changed since (by
+    :func:`scenario_digest`); a file that does not load is stale too (the run says why)."""
+    digests = {e.get("name"): e.get("digest") for e in old.get("scenarios", []) if isinstance(e, dict)}
+    out = []
+    for path in files:
+        try:
+            scenario = load_scenario(path)
+        except ScenarioError:
+            out.append(path)
+            continue
+        if scenario.name not in digests or digests[scenario.name] != scenario_digest(scenario):
+            out.append(path)
+    return out
+
+
+def merge_update(old: dict[str, Any], report: Report, files: list[Path]) -> Report:
+    """``conform --update``: the record ``old`` with the scenarios just run (``report``) in place
+    of theirs, in corpus order; scenarios no longer in ``files`` are dropped.  Both runs must be
+    on the same kernel release (ValueError otherwise)."""
+    if old.get("kernel") != report.kernel:
+        raise ValueError(f"the record is of kernel {old.get('kernel')!r}, this run of {report.kernel!r}: record it whole")
+    known = {f.name for f in fields(Entry)}
+    kept = {e["name"]: Entry(**{k: v for k, v in e.items() if k in known})
+            for e in old.get("scenarios", []) if isinstance(e, dict) and "name" in e}
+    fresh = {e.name: e for e in report.entries}
+    entries = []
+    for path in files:
+        try:
+            name = load_scenario(path).name
+        except ScenarioError:
+            name = path.stem
+        entry = fresh.get(name) or kept.get(name)
+        if entry is not None:
+            entries.append(entry)
+    merged = Report(report.kernel, report.date, entries, report.uffd)
+    merged.profile = getattr(report, "profile", None)
+    if getattr(report, "lab", None):
+        merged.lab = report.lab
+    merged.update = {"of": old.get("date"), "rerun": len(report.entries), "kept": len(entries) - len(report.entries)}
+    return merged
 
 
 def record(report: Report, path: str | Path) -> None:

@@ -63,8 +63,9 @@ def changes_rows() -> tuple[list[str], list[list[Any]]]:
     header = ["since", "change", "before", "after", "commit", "scenario", "observed"]
     rows = [[".".join(map(str, c.since)), c.key, c.before, c.after, c.commit, c.scenario, c.observed]
             for c in sorted(CHANGES.values(), key=lambda c: c.since)]
-    rows.append(["6.14 (config)", "pt_reclaim", "DONTNEED leaves an empty page table",
-                 "the empty table is freed", CONFIG_SWITCHES["pt_reclaim"].split(": ")[0],
+    rows.append(["6.14 (config)", "pt_reclaim", "DONTNEED leaves an emptied page table in place",
+                 "a DONTNEED over at least a PMD's span that empties a whole page table frees it",
+                 CONFIG_SWITCHES["pt_reclaim"].split("): ", 1)[0] + ")",
                  "thp-dontneed-whole-table-pt-reclaim", "lab: off in 6.12.118, on in this machine's 6.18"])
     return header, rows
 

@@ -67,9 +67,15 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
            "no VMA at dst or src gives EINVAL", "no VMA gives ENOENT", "vma-src-unmapped",
            "modelled only (6.8 cannot be booted here)"),
     Change("mmap_changing_eagain", (6, 9),
-           "5e4c24a57b0c userfaultfd: protect mmap_changing with rw_sem in userfaulfd_ctx (hash not verified here)",
-           "a non-cooperative event seen under mmap_lock gives EINVAL", "it gives EAGAIN",
-           "mmap-changing-remove-event", "modelled only (6.8 cannot be booted here)"),
+           "userfaultfd: fix return error if mmap_changing is non-zero in MOVE ioctl (Lokesh Gidra, "
+           "January 2024; hash not verified here; in the 6.9-rc1 MM pull request, A5 S14; "
+           "5e4c24a57b0c, which adds the rw_sem, already has -EAGAIN)",
+           "a non-cooperative event raised while the call waits for mmap_lock (seen on the re-check) "
+           "gives EINVAL; one pending at entry gives EAGAIN, as in every release",
+           "the re-check gives EAGAIN too",
+           "mmap-changing-remove-event",
+           "modelled only (6.8 cannot be booted here); a race, so the scenario shows only the entry "
+           "check's EAGAIN, the same on 6.8"),
     Change("huge_zero_wp_thp", (6, 13), "mm: Allocate THP on hugezeropage wp-fault (Dev Jain; hash not verified)",
            "a write to the huge zero page splits the PMD: one new small page, the zero page around it",
            "the write allocates a whole THP", "thp-huge-zero-write-allocates-thp",

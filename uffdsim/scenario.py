@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import yaml
 
+from .boundedread import read_at_most
 from .errors import ERRNO_VALUES
 from .textsafe import clean
 from .mm.folio import TASK_SIZE
@@ -643,19 +644,11 @@ def read_text(path: str | Path, limit: int = MAX_FILE_BYTES) -> str:
     except OSError as err:
         raise ScenarioError(f"{p}: cannot read: {err.strerror or err}") from None
     try:
-        chunks: list[bytes] = []
-        size = 0
-        while size <= limit:
-            chunk = os.read(fd, limit + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
+        data = read_at_most(fd, limit)
     except OSError as err:
         raise ScenarioError(f"{p}: cannot read: {err.strerror or err}") from None
     finally:
         os.close(fd)
-    data = b"".join(chunks)
     if len(data) > limit:
         raise ScenarioError(f"{p}: larger than {limit} bytes (limit for a scenario file)")
     return decode_text(data, str(p))

@@ -142,7 +142,7 @@ class UserfaultfdCtx:
         """wake_userfault(): blocked threads in the range retry their fault; returns how many woke."""
         woken = 0
         for proc in self.machine.live_processes():
-            for t in proc.threads.values():
+            for t in list(proc.undone.values()):        # a done thread never waits again
                 if t.blocked and proc.mm is self.mm and start <= t.addr < start + length:
                     woken += 1
                     t.trail = self.machine.in_own_trail(

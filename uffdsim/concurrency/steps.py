@@ -99,7 +99,7 @@ def zap_pte_range(s: State, pages: range) -> tuple[State, str]:
 
 
 def _not_movable(f: Frame) -> str | None:
-    """The EBUSY reasons of move_pages_ptes()/move_present_ptes() for a small anon folio."""
+    """The EBUSY reasons for a small anon folio: move_pages_ptes() (not exclusive), move_present_ptes() (pinned)."""
     if not f.exclusive:
         return "is not PageAnonExclusive (COW-shared with the fork child)"
     if f.pinned:
@@ -130,7 +130,10 @@ def move_present_ptes(s: State, p: int, allow_copy: bool = False) -> tuple[State
                                  f"flush_tlb_range() before unlocking; waiters on dst woken")
     if not allow_copy:
         s = replace(s, a=replace(s.a, errors=s.a.errors + ("EBUSY",)))
-        return s, head + f"move_pages_ptes: folio f{pte.frame} {why} -> EBUSY, nothing moved"
+        # 6.18: move_pages_ptes() checks PageAnonExclusive before it takes the folio lock; the pin
+        # check, folio_maybe_dma_pinned(), is only in move_present_ptes(), under both PTLs
+        where = "move_pages_ptes" if not frame.exclusive else "move_present_ptes"
+        return s, head + f"{where}: folio f{pte.frame} {why} -> EBUSY, nothing moved"
     s, fid = s.alloc(Frame(value=frame.value))
     s = s.with_pte("src", p, None).with_pte("dst", p, Pte(fid)).release_if_unused(pte.frame)
     s = replace(s, a=replace(a, copies=a.copies + 1))

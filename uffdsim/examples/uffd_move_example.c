@@ -7,10 +7,12 @@
  *   - move the whole range with a retry loop that handles
  *       partial progress  (-1/EAGAIN with a positive .move: continue after the moved part),
  *       EAGAIN, nothing moved (a non-cooperative event is pending: the call keeps failing
- *                          until the event is read, so read the userfaultfd's messages, then
- *                          retry, bounded),
+ *                          until the event is read and the thread that raised it has resumed,
+ *                          so read the userfaultfd's messages, then retry, bounded),
  *       EBUSY             (the first page is pinned or not exclusive, e.g. COW-shared with a
- *                          forked child or merged by KSM; the errno does not say which.  Only
+ *                          forked child or merged by KSM, or it belongs to a huge page that
+ *                          must be split while another page of it is referenced elsewhere,
+ *                          e.g. by a pipe after vmsplice(); the errno does not say which.  Only
  *                          the caller knows its pins: a page it pinned (io_uring fixed buffer,
  *                          RDMA, vfio) must not be copied and zapped, because the device keeps
  *                          the old frame.  This program pins nothing, so it falls back to
@@ -30,11 +32,16 @@
  *
  * Build and run:  cc -O2 -Wall -pthread -o uffd_move_example uffd_move_example.c && ./uffd_move_example
  * With --pending-event, the program also asks for UFFD_FEATURE_EVENT_REMOVE and a second thread
- * discards a destination page with MADV_DONTNEED before the move: that thread waits until the
+ * discards a registered page with MADV_DONTNEED before the move: that thread waits until the
  * REMOVE event is read, and until then UFFDIO_MOVE fails with EAGAIN and moves nothing.  The
- * loop reads the event and retries.
- * With --readonly-page, source page 6 is made read-only first: MOVE then fails with EINVAL
- * (a source VMA must be writable, Linux 6.8-6.18), an errno the loop has no case for.
+ * loop reads the event and retries.  The discarded page is a spare one just past the
+ * destination range: the kernel sends the REMOVE event before it zaps, so a page the loop
+ * filled right after reading the event could still be zapped by it (a real monitor would
+ * get a fault there later and fill it again; this program's data check would fail).
+ * With --readonly-page, source page 6 is made read-only first, which makes it a mapping of its
+ * own: a move across it fails with EINVAL (the range leaves its mapping), and so does a move of
+ * that page alone (protections unlike the destination's; Linux 6.8-6.18), an errno the loop has
+ * no case for.
  * Exit status: 0 success ("RESULT: SUCCESS"), 1 failure, 77 skipped (no usable userfaultfd or
  * no UFFDIO_MOVE on this kernel; the reason is printed on a "SKIP:" line).
  *
@@ -185,10 +192,11 @@ static int pinned_by_us(const char *addr)
 }
 
 /* EAGAIN with nothing moved: a non-cooperative event (fork, remove, unmap, remap) is pending,
- * and every fill ioctl, UFFDIO_MOVE included, fails until it has been read.  Read every
- * queued message (the descriptor is non-blocking).  A real monitor hands page-fault messages to
- * its fault handler and updates its view of the address space for the others; this program
- * asked for no events, so it only counts them.  Returns the number read, -1 on error. */
+ * and every fill ioctl, UFFDIO_MOVE included, fails until it has been read and the thread that
+ * raised it has resumed.  Read every queued message (the descriptor is non-blocking).  A real
+ * monitor hands page-fault messages to its fault handler and updates its view of the address
+ * space for the others; this program (which asks for REMOVE events only with --pending-event)
+ * only counts them.  Returns the number read, -1 on error. */
 static int read_events(int uffd)
 {
 	struct uffd_msg msg;
@@ -212,8 +220,12 @@ static int read_events(int uffd)
 /* The EBUSY fallback for one page: copy its bytes into dst, then empty the source page.
  * Only safe when nobody writes the source page meanwhile: a store that lands between the
  * copy and the MADV_DONTNEED is lost (chapter 3 of the book counts such interleavings).
- * The alternative that keeps concurrent stores: write to the source page yourself (a write
- * fault gives the process an exclusive page again) and retry the move. */
+ * The alternative that keeps concurrent stores, on Linux 6.18 and only for a shared or
+ * merged page (never a pinned one): take a write fault on the source page without storing
+ * anything, with madvise(MADV_POPULATE_WRITE) (Linux 5.14+), which gives the process an
+ * exclusive page again, and retry the move.  A store of your own is no substitute: a plain
+ * store can overwrite another thread's, and a compiler may turn an atomic add of zero into
+ * a load, which takes no write fault. */
 static int copy_instead(int uffd, char *dst, char *src)
 {
 	struct uffdio_copy cp = {
@@ -292,8 +304,8 @@ static int move_range(int uffd, char *dst, char *src, size_t len, struct stats *
 		switch (err) {
 		case EAGAIN: {
 			/* A fork/remove/unmap/remap event is pending (move = -EAGAIN; unwritten before
-			 * Linux 6.15): the call fails until the event is read, so read it, update the
-			 * view of the address space, then retry. */
+			 * Linux 6.15 and its stable backports): the call fails until the event is read,
+			 * so read it, update the view of the address space, then retry. */
 			int n = read_events(uffd);
 
 			if (n < 0 || ++again > MAX_EVENT_RETRIES) {
@@ -335,7 +347,9 @@ static int move_range(int uffd, char *dst, char *src, size_t len, struct stats *
 			break;
 		case EEXIST:
 			/* dst already populated: a concurrent resolver got there first (UFFDIO_MOVE
-			 * woke nobody for it: wake the range if threads may wait there). */
+			 * woke nobody for it: wake the range if threads may wait there).  The source
+			 * page was not moved and still holds its data: discard it too if that data
+			 * is no longer wanted, or it stays allocated. */
 			printf(" -> page %zu is already there: skip it\n", first);
 			st->skipped++;
 			break;
@@ -366,8 +380,9 @@ static int move_range(int uffd, char *dst, char *src, size_t len, struct stats *
 	return 0;
 }
 
-/* --pending-event: a thread discards a destination page; with UFFD_FEATURE_EVENT_REMOVE the
- * kernel queues a REMOVE event and the thread sleeps until the monitor has read it. */
+/* --pending-event: a thread discards the spare registered page past the destination range;
+ * with UFFD_FEATURE_EVENT_REMOVE the kernel queues a REMOVE event and the thread sleeps until
+ * the monitor has read it, then zaps the page. */
 static void *discard_page(void *addr)
 {
 	if (madvise(addr, (size_t)page_size, MADV_DONTNEED) != 0)
@@ -410,7 +425,9 @@ int main(int argc, char **argv)
 	}
 
 	char *src = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	char *dst = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* dst has one spare page past the range, registered too: --pending-event discards it */
+	size_t dst_len = len + (size_t)page_size;
+	char *dst = mmap(NULL, dst_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (src == MAP_FAILED || dst == MAP_FAILED) {
 		perror("mmap");
 		return 1;
@@ -452,7 +469,7 @@ int main(int argc, char **argv)
 	}
 
 	struct uffdio_register reg = {
-		.range = { .start = (uintptr_t)dst, .len = len }, .mode = UFFDIO_REGISTER_MODE_MISSING,
+		.range = { .start = (uintptr_t)dst, .len = dst_len }, .mode = UFFDIO_REGISTER_MODE_MISSING,
 	};
 	if (ioctl(uffd, UFFDIO_REGISTER, &reg) != 0) {
 		perror("UFFDIO_REGISTER");
@@ -466,7 +483,7 @@ int main(int argc, char **argv)
 	if (pending_event) {
 		struct pollfd pfd = { .fd = uffd, .events = POLLIN };
 
-		if (pthread_create(&discarder, NULL, discard_page, dst) != 0) {
+		if (pthread_create(&discarder, NULL, discard_page, dst + len) != 0) {
 			printf("pthread_create failed\n");
 			return 1;
 		}
@@ -483,7 +500,7 @@ int main(int argc, char **argv)
 
 	/* Unregister before reading dst: a page we failed to fill then reads as zeros instead
 	 * of blocking this thread on a userfault nobody would resolve. */
-	struct uffdio_range range = { .start = (uintptr_t)dst, .len = len };
+	struct uffdio_range range = { .start = (uintptr_t)dst, .len = dst_len };
 	if (ioctl(uffd, UFFDIO_UNREGISTER, &range) != 0)
 		perror("UFFDIO_UNREGISTER");
 

@@ -34,7 +34,9 @@ def handle_userfault(machine: "Machine", vma: VMA, addr: int, write: bool, wp: b
     if vma.uffd_ctx.has_feature("sigbus"):
         machine.trail.enter("handle_userfault")
         raise Segv(addr, "SIGBUS: missing page in a range of a UFFD_FEATURE_SIGBUS userfaultfd")
-    vma.uffd_ctx.queue_pagefault(page, write, wp)
+    # userfault_msg(): the faulting address rounded down to its page, or exact with
+    # UFFD_FEATURE_EXACT_ADDRESS (Linux 5.16+)
+    vma.uffd_ctx.queue_pagefault(addr if vma.uffd_ctx.has_feature("exact_address") else page, write, wp)
     machine.trail.enter("handle_userfault")
     raise FaultBlocked(page, write, wp)
 

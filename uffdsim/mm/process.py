@@ -117,6 +117,8 @@ class Process:
         self.alive = True
         self.uffds: list[Any] = []
         self.threads: dict[str, Thread] = {}
+        #: the threads not yet done, in the order they were made (what wake_userfault() looks at)
+        self.undone: dict[str, Thread] = {}
         self.pins: dict[str, list[Folio]] = {}
         #: ordinary references by name (a pipe holding pages after vmsplice()): the folios referenced
         self.refs: dict[str, list[Folio]] = {}
@@ -305,12 +307,13 @@ class Process:
         if thread in self.threads:
             raise UffdError(E.EINVAL, f"thread {thread!r} exists already")
         t = Thread(thread, self, addr)
-        self.threads[thread] = t
+        self.threads[thread] = self.undone[thread] = t
         end = addr + length
         ctxs = self.remove_event_ctxs(addr, end, advice)
         if not ctxs:
             self.madvise(addr, length, advice)
             t.done = True
+            del self.undone[thread]
             return t
         waiting = [len(ctxs)]
 
@@ -322,6 +325,7 @@ class Process:
                     madvise_vma(self.machine, self, vma, vma.start, vma.end, advice)
                 self.mm.vmas.merge_around(addr, end)
                 t.done = True
+                self.undone.pop(t.name, None)
 
         t.blocked = True
         for ctx in ctxs:
@@ -398,6 +402,33 @@ class Process:
         for t in self.threads.values():
             t.blocked = False
 
+    def _get_user_pages(self, addr: int, length: int, write: bool, pin: bool) -> list[Folio]:
+        """__get_user_pages(): fault each page in (a write fault with FOLL_WRITE) and take a pin
+        (FOLL_PIN) or a reference on its folio; the shared zero page takes neither.  On a failure
+        what was taken is dropped again: the call fails whole."""
+        folios: list[Folio] = []
+        try:
+            for page in page_range(addr, length):
+                self.machine.trail.enter("follow_page")
+                handle_mm_fault(self.machine, self.mm, page, write)
+                pmd = self.mm.pt.pmd(page)
+                folio = pmd.folio if isinstance(pmd, HugePmd) else self.mm.pt.get_pte(page).folio  # type: ignore[union-attr]
+                if folio.special:
+                    continue
+                if pin:
+                    folio.pincount += 1
+                else:
+                    folio.refs += 1
+                folios.append(folio)
+        except (UffdError, FaultBlocked):
+            for folio in folios:
+                if pin:
+                    folio.pincount -= 1
+                else:
+                    folio.refs -= 1
+            raise
+        return folios
+
     # -- pins and KSM ----------------------------------------------------------------------
     def pin(self, addr: int, length: int, name: str) -> None:
         """pin_user_pages(FOLL_WRITE | FOLL_LONGTERM), as io_uring's fixed buffers do."""
@@ -405,20 +436,7 @@ class Process:
         self._begin("pin")
         if name in self.pins:
             raise UffdError(E.EBUSY, f"pin {name!r} exists already")
-        folios: list[Folio] = []
-        try:
-            for page in page_range(addr, length):
-                self.machine.trail.enter("follow_page")
-                handle_mm_fault(self.machine, self.mm, page, True)
-                pmd = self.mm.pt.pmd(page)
-                folio = pmd.folio if isinstance(pmd, HugePmd) else self.mm.pt.get_pte(page).folio  # type: ignore[union-attr]
-                folio.pincount += 1
-                folios.append(folio)
-        except (UffdError, FaultBlocked):
-            for folio in folios:          # the registration fails whole: what was pinned is unpinned
-                folio.pincount -= 1
-            raise
-        self.pins[name] = folios
+        self.pins[name] = self._get_user_pages(addr, length, write=True, pin=True)
 
     def unpin(self, name: str) -> None:
         """unpin_user_pages()."""
@@ -436,21 +454,7 @@ class Process:
         self._begin("ref")
         if name in self.refs or name in self.pins:
             raise UffdError(E.EBUSY, f"reference {name!r} exists already")
-        folios: list[Folio] = []
-        try:
-            for page in page_range(addr, length):
-                self.machine.trail.enter("follow_page")
-                handle_mm_fault(self.machine, self.mm, page, False)
-                pmd = self.mm.pt.pmd(page)
-                folio = pmd.folio if isinstance(pmd, HugePmd) else self.mm.pt.get_pte(page).folio  # type: ignore[union-attr]
-                if not folio.special:
-                    folio.refs += 1
-                    folios.append(folio)
-        except (UffdError, FaultBlocked):
-            for folio in folios:
-                folio.refs -= 1
-            raise
-        self.refs[name] = folios
+        self.refs[name] = self._get_user_pages(addr, length, write=False, pin=False)
 
     def unref(self, name: str) -> None:
         """close() of the pipe: folio_put() of every reference it held."""
@@ -532,7 +536,7 @@ class Process:
         if thread in self.threads:
             raise UffdError(E.EINVAL, f"thread {thread!r} exists already")
         t = Thread(thread, self, addr, write, value)
-        self.threads[thread] = t
+        self.threads[thread] = self.undone[thread] = t
         self.retry_thread(t)
         return t
 
@@ -546,8 +550,10 @@ class Process:
         except UffdError:
             t.blocked = False
             t.done = True
+            self.undone.pop(t.name, None)
             raise
         t.blocked, t.done = False, True
+        self.undone.pop(t.name, None)
 
     def ksm_merge(self) -> int:
         """Let ksmd scan until nothing more merges (the machine-wide KSM daemon)."""

@@ -53,13 +53,19 @@ def signal_error(page: int, sig: int, write: bool) -> UffdError:
     return segv(page, f"{NAMES.get(sig, f'signal {sig}')}: the kernel ended the {what} access")
 
 
-def user_access(pages: list[int], write: bool, value: int = 0) -> UffdError | None:
+def user_access(pages: list[int], write: bool, value: int = 0, first: int | None = None) -> UffdError | None:
     """Touch the pages in order, in user mode, as the scenario's thread would (a write stores
-    ``value`` in every byte): None, or the first page's signal as EFAULT.
+    ``value`` in every byte): None, or the first page's signal as EFAULT.  With ``first`` (an address
+    in the first page), only the one byte there is touched.
 
     One accessor goes over them all; if the kernel ends it with a signal, one accessor per page
     goes over them again (the pages before the fault are written already: the same bytes again)
     to find the page that faults.  The interpreter's pages are never touched (a hole's SIGSEGV)."""
+    if first is not None:
+        if interpreter_page(pages[0]):
+            return segv(pages[0], "SIGSEGV (not made: the interpreter's memory, a hole for the scenario)")
+        sig = accessor_access(first, 1, write, value)
+        return signal_error(pages[0], sig, write) if sig else None
     mine = []
     for page in pages:
         if interpreter_page(page):

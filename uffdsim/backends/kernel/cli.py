@@ -127,13 +127,46 @@ def cmd_conform(args: argparse.Namespace) -> int:
         print(f"error: no scenario files (*.yaml) in {', '.join(args.paths)}", file=sys.stderr)
         return 2
     progress = None if args.quiet else sys.stderr
+    old = None
+    if args.update:
+        if not args.record:
+            print("error: --update needs --record FILE (the record to bring up to date)", file=sys.stderr)
+            return 2
+        try:
+            old = C.load_record(args.record)
+        except (OSError, ValueError) as err:
+            print(f"error: --update: cannot read {args.record}: {getattr(err, 'strerror', None) or err}", file=sys.stderr)
+            return 2
+        if not isinstance(old, dict) or not isinstance(old.get("scenarios"), list):
+            print(f"error: --update: {args.record} is not a conformance record", file=sys.stderr)
+            return 2
+        all_files = C.scenario_files([])                  # the record is of the whole corpus
+        again = {p.resolve() for p in files} if args.paths else set()   # named: re-run even if unchanged
+        stale = {p.resolve() for p in C.stale_files(all_files, old)}
+        outside = [p for p in files if args.paths and p.resolve() not in {q.resolve() for q in all_files}]
+        if outside:
+            print(f"error: --update: {outside[0]} is not in the corpus the record is of", file=sys.stderr)
+            return 2
+        files = [p for p in all_files if p.resolve() in stale | again]
+        if progress is not None:
+            print(f"update: {len(files)} of {len(all_files)} scenarios to re-run (new, changed since {old.get('date')}, or named)",
+                  file=progress, flush=True)
+        if not files:
+            print(f"{args.record}: up to date", file=sys.stderr)
+            return 0
     if args.kernel:
         from ...lab.conform import conform_in_lab
-        report = conform_in_lab(args.kernel, args.paths, progress=progress)
+        report = conform_in_lab(args.kernel, files if old else args.paths, progress=progress)
         if report is None:
             return 2
     else:
-        report = C.conform(args.paths, progress=progress)
+        report = C.conform(files if old else args.paths, progress=progress)
+    if old is not None:
+        try:
+            report = C.merge_update(old, report, all_files)
+        except ValueError as err:
+            print(f"error: --update: {err}", file=sys.stderr)
+            return 2
     recorded = 0
     if args.record:
         recorded = write_record(args.record, json.dumps(report.to_json(), indent=1) + "\n")
@@ -219,6 +252,11 @@ def register(subparsers: "argparse._SubParsersAction") -> None:
     con.add_argument("--record", metavar="FILE", help="also write the JSON document to FILE (e.g. data/conformance.json); "
                      "its folder must exist (checked before the run)")
     con.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    con.add_argument("--update", action="store_true",
+                     help="with --record FILE: run only the scenarios that are new or changed since FILE was "
+                          "recorded (same kernel release), and any corpus files named, and merge them into it; "
+                          "the others keep their recorded entries (their simulator side is not re-run: run "
+                          "conform whole for that)")
     con.add_argument("--kernel", metavar="SERIES", choices=("6.12", "6.1"),
                      help="run the kernel side in a lab VM booting Debian's SERIES kernel (see 'lab fetch')")
     con.set_defaults(func=cmd_conform)

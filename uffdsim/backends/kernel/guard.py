@@ -115,8 +115,9 @@ def try_lock(name: str) -> int | None:
 
 
 @contextmanager
-def machine_lock(name: str, timeout: float = LOCK_TIMEOUT) -> Iterator[str]:
-    """Hold the machine-wide lock ``name``; yields the path of its journal file.
+def machine_lock(name: str, timeout: float = LOCK_TIMEOUT, shared: bool = False) -> Iterator[str]:
+    """Hold the machine-wide lock ``name`` (exclusive, or ``shared`` with other readers); yields the
+    path of its journal file.
 
     A signal while waiting ends the wait (:func:`.signals.check`)."""
     path = os.path.join(lock_dir(), f"{name}.lock")
@@ -125,7 +126,7 @@ def machine_lock(name: str, timeout: float = LOCK_TIMEOUT) -> Iterator[str]:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:

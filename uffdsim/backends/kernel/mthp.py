@@ -14,15 +14,13 @@ change under it, while any number of such runs go on together.
 from __future__ import annotations
 
 import errno as E
-import fcntl
 import os
-import time
 from contextlib import contextmanager
 from typing import Iterator
 
 from ...errors import UffdError
 from ...scenario import Scenario
-from . import guard, signals
+from . import guard
 
 THP_DIR = "/sys/kernel/mm/transparent_hugepage"
 
@@ -61,25 +59,6 @@ def set_mthp(size_kb: int, policy: str) -> None:
 
 
 @contextmanager
-def _shared(name: str, timeout: float = guard.LOCK_TIMEOUT) -> Iterator[None]:
-    fd = os.open(os.path.join(guard.lock_dir(), f"{name}.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"a run that changes mTHP policies holds {name}.lock") from None
-                signals.check()
-                time.sleep(0.01)
-        yield
-    finally:
-        os.close(fd)
-
-
-@contextmanager
 def mthp_guard(scenario: Scenario) -> Iterator[dict[str, str]]:
     """Journal and later restore the knobs the scenario sets (exclusive lock), or hold the lock
     shared so that no concurrent run changes a policy under this one.  Yields ``{path: old}``."""
@@ -88,7 +67,7 @@ def mthp_guard(scenario: Scenario) -> Iterator[dict[str, str]]:
         with guard.journaled_knobs("mthp", ours) as old:
             yield old
     elif os.geteuid() == 0 and os.path.isdir(THP_DIR):
-        with _shared("mthp"):
+        with guard.machine_lock("mthp", shared=True):
             yield {}
     else:
         yield {}

@@ -19,7 +19,8 @@ from . import sys as k
 from . import owned, probe
 from .access import Mapping, mappings, page_range, user_access
 from .observe import observe
-from .procstate import THREAD_MAX, THREAD_SETTLE, AsyncThread, ProcState, wait_blocked_or_done
+from .procstate import (EVENT_GRACE, THREAD_MAX, THREAD_SETTLE, AsyncThread, ProcState, all_threads_settled,
+                        wait_blocked_or_done)
 
 PAGE = k.PAGE_SIZE
 GAP = PAGE                       #: the unmapped gap kept around every region (CONTRACT.md)
@@ -189,7 +190,9 @@ def op_fault_async(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> 
     page = addr & ~(PAGE - 1)
 
     def touch() -> None:
-        err = user_access([page], write, value)   # made for real by an accessor; blocks as the thread would
+        # made for real by an accessor; blocks as the thread would.  The byte asked for first (the
+        # fault, and its message with UFFD_FEATURE_EXACT_ADDRESS, is at that address), then its page.
+        err = (user_access([page], write, value, first=addr) if addr != page else None) or user_access([page], write, value)
         if err:
             raise err
 
@@ -222,8 +225,14 @@ def op_thread(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
 
 
 def op_read_events(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
+    """Read every queued message; first give running threads ``EVENT_GRACE`` s to raise theirs.
+
+    A thread asleep in a userfault queued its message before it slept, and a finished one raises
+    none, so when every thread of the process is one or the other there is nothing to wait for
+    (a ported selftest reads 8192 faults, one at a time)."""
     u = state.ctx(a)
-    time.sleep(0.02)
+    if not all_threads_settled(state):
+        time.sleep(EVENT_GRACE)
     events = []
     for m in u.read_msgs(0):
         addr = m.get("address", m.get("start", m.get("from", 0)))

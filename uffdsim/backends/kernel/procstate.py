@@ -20,8 +20,10 @@ from . import sys as k
 
 BLOCKING_WCHANS = ("handle_userfault", "userfaultfd_event_wait_completion")
 HANG_SETTLE = 0.2                #: s a step must sleep in a userfault before it counts as hung
-THREAD_SETTLE = 0.05             #: s a fault_async thread must sleep in a userfault to be "blocked"
+THREAD_SETTLE = 0.01             #: s a fault_async thread must sleep in a userfault to be "blocked" (only user
+#: space wakes a thread there, and a scenario has one controlling thread: the wait guards a misread wchan)
 THREAD_MAX = 2.0                 #: s to wait for a fault_async thread to finish or block
+EVENT_GRACE = 0.02               #: s read_events waits for messages of threads still running
 POLL = 0.002
 
 #: worker thread id -> pid of the accessor task making a user access for it (:mod:`.access`)
@@ -92,6 +94,16 @@ def in_userfault(tid: int) -> str | None:
     """The wait the thread sleeps in, if it is one only user space can end; else None."""
     where = wchan(tid)
     return where if where in BLOCKING_WCHANS else None
+
+
+def all_threads_settled(state: ProcState) -> bool:
+    """True when every async thread of the process has finished or sleeps in a userfault now."""
+    for t in state.threads.values():
+        if t.thread is None or not t.thread.is_alive():
+            continue
+        if not t.tid or in_userfault(t.tid) is None:
+            return False
+    return True
 
 
 def wait_blocked_or_done(thread: threading.Thread, tid: Callable[[], int], settle: float,

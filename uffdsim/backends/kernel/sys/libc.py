@@ -113,6 +113,7 @@ def mprotect(addr: int, length: int, prot: int) -> None:
 
 
 def madvise(addr: int, length: int, advice: int) -> None:
+    """madvise(2) with a MADV_* number; raises UffdError carrying the kernel's errno on failure."""
     if _libc.madvise(ctypes.c_void_p(addr), length, advice) != 0:
         raise _fail(f"madvise({advice})")
 
