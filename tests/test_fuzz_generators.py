@@ -180,3 +180,14 @@ def test_chunks_merge_into_one_count_per_generator() -> None:
     assert (doc["cases"], doc["live"], doc["claims"], doc["slowest"], doc["peak_rss_mb"]) == (5, 3, 2, 2.0, 90.0)
     assert doc["generators"] == {"claims-page": {"cases": 1, "expectation-failed": 1},
                                  "live-python": {"cases": 4, "ok": 3, "rejected": 1}}
+
+
+def test_a_generated_page_stays_small_enough_for_the_fuzzer_itself() -> None:
+    """Found by the run: seed 1900's case 12,130 generated a 104 MB page; ``claims`` refused it after
+    16 MiB, but building it took the fuzzer past its 1 GiB cap (every later case then counted as memory)."""
+    rng = random.Random(0)
+    rng.random = lambda: 0.75                                       # type: ignore[method-assign]  (the huge part)
+    rng.choice = lambda seq: seq[-1]                                 # type: ignore[method-assign]  (the most repeats)
+    rng.randint = lambda a, b: b                                     # type: ignore[method-assign]
+    page = inputfuzz.markdown_page(rng, ["a" * 5000])
+    assert len(page) <= 2 * inputfuzz.PAGE_PART_MAX + 1000          # what is past the cap, capped once more

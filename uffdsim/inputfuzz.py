@@ -351,6 +351,8 @@ def markdown_page(rng: random.Random, names: list[str]) -> str:
     (unclosed or nested fences, deep nesting, a paragraph of many citations, a huge page)."""
     parts = ["# A page\n"]
     for _ in range(rng.randint(1, 6)):
+        if sum(map(len, parts)) > PAGE_PART_MAX:      # the generator's own memory: see PAGE_PART_MAX
+            break
         what = rng.random()
         if what < 0.3:
             parts.append(_paragraph(rng, names, rng.randint(1, 6)))
@@ -383,7 +385,13 @@ def markdown_page(rng: random.Random, names: list[str]) -> str:
                 _paragraph(rng, names, 1) for _ in range(3)))
         else:
             parts.append(_paragraph(rng, names, 1) + "\n" + rng.choice(["```", "`", "{claim}", "{claim}`", "::: ", "---"]))
-    return "\n\n".join(parts) + "\n"
+    return "\n\n".join(part[:PAGE_PART_MAX] for part in parts) + "\n"
+
+
+#: characters of one generated part of a page (a page stops growing past it: at most twice this,
+#: before ``claims_page`` pads some past the 16 MiB limit): a page of 20,000 long paragraphs was 104 MB,
+#: and building it took the fuzzer (not ``claims``, which read 16 MiB and refused it) past 1 GiB
+PAGE_PART_MAX = 2 << 20
 
 
 def notebook_page(rng: random.Random, names: list[str]) -> bytes:
