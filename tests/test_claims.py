@@ -624,3 +624,13 @@ def test_cli_checks_steps_against_a_given_record(tmp_path: Path) -> None:
         run = _cli(str(page), "--record", bad)
         assert run.returncode == 2 and run.stderr.startswith(f"error: {bad}: not a conformance record")
         assert len(run.stderr.splitlines()) == 1
+
+
+def test_an_errata_badge_carries_its_entry_as_context() -> None:
+    """An erratum's badges sit in its "Shown by:" sentence, which alone says nothing; the audit
+    sample and the badge need the entry (audit 4 judged nine errata rows without it)."""
+    from uffdsim.citations import citations_in_text
+    text = ("- **2026-12-07.** *Said:* a page stays unmovable. *True:* it moves after the unpin. "
+            "*Shown by:* {claim}`pin-ebusy-until-unpin#9`.\n")
+    [c] = citations_in_text(text, "a7-errata.md", "", first_line=1)
+    assert c.sentence == "Shown by:." and "it moves after the unpin" in c.context

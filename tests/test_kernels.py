@@ -226,3 +226,17 @@ def test_a_named_uffd_that_failed_to_open_gives_ebadf_not_a_crash() -> None:
     by_op = [(s["op"], s["errno"]) for s in result.steps]
     assert ("uffd", "EINVAL") in by_op
     assert ("register", "EBADF") in by_op and ("move", "EBADF") in by_op
+
+
+def test_lab_rows_say_how_many_scenarios_the_timed_run_ran() -> None:
+    """A record updated with ``conform --update`` re-ran one scenario: its batch seconds time that
+    one run, not the whole corpus, and A2's table must say so (it used to show only the totals)."""
+    from uffdsim.kernel_compare import lab_rows
+    doc = {"kernel": "6.12.118", "profile": "6.12", "update": {"of": "x", "rerun": 1, "kept": 263},
+           "totals": {"scenarios": 264, "agree": 256, "divergences": 0, "skipped": 8},
+           "lab": {"seconds": {"boot": 17.0, "total": 18.5}}}
+    full = {"kernel": "6.1.0", "profile": "6.1", "totals": {"scenarios": 264, "agree": 28,
+            "divergences": 0, "skipped": 236}, "lab": {"seconds": {"boot": 13.7, "total": 49.3}}}
+    header, rows = lab_rows({"6.12 (lab)": doc, "6.1 (lab)": full})
+    col = header.index("last run")
+    assert header.index("boot s") > col and rows[0][col] == 1 and rows[1][col] == 264

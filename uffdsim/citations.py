@@ -44,6 +44,8 @@ MAX_CELLS = 10_000
 MAX_PARAGRAPH = 8192
 #: directives inside directives (each level is parsed once more), at most this deep
 MAX_DEPTH = 16
+#: an erratum's text given as the context of its "Shown by:" badges, at most this many characters
+MAX_CONTEXT = 2000
 #: a link reference definition spans at most this many lines (a longer one is read as a paragraph)
 REFERENCE_LINES = 4
 #: directives whose body is not Markdown: their content never cites (the role is not parsed there)
@@ -394,6 +396,8 @@ def citations_in_text(text: str, page: str, where: str, first_line: int | None =
             scenario, step = split_target(target)
             at = where if first_line is None else f"line {first_line + u.line + line}"
             context = rows.get(u.row, "") if u.row is not None else u.context
+            if not context and sentence.startswith("Shown by"):    # an erratum: what it shows is the entry
+                context = _tidy(plain)[:MAX_CONTEXT]
             out.append(Citation(page, at, scenario, sentence or context, step, context))
     return out
 

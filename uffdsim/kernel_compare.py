@@ -80,13 +80,18 @@ def load_records(folder: Path | None = None) -> dict[str, dict[str, Any]]:
 
 
 def lab_rows(records: dict[str, dict[str, Any]] | None = None) -> tuple[list[str], list[list[Any]]]:
+    """One row per recorded run.  A record updated with ``conform --update`` re-ran only the scenarios
+    that were new or changed and kept the others from earlier runs: ``last run`` says how many ran in
+    the last run, which is what the boot and batch seconds (of the lab's last boot) measure."""
     header = ["kernel", "release", "simulator profile", "scenarios", "agree", "divergences", "skipped",
-              "boot s", "batch s"]
+              "last run", "boot s", "batch s"]
     rows = []
     for label, doc in (records if records is not None else load_records()).items():
         t, lab = doc.get("totals", {}), doc.get("lab", {})
+        update = doc.get("update") or {}
+        last = update.get("rerun", t.get("scenarios")) if isinstance(update, dict) else t.get("scenarios")
         rows.append([label, doc.get("kernel"), doc.get("profile", lab.get("profile", "6.18")),
-                     t.get("scenarios"), t.get("agree"), t.get("divergences"), t.get("skipped"),
+                     t.get("scenarios"), t.get("agree"), t.get("divergences"), t.get("skipped"), last,
                      lab.get("seconds", {}).get("boot", "—"), lab.get("seconds", {}).get("total", "—")])
     return header, rows
 

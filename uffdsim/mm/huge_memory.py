@@ -124,7 +124,7 @@ def split_large_folio(machine: "Machine", mm_list: list["MM"], folio: Folio,
 
 def try_to_map_unused_to_zeropage(machine: "Machine", mm: "MM", vpn: int, part: Folio) -> bool:
     """try_to_map_unused_to_zeropage() (6.12+, b1f202060afe "mm: remap unused subpages to shared
-    zeropage when splitting isolated thp"; hash not verified here): a zero-filled anonymous subpage
+    zeropage when splitting isolated thp"): a zero-filled anonymous subpage
     of a split THP is mapped to the shared zero page instead (not in mlocked VMAs)."""
     if not machine.kernel.has("split_zero_remap") or not part.anon or part.ksm or any(part.data):
         return False
