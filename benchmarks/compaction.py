@@ -9,7 +9,8 @@ one JSON object:
   (``4k``, ``64k``, ``2m``) -> mutator threads (0, 1) -> the compacting thread's completion
   time in seconds (median of ``--runs``), with ``spread`` (min, max) beside it;
 * ``reduction``: mutator count -> batch -> ``1 - move/copy`` of those medians (the 6.8 commit
-  reports "over 40% reduction in the compacting thread's completion time" on a Pixel 6);
+  reports "over 40% reduction (on a Google pixel 6 device) in the compacting thread's
+  completion time");
 * ``move_ns_per_page``, ``copy_ns_per_page``, ``dontneed_ns_per_page``: one call per 4 KiB page,
   each timed on its own (in each run the median of ``REPS`` loops, each with its own set-up;
   then median and spread over the runs);

@@ -40,6 +40,15 @@ KINDS = ("yaml", "python")
 
 
 def _one_line(err: BaseException) -> str:
+    """The exception as one line: its type and message, or its type alone when the message cannot
+    be had (a snippet's exception whose ``__str__`` or ``code`` raises, or returns no text)."""
+    try:
+        return _describe(err)
+    except BaseException:  # noqa: BLE001 (the snippet's own __str__ raised, exit() included)
+        return f"{type(err).__name__} (its message raised an exception)"
+
+
+def _describe(err: BaseException) -> str:
     if isinstance(err, SystemExit):      # exit(), sys.exit(3): say so, with the code given
         return "SystemExit" + ("" if err.code is None else f" ({' '.join(str(err.code).split())[:200]})")
     text = " ".join(str(err).split()) or type(err).__name__
@@ -164,33 +173,47 @@ def run_python(source: str) -> dict[str, Any]:
     A snippet that leaves a :class:`~uffdsim.Machine` in a variable called ``machine`` also gets a
     picture of its address space.  An exception ends the output with one line naming it; so do
     ``exit()``, ``SystemExit`` and ``KeyboardInterrupt``, which never leave this function.  The
-    snippet gets a fresh namespace, and the module-level names of ``uffdsim`` it rebinds (a limit
-    such as ``uffdsim.scenario.MAX_STEPS``) are put back afterwards, so that no cell changes the
-    next one.  (The book's page does more: each Python cell runs in a Web Worker no other
+    snippet gets a fresh namespace, and the builtins and module-level names of ``uffdsim`` it
+    rebinds (a limit such as ``uffdsim.scenario.MAX_STEPS``) are put back afterwards, so that no
+    cell changes the next one.  (The book's page does more: each Python cell runs in a Web Worker no other
     Python cell ran in.)
     """
+    import builtins
+
     import uffdsim
 
     namespace: dict[str, Any] = {"__name__": "__live__", "uffdsim": uffdsim}
     out = CappedText()
-    ok = True
+    failed: BaseException | None = None
     saved = _module_state()
+    saved_builtins = dict(vars(builtins))      # exec shares them: ``__builtins__['print'] = None``
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
         try:
             exec(compile(source, "<live cell>", "exec"), namespace)  # noqa: S102 (the reader's own code)
         except BaseException as err:  # noqa: BLE001 (the reader's snippet, exit() included: one line)
-            ok = False
-            print(f"error: {_one_line(err)}")
+            failed = err
+    # builtins and module names first: the error line below is written with them
+    _restore_names(vars(builtins), saved_builtins)
     _restore_module_state(saved)         # before drawing: the picture is drawn by uffdsim's own code
+    ok = failed is None
+    if failed is not None:
+        out.write(f"error: {_one_line(failed)}\n")
     svg = None
     machine = namespace.get("machine")
     if isinstance(machine, Machine):
         try:
-            svg = address_space_svg(snapshot(machine), title="Address space of `machine`")
+            svg = address_space_svg(machine_snapshot(machine), title="Address space of `machine`")
         except BaseException as err:  # noqa: BLE001 (a machine the snippet broke: one line, as above)
             ok = False
             out.write(f"error: cannot draw `machine`: {_one_line(err)}\n")
     return {"ok": ok, "text": out.getvalue(), "svg": svg}
+
+
+def machine_snapshot(machine: Machine) -> Any:
+    """A snapshot of a snippet's ``machine`` bounded by what its picture draws: the pages of the
+    VMAs drawn, however many the snippet mapped (the same picture as a full snapshot)."""
+    from .viz.layout import MAX_VMAS
+    return snapshot(machine, vmas_with_pages=MAX_VMAS)
 
 
 def _module_state() -> dict[str, dict[str, Any]]:
@@ -208,14 +231,17 @@ def _restore_module_state(saved: dict[str, dict[str, Any]]) -> None:
         del sys.modules[name]
     for name, names in saved.items():
         mod = sys.modules.get(name)
-        if mod is None:
-            continue
-        current = vars(mod)
-        for key in [k for k in current if k not in names]:
-            del current[key]
-        for key, value in names.items():
-            if current.get(key, _MISSING) is not value:
-                current[key] = value
+        if mod is not None:
+            _restore_names(vars(mod), names)
+
+
+def _restore_names(current: dict[str, Any], names: dict[str, Any]) -> None:
+    """Make the namespace ``current`` hold exactly ``names`` again (the same objects)."""
+    for key in [k for k in current if k not in names]:
+        del current[key]
+    for key, value in names.items():
+        if current.get(key, _MISSING) is not value:
+            current[key] = value
 
 
 _MISSING = object()

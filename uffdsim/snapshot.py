@@ -264,12 +264,15 @@ SNAPSHOT_MAX_PROCS = 6
 
 
 def snapshot(machine: Any, regions: Mapping[str, int | tuple[int, int]] | None = None,
-             caption: str = "", procs: Iterable[str] | None = None) -> Snapshot:
+             caption: str = "", procs: Iterable[str] | None = None,
+             vmas_with_pages: int | None = None) -> Snapshot:
     """A plain-data copy of ``machine``'s processes, VMAs, page entries, live folios and swap slots.
 
     ``regions`` names addresses: ``{"src": base}`` or ``{"src": (base, pages)}``.  Exited
     processes are kept (with no VMAs) so that a picture can say the child is gone.  ``procs``
     keeps only the processes named (and the folios they map, and live folios nobody maps).
+    ``vmas_with_pages`` lists the page entries of only that many VMAs per process, the highest
+    (those a picture with no step's changes draws), so that thousands of VMAs cost what is drawn.
     """
     wanted = None if procs is None else set(procs)
     chosen = [p for p in machine.processes.values() if wanted is None or p.name in wanted]
@@ -279,9 +282,12 @@ def snapshot(machine: Any, regions: Mapping[str, int | tuple[int, int]] | None =
     procs_out = []
     for proc in chosen:
         vmas = []
+        listed = None if vmas_with_pages is None else \
+            {v.start for v in sorted(proc.mm.vmas, key=lambda v: -v.start)[:vmas_with_pages]}
         for v in proc.mm.vmas:
             entries = []
-            for addr in range(v.start, min(v.end, v.start + SNAPSHOT_MAX_PAGES * PAGE_SIZE), PAGE_SIZE):
+            end = v.start if listed is not None and v.start not in listed else v.end
+            for addr in range(v.start, min(end, v.start + SNAPSHOT_MAX_PAGES * PAGE_SIZE), PAGE_SIZE):
                 e, f = entry_snap(proc.mm, addr, names.entry(addr))
                 entries.append(e)
                 if f is not None:

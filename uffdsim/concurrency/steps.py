@@ -79,7 +79,7 @@ def mfill_atomic_install_pte(s: State, p: int) -> tuple[State, str]:
     s = s.with_pte("dst", p, Pte(fid))
     s = replace(s, a=replace(s.a, folio=None, at_dst=_set(s.a.at_dst, p, True)))
     return s, (f"mfill_atomic_install_pte: dst[{p}] -> f{fid} (value {s.frames[fid].value}); "
-               "waiters on dst woken")
+               "then userfaultfd_copy() wakes waiters on dst")
 
 
 def zap_pte_range(s: State, pages: range) -> tuple[State, str]:
@@ -127,7 +127,8 @@ def move_present_ptes(s: State, p: int, allow_copy: bool = False) -> tuple[State
         return replace(s, a=a), (head + f"move_present_ptes (6.18) under both PTLs + folio lock: "
                                  f"src[{p}] cleared, pin re-checked, rmap moved, dst[{p}] -> "
                                  f"f{pte.frame} (same frame, value {frame.value}), one "
-                                 f"flush_tlb_range() before unlocking; waiters on dst woken")
+                                 f"flush_tlb_range() before unlocking; then userfaultfd_move() wakes "
+                                 f"waiters on dst")
     if not allow_copy:
         s = replace(s, a=replace(s.a, errors=s.a.errors + ("EBUSY",)))
         # 6.18: move_pages_ptes() checks PageAnonExclusive before it takes the folio lock; the pin

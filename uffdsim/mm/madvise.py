@@ -172,6 +172,14 @@ def madvise_collapse(machine: "Machine", mm: "MM", vma: VMA, start: int, end: in
                 handle_mm_fault(machine, mm, addr, False)
             elif isinstance(pte, MarkerPte) or (isinstance(pte, PresentPte) and pte.folio.maybe_dma_pinned()):
                 raise UffdError(E.EINVAL, "MADV_COLLAPSE: a page of the range cannot be collapsed")
+        if vma.uffd_ctx is not None:
+            # hpage_collapse_scan_pmd(): in a userfaultfd-armed VMA an empty (or zero-page) entry
+            # ends the scan with SCAN_EXCEED_NONE_PTE, which madvise_collapse_errno() makes EBUSY
+            present = {addr for addr, pte in mm.pt.entries_in(base, base + HPAGE_PMD_SIZE)
+                       if isinstance(pte, PresentPte) and not pte.folio.zero}
+            if len(present) < HPAGE_PMD_NR:
+                trail.end("userfaultfd-armed range with an empty page: SCAN_EXCEED_NONE_PTE -> EBUSY")
+                raise UffdError(E.EBUSY, "MADV_COLLAPSE: a registered range has an empty page")
         table = mm.pt.pmd(base)
         data = [0] * HPAGE_PMD_NR
         if isinstance(table, PteTable):

@@ -1,0 +1,18 @@
+"""The explorer's trace names the kernel function that does each thing (6.18)."""
+from __future__ import annotations
+
+from uffdsim.concurrency import Program, run_to_end
+
+
+def _lines(strategy: str, schedule: str, src_page: str = "exclusive") -> list[str]:
+    run = run_to_end(Program.build(strategy, pages=1, increments=1, src_page=src_page), schedule)
+    return run.report()
+
+
+def test_the_wake_after_a_copy_or_a_move_is_the_ioctls_not_the_pte_installers() -> None:
+    """Waiters on dst are woken by userfaultfd_copy()/userfaultfd_move() (fs/userfaultfd.c) after
+    the fill, not by mfill_atomic_install_pte() or move_present_ptes()."""
+    copy = [line for line in _lines("copy-dontneed", "") if "waiters on dst" in line]
+    move = [line for line in _lines("move", "") if "waiters on dst" in line]
+    assert copy and all("userfaultfd_copy() wakes waiters on dst" in line for line in copy), copy
+    assert move and all("userfaultfd_move() wakes waiters on dst" in line for line in move), move
