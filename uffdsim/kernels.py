@@ -86,7 +86,8 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
     Change("split_zero_remap", (6, 12),
            "b1f202060afe mm: remap unused subpages to shared zeropage when splitting isolated thp",
            "a THP split by MOVE keeps every subpage as its own small page",
-           "zero-filled subpages of the split THP are mapped to the shared zero page",
+           "zero-filled subpages of the split THP are mapped to the shared zero page (not in an mlocked VMA: "
+           "thp-split-move-mlocked-zero-subpage-keeps-frame)",
            "thp-split-zero-subpages-become-zero-page", "6.12.118 (lab) and 6.18; found by the THP fuzzer"),
     Change("guard_install", (6, 13),
            "662df3e5c376 mm: madvise: implement lightweight guard page mechanism",
