@@ -86,7 +86,8 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
     Change("split_zero_remap", (6, 12),
            "b1f202060afe mm: remap unused subpages to shared zeropage when splitting isolated thp",
            "a THP split by MOVE keeps every subpage as its own small page",
-           "zero-filled subpages of the split THP are mapped to the shared zero page",
+           "zero-filled subpages of the split THP are mapped to the shared zero page (not in an mlocked VMA: "
+           "thp-split-move-mlocked-zero-subpage-keeps-frame)",
            "thp-split-zero-subpages-become-zero-page", "6.12.118 (lab) and 6.18; found by the THP fuzzer"),
     Change("guard_install", (6, 13),
            "662df3e5c376 mm: madvise: implement lightweight guard page mechanism",
@@ -101,8 +102,9 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
            "tail page of a PTE-mapped THP shows its head's 0: thp-kpageflags-shows-head-flag)"),
     Change("large_cow_reuse", (6, 15), "1da190f4d0a6 mm: Copy-on-Write (COW) reuse support for PTE-mapped THP",
            "a write fault on a not-exclusive page of a large folio always copies the page",
-           "it reuses the page (and makes it exclusive) when every reference is a mapping of this one mm "
-           "(__wp_can_reuse_large_anon_folio(), CONFIG_MM_ID)", "thp-kpageflags-shows-head-flag",
+           "it reuses the page (and makes it exclusive) when more than one page of the folio is mapped and "
+           "every reference is a mapping of this one mm (__wp_can_reuse_large_anon_folio(), CONFIG_MM_ID; a "
+           "folio with a single page mapped is still copied from, so that it can be freed)", "thp-kpageflags-shows-head-flag",
            "6.18 (a PTE-mapped THP after fork and exit keeps its frame on a write); lab: 6.12.118 copies the "
            "written page out of a 64 KiB folio, 6.18 reuses it in place (mthp-fork-exit-still-busy)"),
     Change("eagain_out", (6, 15), "95567729173e userfaultfd: fix uninitialized output field for -EAGAIN race",

@@ -194,8 +194,9 @@ def process_has_ksm_pages() -> bool:
     """Does this process map any KSM page (``ksm_merging_pages`` of /proc/self/ksm_stat, 6.1+)?
 
     KPF_KSM alone cannot say: Debian's 6.12.118 (lab) sets it on every anonymous page (its
-    stable_page_flags() tests ``mapping & PAGE_MAPPING_KSM``, which the anon bit alone meets),
-    6.18 only on KSM pages.  Without the file, a set KPF_KSM is believed."""
+    stable_page_flags() tests ``mapping & PAGE_MAPPING_KSM``, which the anon bit alone meets; so
+    does every kernel from 6.10 without the 2026 fix "fs/proc: fix KPF_KSM reported for all
+    anonymous pages"), this machine's 6.18.44 only on KSM pages.  Without the file, a set KPF_KSM is believed."""
     try:
         text = Path("/proc/self/ksm_stat").read_text()
     except OSError:

@@ -202,6 +202,10 @@ def is_thp(entry: PagemapEntry) -> bool:
 
 
 def is_ksm(entry: PagemapEntry) -> bool:
+    """KPF_KSM of the present page (root). Not proof of KSM: from 6.10 (dee3d0bef2b0), a kernel
+    without the 2026 fix "fs/proc: fix KPF_KSM reported for all anonymous pages" sets it on every
+    anonymous page (the lab's 6.12.118 does; this machine's 6.18.44 does not); the kernel
+    backend's observe also reads /proc/self/ksm_stat."""
     return entry.present and kpf_test(kpageflags(entry.pfn), "ksm")
 
 
