@@ -139,3 +139,19 @@ def test_read_events_waits_only_while_a_thread_runs_outside_a_userfault() -> Non
     finally:
         a.close()
         b.close()
+
+
+def test_the_lab_guest_runs_with_the_timings_of_an_emulated_machine(monkeypatch) -> None:
+    """Under qemu TCG the native 10 ms settle and the skipped grace hung the ported PMD selftests
+    part-way in the 6.12 lab (they passed there before): the guest switches to the slow timings,
+    and ops reads them at each call."""
+    from uffdsim.backends.kernel import procstate
+    monkeypatch.setattr(procstate, "THREAD_SETTLE", procstate.THREAD_SETTLE)
+    monkeypatch.setattr(procstate, "ALWAYS_GRACE", procstate.ALWAYS_GRACE)
+    assert (procstate.THREAD_SETTLE, procstate.ALWAYS_GRACE) == (0.01, False)
+    procstate.slow_machine()
+    assert (procstate.THREAD_SETTLE, procstate.ALWAYS_GRACE) == (0.05, True)
+    import inspect
+
+    from uffdsim.lab import guest
+    assert "procstate.slow_machine()" in inspect.getsource(guest.main)

@@ -50,6 +50,8 @@ def main(argv: list[str]) -> int:
     caps = capabilities()
     # TCG runs the guest many times slower than the host: a step that touches 32 MiB (the ported
     # kernel selftests' size) needs far longer than the host's STEP_TIMEOUT
+    from ..backends.kernel import procstate
+    procstate.slow_machine()                       # qemu TCG: the timings of an emulated machine
     backend = KernelBackend(step_timeout=GUEST_STEP_TIMEOUT)
     with open(out, "w") as f:
         def emit(doc: dict) -> None:

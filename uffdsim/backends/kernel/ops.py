@@ -19,8 +19,8 @@ from . import sys as k
 from . import owned, probe
 from .access import Mapping, mappings, page_range, user_access
 from .observe import observe
-from .procstate import (EVENT_GRACE, THREAD_MAX, THREAD_SETTLE, AsyncThread, ProcState, all_threads_settled,
-                        wait_blocked_or_done)
+from . import procstate
+from .procstate import EVENT_GRACE, THREAD_MAX, AsyncThread, ProcState, all_threads_settled, wait_blocked_or_done
 
 PAGE = k.PAGE_SIZE
 GAP = PAGE                       #: the unmapped gap kept around every region (CONTRACT.md)
@@ -178,7 +178,7 @@ def start_async(state: ProcState, name: str, body: Callable[[], None], rec: dict
 
     t.thread = threading.Thread(target=run, name=f"async:{name}", daemon=True)
     t.thread.start()
-    rec["blocked"], why = wait_blocked_or_done(t.thread, lambda: t.tid, THREAD_SETTLE, THREAD_MAX)
+    rec["blocked"], why = wait_blocked_or_done(t.thread, lambda: t.tid, procstate.THREAD_SETTLE, THREAD_MAX)
     if rec["blocked"]:
         rec["why"] = why
     elif t.error is not None:
@@ -219,7 +219,7 @@ def op_thread(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> None:
     if t.thread is None:
         rec["blocked"] = False
         return
-    rec["blocked"], why = wait_blocked_or_done(t.thread, lambda: t.tid, THREAD_SETTLE, THREAD_MAX)
+    rec["blocked"], why = wait_blocked_or_done(t.thread, lambda: t.tid, procstate.THREAD_SETTLE, THREAD_MAX)
     if rec["blocked"]:
         rec["why"] = why
 
@@ -231,7 +231,7 @@ def op_read_events(state: ProcState, a: dict[str, Any], rec: dict[str, Any]) -> 
     none, so when every thread of the process is one or the other there is nothing to wait for
     (a ported selftest reads 8192 faults, one at a time)."""
     u = state.ctx(a)
-    if not all_threads_settled(state):
+    if procstate.ALWAYS_GRACE or not all_threads_settled(state):
         time.sleep(EVENT_GRACE)
     events = []
     for m in u.read_msgs(0):

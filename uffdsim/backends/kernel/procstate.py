@@ -24,6 +24,17 @@ THREAD_SETTLE = 0.01             #: s a fault_async thread must sleep in a userf
 #: space wakes a thread there, and a scenario has one controlling thread: the wait guards a misread wchan)
 THREAD_MAX = 2.0                 #: s to wait for a fault_async thread to finish or block
 EVENT_GRACE = 0.02               #: s read_events waits for messages of threads still running
+#: read_events waits EVENT_GRACE even when every thread has settled (set by :func:`slow_machine`)
+ALWAYS_GRACE = False
+
+
+def slow_machine() -> None:
+    """The timings of an emulated machine (the lab's qemu TCG guest, tens of times slower): a
+    thread must sleep in its userfault for 50 ms to count as blocked, and read_events always
+    gives running threads their grace.  With the native timings the 6.12 lab hung the ported
+    PMD selftests part-way (a read of events found none), which it had run before."""
+    global THREAD_SETTLE, ALWAYS_GRACE
+    THREAD_SETTLE, ALWAYS_GRACE = 0.05, True
 POLL = 0.002
 
 #: worker thread id -> pid of the accessor task making a user access for it (:mod:`.access`)
