@@ -391,3 +391,16 @@ def test_read_at_most_stops_one_byte_past_the_limit() -> None:
         assert len(read_at_most(fd, 10, chunk=3)) == 11
     finally:
         _os.close(fd)
+
+
+def test_claims_with_a_deeply_nested_record_is_one_error_line(tmp_path, capsys) -> None:
+    """Found by the input fuzzer (claims-page, seed 2300): a JSON record nested 10,000 deep was an
+    internal error (RecursionError) instead of one error line."""
+    from uffdsim.cli import main
+    page = tmp_path / "page.md"
+    page.write_text("A page.\n")
+    rec = tmp_path / "rec.json"
+    rec.write_text('{"cells": ' + "[" * 10_000 + "]" * 10_000 + "}")
+    assert main(["claims", str(page), "--record", str(rec)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {rec}: not a conformance record"), err

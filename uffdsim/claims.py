@@ -297,7 +297,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
     try:
         rec = Path(args.record) if args.record else None
         record, steps = kernel_record(rec), kernel_steps(rec)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError, PageError) as err:
         print(_safe(f"error: {args.record or 'data/conformance.json'}: not a conformance record "
                     f"({' '.join(str(err).split())[:200]})"), file=sys.stderr)
         return 2
