@@ -566,6 +566,22 @@ def _live_limits() -> dict[str, Any]:
 _GONE = object()
 
 
+def _arm(budget: float, alarm: Any) -> tuple[Any, Any]:
+    """Call ``alarm`` after ``budget`` s of CPU or WALL_FACTOR times that of wall time; the old handlers."""
+    old = signal.signal(signal.SIGALRM, alarm), signal.signal(signal.SIGPROF, alarm)
+    signal.setitimer(signal.ITIMER_REAL, WALL_FACTOR * budget)
+    signal.setitimer(signal.ITIMER_PROF, budget)
+    return old
+
+
+def _disarm(old: tuple[Any, Any]) -> None:
+    """Stop both timers and put the handlers :func:`_arm` replaced back."""
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.setitimer(signal.ITIMER_PROF, 0)
+    signal.signal(signal.SIGALRM, old[0])
+    signal.signal(signal.SIGPROF, old[1])
+
+
 def run_live(kind: Any, source: Any, budget: float) -> Outcome:
     """Run one live cell as the page does (``run_cell_json``) and classify what came back: ``accepted``
     (ran; ``status`` 0, or 1 for a table with a failed expectation), ``rejected`` (one ``error:`` line),
@@ -583,10 +599,7 @@ def run_live(kind: Any, source: Any, budget: float) -> Outcome:
         fired.append(True)              # run_cell_json catches BaseException: the flag tells
         raise CaseTimeout()
 
-    old = signal.signal(signal.SIGALRM, alarm)
-    old_prof = signal.signal(signal.SIGPROF, alarm)
-    signal.setitimer(signal.ITIMER_REAL, WALL_FACTOR * budget)
-    signal.setitimer(signal.ITIMER_PROF, budget)
+    saved = _arm(budget, alarm)
     c0 = time.process_time()
     t0 = time.perf_counter()
     try:
@@ -600,10 +613,7 @@ def run_live(kind: Any, source: Any, budget: float) -> Outcome:
         return Outcome("traceback", None, f"{type(exc).__name__} escaped run_cell_json: {exc}"[:300],
                        time.perf_counter() - t0)
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.setitimer(signal.ITIMER_PROF, 0)
-        signal.signal(signal.SIGALRM, old)
-        signal.signal(signal.SIGPROF, old_prof)
+        _disarm(saved)
         changed_builtins = [k for k, v in saved_builtins.items() if vars(builtins).get(k, _GONE) is not v]
         vars(builtins).update(saved_builtins)        # the fuzzer's own interpreter, whatever the cell did
     seconds = time.perf_counter() - t0
@@ -658,10 +668,7 @@ def run_cli(argv: list[str], budget: float) -> Outcome:
     def alarm(signum: int, frame: Any) -> None:
         raise CaseTimeout()
 
-    old = signal.signal(signal.SIGALRM, alarm)
-    old_prof = signal.signal(signal.SIGPROF, alarm)
-    signal.setitimer(signal.ITIMER_REAL, WALL_FACTOR * budget)
-    signal.setitimer(signal.ITIMER_PROF, budget)
+    saved = _arm(budget, alarm)
     c0 = time.process_time()
     t0 = time.perf_counter()
     status: int | None
@@ -679,10 +686,7 @@ def run_cli(argv: list[str], budget: float) -> Outcome:
     except BaseException as exc:                 # what escaped main: a traceback on the terminal
         return Outcome("traceback", None, f"{type(exc).__name__}: {exc}"[:300], time.perf_counter() - t0)
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.setitimer(signal.ITIMER_PROF, 0)
-        signal.signal(signal.SIGALRM, old)
-        signal.signal(signal.SIGPROF, old_prof)
+        _disarm(saved)
     seconds = time.perf_counter() - t0
     text = err.getvalue()
     if "Traceback" in text or "internal error" in text:
