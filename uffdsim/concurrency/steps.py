@@ -108,7 +108,7 @@ def _not_movable(f: Frame) -> str | None:
     if not f.exclusive:
         return "is not PageAnonExclusive (COW-shared with the fork child)"
     if f.pinned:
-        return "is pinned (folio_maybe_dma_pinned: a long-term pin)"
+        return "is pinned (folio_maybe_dma_pinned: any FOLL_PIN pin, long-term or not)"
     return None
 
 
