@@ -343,9 +343,25 @@ steps:
   - mmap: {name: a, pages: 1}
   - write: {at: a, pages: 1, value: 1}
 """)
-    result = run_scenario(scenario, KernelBackend(scenario_timeout=0.0))
+    result = run_scenario(scenario, KernelBackend(scenario_timeout=0.0, per_page=0.0, per_thread=0.0))
     assert result.steps[0]["hung"] and "used up" in result.steps[0]["why"]
     assert result.steps[1].get("not_run")
+
+
+def test_a_scenarios_time_limit_grows_with_its_pages_and_threads() -> None:
+    """The real-size selftest port (8,192 fault threads) took 216 s of kernel time on a loaded
+    2-CPU machine against a flat 300 s limit; in the lab it stopped at step 10,282 of 65,544 under
+    it.  Its limit now grows with its work; a small scenario keeps the flat limit."""
+    from uffdsim.backends.kernel.backend import SCENARIO_TIMEOUT, scenario_work
+    from uffdsim.lab.vm import PER_PAGE, PER_THREAD
+    peer = load_scenario(CORPUS / "peer-kselftest-move.yaml")
+    pages, threads = scenario_work(peer)
+    assert threads == 8192 and pages >= 8192
+    host = KernelBackend()
+    assert host.time_limit(peer) >= 3 * 216
+    assert host.time_limit(load_scenario(CORPUS / "move-after-fork.yaml")) < SCENARIO_TIMEOUT + 1
+    guest = KernelBackend(per_page=PER_PAGE, per_thread=PER_THREAD)
+    assert guest.time_limit(peer) >= SCENARIO_TIMEOUT + 8192 * PER_THREAD
 
 
 def test_signals_come_from_the_kernel_not_from_a_prediction() -> None:

@@ -42,13 +42,12 @@ PER_THREAD = 0.6
 def scenario_budget(path: str | Path) -> float:
     """Seconds a scenario may take in the guest: PER_SCENARIO, PER_PAGE per page its steps touch
     and PER_THREAD per thread they start."""
-    from ..scenario import PAGE, ScenarioError, load_scenario
+    from ..backends.kernel.backend import scenario_work
+    from ..scenario import ScenarioError, load_scenario
     try:
-        steps = load_scenario(path).steps
+        pages, threads = scenario_work(load_scenario(path))
     except ScenarioError:
         return PER_SCENARIO
-    pages = sum(-(-s.args["length"] // PAGE) for s in steps if "length" in s.args)
-    threads = sum(1 for s in steps if s.op == "fault_async" or (s.op == "madvise" and "thread" in s.args))
     return PER_SCENARIO + PER_PAGE * pages + PER_THREAD * threads
 
 
