@@ -115,7 +115,7 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
 
 #: the config switches a profile carries, and what each changes
 CONFIG_SWITCHES = {
-    "pt_reclaim": "CONFIG_PT_RECLAIM (6.14+, 6375e95f381e mm: pgtable: reclaim empty PTE page in "
+    "pt_reclaim": "CONFIG_PT_RECLAIM (6.14+, x86-64 only up to 6.18, 6375e95f381e mm: pgtable: reclaim empty PTE page in "
                   "madvise(MADV_DONTNEED)): a DONTNEED whose range covers a page table's whole 2 MiB-aligned "
                   "span frees that emptied table, so a THP can then move whole into that PMD (scenario thp-dontneed-whole-table-pt-reclaim; "
                   "lab: off in Debian's 6.12.118, on in this machine's 6.18)",
