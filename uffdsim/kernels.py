@@ -58,7 +58,8 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
            "move_pages() stores every PTE step's result in err: after an internal -EAGAIN retry the "
            "next step counts normally",
            "move_pages_ptes() returns bytes and move_pages() stores only negative results in err: after "
-           "an internal -EAGAIN, a later successful step is neither counted nor advanced past (pages "
+           "an internal -EAGAIN, a later successful PTE-level step is neither counted nor advanced past "
+           "(a whole-PMD move stores its 0 in err and clears it) (pages "
            "moved but missing from the count, EEXIST on their own destination; with ALLOW_SRC_HOLES "
            "a hole makes the ioctl spin until a fatal signal)",
            "mthp-move-whole-folio-splits",
