@@ -64,7 +64,9 @@ def changes_rows() -> tuple[list[str], list[list[Any]]]:
     rows = [[".".join(map(str, c.since)), c.key, c.before, c.after, c.commit, c.scenario, c.observed]
             for c in sorted(CHANGES.values(), key=lambda c: c.since)]
     rows.append(["6.14 (config)", "pt_reclaim", "DONTNEED leaves an emptied page table in place",
-                 "a DONTNEED over at least a PMD's span that empties a whole page table frees it",
+                 "a DONTNEED whose range covers a page table's whole 2 MiB-aligned span frees the emptied "
+                 "table; one that empties a table without covering its "
+                 "span leaves it (thp-dontneed-unaligned-2m-keeps-table)",
                  CONFIG_SWITCHES["pt_reclaim"].split("): ", 1)[0] + ")",
                  "thp-dontneed-whole-table-pt-reclaim", "lab: off in 6.12.118, on in this machine's 6.18"])
     return header, rows

@@ -58,7 +58,8 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
            "move_pages() stores every PTE step's result in err: after an internal -EAGAIN retry the "
            "next step counts normally",
            "move_pages_ptes() returns bytes and move_pages() stores only negative results in err: after "
-           "an internal -EAGAIN, a later successful step is neither counted nor advanced past (pages "
+           "an internal -EAGAIN, a later successful PTE-level step is neither counted nor advanced past "
+           "(a whole-PMD move stores its 0 in err and clears it) (pages "
            "moved but missing from the count, EEXIST on their own destination; with ALLOW_SRC_HOLES "
            "a hole makes the ioctl spin until a fatal signal)",
            "mthp-move-whole-folio-splits",
@@ -115,9 +116,9 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
 
 #: the config switches a profile carries, and what each changes
 CONFIG_SWITCHES = {
-    "pt_reclaim": "CONFIG_PT_RECLAIM (6.14+, 6375e95f381e mm: pgtable: reclaim empty PTE page in "
-                  "madvise(MADV_DONTNEED)): a DONTNEED that empties a whole page table frees it, so a "
-                  "THP can then move whole into that PMD (scenario thp-dontneed-whole-table-pt-reclaim; "
+    "pt_reclaim": "CONFIG_PT_RECLAIM (6.14+, x86-64 only up to 6.18, 6375e95f381e mm: pgtable: reclaim empty PTE page in "
+                  "madvise(MADV_DONTNEED)): a DONTNEED whose range covers a page table's whole 2 MiB-aligned "
+                  "span frees that emptied table, so a THP can then move whole into that PMD (scenario thp-dontneed-whole-table-pt-reclaim; "
                   "lab: off in Debian's 6.12.118, on in this machine's 6.18)",
 }
 

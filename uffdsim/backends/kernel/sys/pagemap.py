@@ -49,7 +49,9 @@ class PagemapEntry:
     @property
     def marker(self) -> str | None:
         """'guard', 'poison' or 'uffd_wp' for a PTE marker (pagemap shows it as a swap entry of
-        type 31 whose offset holds the marker bits), else None."""
+        type 31 whose offset holds the marker bits), else None. Root only: without CAP_SYS_ADMIN
+        pagemap reports every swap entry's type and offset as 0 (pte_to_pagemap_entry() fills them
+        only when it may show PFNs; seen on 6.18), so this is None."""
         if not self.swapped or self.swap_type != PTE_MARKER_SWAP_TYPE:
             return None
         bits = self.swap_offset
