@@ -32,3 +32,15 @@ def test_the_pin_check_is_for_any_foll_pin_pin_not_only_long_term_ones() -> None
     pinned = [line for line in _lines("move", "A", src_page="pinned") if "pinned" in line]
     assert pinned, _lines("move", "A", src_page="pinned")
     assert all("any FOLL_PIN pin, long-term or not" in line for line in pinned), pinned
+
+
+def test_the_mover_does_not_claim_uffdio_wake_redirects_the_faulting_thread() -> None:
+    """On Linux a thread woken with UFFDIO_WAKE retries the same access and, the source still
+    empty, faults again (scenario atomicity-wake-source-refaults); the explorer's restart through
+    the forwarding pointer is the model's redirect (a SIGBUS handler's job), and the trace says
+    so.  It used to read "UFFDIO_WAKE src[0]: B restarts the increment"."""
+    lines = _lines("move", "BAB")
+    wake = [line for line in lines if "read(uffd)" in line]
+    assert wake, lines
+    assert all("UFFDIO_WAKE alone retries the same access" in line for line in wake), wake
+    assert not any("UFFDIO_WAKE src" in line for line in wake), wake

@@ -12,8 +12,9 @@ Thread A, the mover (the GC thread):
        atomic steps of :mod:`.steps`;
     2. publishes the forwarding pointers ("the flip") of the pages that reached ``dst``;
     3. serves the uffd: while B is not finished, each queued fault message is read and the
-       faulting thread woken (UFFDIO_WAKE).  UFFDIO_MOVE's own wake-up covers only the
-       *destination* range, so a thread asleep on the source needs this explicit wake.
+       faulting thread released.  UFFDIO_MOVE's own wake-up covers only the *destination*
+       range, and UFFDIO_WAKE alone would only make a thread asleep on the empty source retry
+       the same access and fault again; the release stands for a redirect (see below).
     A is finished when it is serving, the queue is empty and B is done.
 
 Thread B, the mutator, performs ``increments`` read-modify-write increments; increment ``i``
@@ -26,7 +27,7 @@ reads the old pointer, A flips, and B loads from ``src``: every strategy flips o
 source is empty, so that load faults exactly as the merged step does just before the flip.)
 A store through a read-only PTE takes the write-protect fault first (``do_wp_page``: COW), then
 retries.  A load or store on an empty slot faults into ``handle_userfault`` and B sleeps.
-When A wakes it, the flip has been published, and B restarts the whole increment through the
+When A releases it, the flip has been published, and B restarts the whole increment through the
 forwarding pointer: the retried access goes to ``dst`` (the mutator's read barrier; in the C
 helper of the kernel race, a SIGBUS handler that waits for the flip and ``siglongjmp``s back).
 

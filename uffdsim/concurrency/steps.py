@@ -162,13 +162,18 @@ def publish_flip(s: State) -> tuple[State, str]:
 
 
 def userfaultfd_read_and_wake(s: State) -> tuple[State, str]:
-    """read(2) of the uffd message, then UFFDIO_WAKE (userfaultfd_wake()) on its range."""
+    """read(2) of the uffd message, then the model's release of the faulting thread, which
+    restarts its increment through the forwarding pointer.  Not UFFDIO_WAKE: on Linux a woken
+    thread retries the same access and, the source still empty, faults again
+    (scenario atomicity-wake-source-refaults); a real program redirects it from a SIGBUS handler
+    (UFFD_FEATURE_SIGBUS), as the kernel race's writer does."""
     fault, rest = s.faults[0], s.faults[1:]
     s = replace(s, faults=rest, b=replace(s.b, pc="load"))
     kind = "write" if fault.write else "read"
     return s, (f"read(uffd): PAGEFAULT ({kind}) at {fault.where}[{fault.page}]; the flip is "
-               f"published, so UFFDIO_WAKE {fault.where}[{fault.page}]: B restarts the increment "
-               "through the forwarding pointer")
+               f"published, so A releases B, which restarts the increment through the forwarding "
+               "pointer (the model's redirect: on Linux a SIGBUS handler's job; UFFDIO_WAKE alone "
+               "retries the same access)")
 
 
 # -------------------------------------------------------------------------------- thread B
