@@ -222,8 +222,12 @@ def move_pages_ptes(machine: "Machine", mm: "MM", dst_vma: VMA, src_vma: VMA, ds
                 if split_large_folio(machine, [p.mm for p in machine.live_processes()], folio, remap_zero=True) is None:
                     why = ("is pinned" if folio.pincount else "has an extra reference" if folio.refs
                            else "is mapped by a PMD")
-                    # can_split_folio() fails; 6.18 answers EBUSY at once and leaves the folio whole
-                    # (measured: no -EAGAIN retry is visible, see uffd_move_eagain_retry.c)
+                    # split_folio() fails and move_pages_ptes() returns its result unchanged; the kernel
+                    # answers EBUSY at once and leaves the folio whole.  So split_folio() returned -EBUSY:
+                    # an -EAGAIN would make move_pages() call it again, and on 6.18.44 one MOVE makes
+                    # exactly one refused split (thp_split_page_failed +1; uffd_move_split_refused.c).
+                    # The mainline __folio_split() we could read returns -EAGAIN at its
+                    # can_split_folio() check; which line answers -EBUSY in 6.18.y was not read.
                     trail.end(f"split_folio() refused: large folio {why} -> EBUSY")
                     return -E.EBUSY
                 continue
