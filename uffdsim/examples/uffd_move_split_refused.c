@@ -10,8 +10,8 @@
  *
  * The kernel counts every refused split of a PMD-size folio twice over: thp_split_page_failed
  * in /proc/vmstat and split_failed in
- * /sys/kernel/mm/transparent_hugepage/hugepages-2048kB/stats/ (both counted where the split
- * function returns a failure).  This program maps one PMD-size THP (MADV_HUGEPAGE; THP must be
+ * /sys/kernel/mm/transparent_hugepage/hugepages-2048kB/stats/ (both counted at the split
+ * function's common exit, which every refusal after its first sanity checks takes).  This program maps one PMD-size THP (MADV_HUGEPAGE; THP must be
  * "madvise" or "always"), takes an ordinary reference on page 7 with vmsplice() into a pipe,
  * and moves page 0 three times, printing the errno, the time and how many refused splits each
  * call added.  It then closes the pipe and moves page 0 once more.  It changes no system setting.
