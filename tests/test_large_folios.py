@@ -261,8 +261,9 @@ def test_reproducer_shows_the_spin_on_6_18(tmp_path: Path) -> None:
 
 
 def test_a_refused_split_is_ebusy_from_split_folio_itself(tmp_path: Path) -> None:
-    """One MOVE out of a referenced THP makes one refused split and answers EBUSY: split_folio()
-    returned -EBUSY (an -EAGAIN would make move_pages() split again); after the unref it moves."""
+    """One MOVE out of a referenced THP makes one refused split and answers EBUSY (the stable fix that
+    turns split_folio()'s -EAGAIN into -EBUSY; without it the ioctl retries and never returns);
+    after the unref it moves."""
     cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
         pytest.skip("no C compiler")

@@ -2,11 +2,13 @@
  * uffd_move_split_refused.c - where the EBUSY of a move out of a referenced large folio comes from.
  *
  * A UFFDIO_MOVE of one 4 KiB page out of a large folio must split the folio first:
- * move_pages_ptes() (mm/userfaultfd.c) calls split_folio() and, when it fails, returns its
- * result unchanged.  move_pages() retries a step that returned -EAGAIN and stops at any other
- * error.  So the number of split attempts one ioctl makes tells which errno split_folio()
- * returned: -EAGAIN would send move_pages() round again (another attempt, and another, until
- * the reference goes or a fatal signal comes); -EBUSY ends the call after one attempt.
+ * move_pages_ptes() (mm/userfaultfd.c) calls split_folio(), which refuses a folio with an extra
+ * reference with -EAGAIN.  move_pages() retries a step that returned -EAGAIN and stops at any
+ * other error.  Passed on as it is, the -EAGAIN livelocks the ioctl while the reference is held
+ * (6.8 to 6.18 as released); a stable fix of 2026 ("userfaultfd: fix UFFDIO_MOVE livelock on
+ * large folio with extra references", in 6.12.118) turns it into -EBUSY where the split is called.
+ * The number of split attempts one ioctl makes tells which kernel this is: one attempt and EBUSY
+ * with the fix; without it, attempt after attempt until the alarm below ends the program.
  *
  * The kernel counts every refused split of a PMD-size folio twice over: thp_split_page_failed
  * in /proc/vmstat and split_failed in
