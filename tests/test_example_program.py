@@ -9,12 +9,12 @@ scenarios/docs-example-walk.yaml replays the same walk.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from kernel_helpers import compile_c
 from uffdsim.runner import run_scenario
 from uffdsim.scenario import load_scenario
 
@@ -28,14 +28,7 @@ CALL_RE = re.compile(r"^\s+move pages \d+\.\.\d+: (?P<errno>\w+), move = (?P<mov
 @pytest.fixture(scope="module")
 def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example, compiled once; skip when there is no C compiler."""
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        pytest.skip("no C compiler (cc, gcc or clang) on PATH")
-    exe = tmp_path_factory.mktemp("example") / "uffd_move_example"
-    build = subprocess.run([cc, "-O2", "-Wall", "-Werror", "-pthread", "-o", str(exe), str(SOURCE)],
-                           capture_output=True, text=True, timeout=120)
-    assert build.returncode == 0, f"the example does not compile:\n{build.stderr}"
-    return exe
+    return compile_c(SOURCE, tmp_path_factory.mktemp("example") / "uffd_move_example", "-pthread")
 
 
 @pytest.fixture(scope="module")

@@ -16,3 +16,19 @@ def test_the_wake_after_a_copy_or_a_move_is_the_ioctls_not_the_pte_installers() 
     move = [line for line in _lines("move", "") if "waiters on dst" in line]
     assert copy and all("userfaultfd_copy() wakes waiters on dst" in line for line in copy), copy
     assert move and all("userfaultfd_move() wakes waiters on dst" in line for line in move), move
+
+
+def test_the_discarded_frame_is_freed_after_the_tlb_flush_not_by_zap_pte_range() -> None:
+    """MADV_DONTNEED: zap_pte_range() clears the PTE and gathers the page; the frame goes back to
+    the allocator only after the TLB flush, in tlb_finish_mmu() (mm/mmu_gather.c, 6.18)."""
+    zap = [line for line in _lines("copy-dontneed", "AAA") if "zap_pte_range" in line]
+    assert zap, _lines("copy-dontneed", "AAA")
+    assert all("freed by tlb_finish_mmu() after the TLB flush" in line for line in zap), zap
+
+
+def test_the_pin_check_is_for_any_foll_pin_pin_not_only_long_term_ones() -> None:
+    """folio_maybe_dma_pinned() in move_present_ptes() sees every FOLL_PIN pin (6.18); the trace
+    used to call it "a long-term pin"."""
+    pinned = [line for line in _lines("move", "A", src_page="pinned") if "pinned" in line]
+    assert pinned, _lines("move", "A", src_page="pinned")
+    assert all("any FOLL_PIN pin, long-term or not" in line for line in pinned), pinned

@@ -191,3 +191,12 @@ def test_a_generated_page_stays_small_enough_for_the_fuzzer_itself() -> None:
     rng.randint = lambda a, b: b                                     # type: ignore[method-assign]
     page = inputfuzz.markdown_page(rng, ["a" * 5000])
     assert len(page) <= 2 * inputfuzz.PAGE_PART_MAX + 1000          # what is past the cap, capped once more
+
+
+def test_only_the_case_that_raised_the_peak_past_the_cap_counts_as_memory() -> None:
+    """The peak RSS only grows: once one case took it past the cap, every later case used to count
+    as a memory runaway too.  Now a case is blamed only when it raised the peak above the cap."""
+    assert inputfuzz.memory_verdict(300.0, 1100.0, 1024.0)            # this case crossed the cap
+    assert inputfuzz.memory_verdict(1100.0, 1200.0, 1024.0)           # over it, and higher still
+    assert inputfuzz.memory_verdict(1100.0, 1100.0, 1024.0) is None   # an earlier case's peak
+    assert inputfuzz.memory_verdict(300.0, 900.0, 1024.0) is None     # grew, under the cap

@@ -3,12 +3,12 @@ the kernel backend's journaled mTHP knobs; the C reproducer of 6.18's -EAGAIN re
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from kernel_helpers import compile_c
 from uffdsim import lerrno as E
 from uffdsim.errors import UffdError
 from uffdsim.mm import move as move_mod
@@ -236,15 +236,8 @@ def test_kernel_mthp_step_is_restored_and_a_leftover_journal_replayed() -> None:
 
 
 def compiled(tmp_path: Path) -> Path:
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        pytest.skip("no C compiler")
-    exe = tmp_path / "uffd_move_eagain_retry"
-    src = ROOT / "book" / "examples" / "uffd_move_eagain_retry.c"
-    build = subprocess.run([cc, "-O2", "-Wall", "-Werror", "-pthread", "-o", str(exe), str(src)],
-                           capture_output=True, text=True, timeout=120)
-    assert build.returncode == 0, build.stderr
-    return exe
+    return compile_c(ROOT / "book" / "examples" / "uffd_move_eagain_retry.c", tmp_path / "uffd_move_eagain_retry",
+                     "-pthread")
 
 
 def test_reproducer_shows_the_spin_on_6_18(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from kernel_helpers import UFFD_COMPAT, compile_c
 from uffdsim import manpage as mp
 
 PATCH = next(mp.manpage_dir().glob("0001-*.patch"))
@@ -80,17 +81,10 @@ def test_the_stored_rendering_is_current(page: Path) -> None:
 
 
 def test_the_example_compiles_and_runs(tmp_path: Path) -> None:
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        pytest.skip("no C compiler")
     from uffdsim.backends.kernel import sys as k
     src = tmp_path / "uffdio_move.c"
     src.write_text(mp.example_source(mp.proposed()))
-    exe = tmp_path / "uffdio_move"
-    compat = mp.manpage_dir() / "uffdio_move_compat.h"     # uapi headers older than 6.8
-    build = subprocess.run([cc, "-Wall", "-Wextra", "-Werror", "-O2", "-include", str(compat), "-o", str(exe),
-                            str(src)], capture_output=True, text=True, timeout=120)
-    assert build.returncode == 0, build.stderr
+    exe = compile_c(src, tmp_path / "uffdio_move", "-Wextra", "-include", str(UFFD_COMPAT))
     ok, why = k.userfaultfd_available()
     if not ok:
         pytest.skip(why)

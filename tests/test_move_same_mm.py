@@ -7,24 +7,19 @@ the running kernel with a small C program (``tests/data/uffd_move_same_mm.c``).
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from kernel_helpers import UFFD_COMPAT, compile_c
 
 SOURCE = Path(__file__).resolve().parent / "data" / "uffd_move_same_mm.c"
 
 
 @pytest.mark.kernel
 def test_clone_vm_child_may_move_and_the_process_after_execve_may_not(tmp_path: Path) -> None:
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        pytest.skip("no C compiler")
-    exe = tmp_path / "same_mm"
-    build = subprocess.run([cc, "-Wall", "-Wextra", "-Werror", "-O2", "-o", str(exe), str(SOURCE)],
-                           capture_output=True, text=True, timeout=120)
-    assert build.returncode == 0, build.stderr
+    exe = compile_c(SOURCE, tmp_path / "same_mm", "-Wextra", "-include", str(UFFD_COMPAT))
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
     if run.returncode == 77:
         pytest.skip(run.stdout.strip())

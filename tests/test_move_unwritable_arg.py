@@ -9,24 +9,19 @@ test shows it on the running kernel with a small C program (``tests/data/uffd_mo
 """
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from kernel_helpers import UFFD_COMPAT, compile_c
 
 SOURCE = Path(__file__).resolve().parent / "data" / "uffd_move_unwritable_arg.c"
 
 
 @pytest.mark.kernel
 def test_unwritable_move_field_turns_every_written_result_into_efault(tmp_path: Path) -> None:
-    cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-    if cc is None:
-        pytest.skip("no C compiler")
-    exe = tmp_path / "unwritable_arg"
-    build = subprocess.run([cc, "-Wall", "-Wextra", "-Werror", "-O2", "-pthread", "-o", str(exe), str(SOURCE)],
-                           capture_output=True, text=True, timeout=120)
-    assert build.returncode == 0, build.stderr
+    exe = compile_c(SOURCE, tmp_path / "unwritable_arg", "-Wextra", "-pthread", "-include", str(UFFD_COMPAT))
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
     if run.returncode == 77:
         pytest.skip(run.stdout.strip())

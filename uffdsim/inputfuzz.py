@@ -115,6 +115,16 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def memory_verdict(peak_before: float, peak_after: float, cap: float) -> str | None:
+    """Whether one case ran away with memory: it raised the process's peak RSS (MiB) above ``cap``.
+
+    The peak only grows, so a case that stays below an earlier case's peak is not blamed for it:
+    only the case that pushed the peak over the cap, or higher while over it, is."""
+    if peak_after > cap and peak_after > peak_before:
+        return f"peak RSS {peak_before:.0f} -> {peak_after:.0f} MiB (> {cap:.0f})"
+    return None
+
+
 # -- mutations ----------------------------------------------------------------------------------
 
 def _value(rng: random.Random) -> Any:
@@ -742,7 +752,7 @@ def fuzz(cases: int, seed: int = 0, budget: float = 20.0, mem_cap_mb: float = 20
     rng = random.Random(seed)
     texts = corpus_texts()
     names = sorted(p.stem for p in corpus_files())
-    summary = Summary()
+    summary = Summary(peak_rss_mb=rss_mb())
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"uffdsim-fuzz-{os.getpid()}-") as tmp:   # pid: whose it is
         path, png = os.path.join(tmp, "case.yaml"), os.path.join(tmp, "case.png")
@@ -768,9 +778,10 @@ def fuzz(cases: int, seed: int = 0, budget: float = 20.0, mem_cap_mb: float = 20
                     os.unlink(target)
             summary.cases += 1
             summary.slowest = max(summary.slowest, o.seconds)
-            summary.peak_rss_mb = rss_mb()
-            if summary.peak_rss_mb > mem_cap_mb and o.kind in ("accepted", "rejected"):
-                o = Outcome("memory", o.status, f"peak RSS {summary.peak_rss_mb:.0f} MiB > {mem_cap_mb:.0f}", o.seconds)
+            peak_before, summary.peak_rss_mb = summary.peak_rss_mb, rss_mb()
+            grew = memory_verdict(peak_before, summary.peak_rss_mb, mem_cap_mb)
+            if grew and o.kind in ("accepted", "rejected"):
+                o = Outcome("memory", o.status, grew, o.seconds)
             kind = {"traceback": "tracebacks", "hang": "hangs", "memory": "memory", "bad-exit": "bad_exits",
                     "unescaped": "unescaped"}.get(o.kind, o.kind)
             setattr(summary, kind, getattr(summary, kind) + 1)

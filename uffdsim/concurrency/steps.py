@@ -93,7 +93,12 @@ def zap_pte_range(s: State, pages: range) -> tuple[State, str]:
             continue
         value = s.frames[pte.frame].value
         s = s.with_pte("src", p, None).release_if_unused(pte.frame)
-        parts.append(f"src[{p}] cleared (f{pte.frame}, value {value}, {_fate(s, pte.frame)})")
+        fate = _fate(s, pte.frame)
+        if fate == "freed":
+            # zap_pte_range() only gathers the page; the mmu_gather frees it after the TLB flush,
+            # in tlb_finish_mmu() at the end of the madvise() call (6.18)
+            fate = "freed by tlb_finish_mmu() after the TLB flush, in the same call"
+        parts.append(f"src[{p}] cleared (f{pte.frame}, value {value}, {fate})")
     span = f"src[{pages.start}]" if len(pages) == 1 else f"src[{pages.start}..{pages.stop - 1}]"
     return s, f"MADV_DONTNEED {span}: zap_pte_range: " + "; ".join(parts)
 
@@ -103,7 +108,7 @@ def _not_movable(f: Frame) -> str | None:
     if not f.exclusive:
         return "is not PageAnonExclusive (COW-shared with the fork child)"
     if f.pinned:
-        return "is pinned (folio_maybe_dma_pinned: a long-term pin)"
+        return "is pinned (folio_maybe_dma_pinned: any FOLL_PIN pin, long-term or not)"
     return None
 
 
