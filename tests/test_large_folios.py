@@ -253,6 +253,21 @@ def test_reproducer_shows_the_spin_on_6_18(tmp_path: Path) -> None:
         assert run.returncode == 0 and "NOT REPRODUCED" in run.stdout, run.stdout
 
 
+def test_a_refused_split_is_ebusy_at_once_not_retried(tmp_path: Path) -> None:
+    """One MOVE out of a referenced THP makes one refused split and answers EBUSY (the stable fix that
+    turns split_folio()'s -EAGAIN into -EBUSY; without it the ioctl retries and never returns);
+    after the unref it moves."""
+    exe = compile_c(ROOT / "book" / "examples" / "uffd_move_split_refused.c", tmp_path / "uffd_move_split_refused")
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+    if run.returncode == 77:
+        pytest.skip(run.stdout.strip())
+    assert run.returncode == 0 and "RESULT: 3 of 3 moves EBUSY" in run.stdout, run.stdout
+    tries = [line for line in run.stdout.splitlines() if "in a pipe, try" in line]
+    added = [int(line.rsplit("+", 1)[1]) for line in tries]
+    assert len(added) == 3 and min(added) == 1, run.stdout     # machine-wide counters: never less
+    assert "pipe closed:" in run.stdout and " ok " in run.stdout.split("pipe closed:")[1], run.stdout
+
+
 # -- what the mTHP fuzzer found (each failed before its fix) ---------------------------------------
 
 def test_free_of_part_of_a_shared_folio_neither_splits_nor_frees() -> None:

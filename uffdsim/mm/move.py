@@ -222,9 +222,12 @@ def move_pages_ptes(machine: "Machine", mm: "MM", dst_vma: VMA, src_vma: VMA, ds
                 if split_large_folio(machine, [p.mm for p in machine.live_processes()], folio, remap_zero=True) is None:
                     why = ("is pinned" if folio.pincount else "has an extra reference" if folio.refs
                            else "is mapped by a PMD")
-                    # can_split_folio() fails; 6.18 answers EBUSY at once and leaves the folio whole
-                    # (measured: no -EAGAIN retry is visible, see uffd_move_eagain_retry.c)
-                    trail.end(f"split_folio() refused: large folio {why} -> EBUSY")
+                    # split_folio() refuses with -EAGAIN; a 2026 stable fix ("userfaultfd: fix UFFDIO_MOVE
+                    # livelock on large folio with extra references", 6.12.118; this 6.18.44 has it) turns
+                    # that into -EBUSY where the split is called ("do not retry, extra refs may be held
+                    # forever").  Without it (6.8 to 6.18 as released) move_pages() retries the -EAGAIN
+                    # until the reference goes: a livelock the model does not reproduce.
+                    trail.end(f"split_folio() refused: large folio {why}; its -EAGAIN is not retried -> EBUSY")
                     return -E.EBUSY
                 continue
             return move_present_ptes(machine, mm, dst_vma, dst_addr, src_addr, length)
