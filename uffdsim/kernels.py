@@ -32,6 +32,8 @@ class Change:
     after: str
     scenario: str                #: the corpus scenario that shows the difference
     observed: str                #: where the difference was seen on real kernels
+    #: what the table shows in place of ``since`` ("6.18 and later", a stable fix's releases); "" for ``since``
+    label: str = ""
 
 
 CHANGES: dict[str, Change] = {c.key: c for c in (
@@ -63,7 +65,8 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
            "moved but missing from the count, EEXIST on their own destination; with ALLOW_SRC_HOLES "
            "a hole makes the ioctl spin until a fatal signal)",
            "mthp-move-whole-folio-splits",
-           "6.18 (uffd_move_eagain_retry.c reproduces both); a race, so no scenario shows it"),
+           "6.18 (uffd_move_eagain_retry.c reproduces both); still in a mid-2026 mainline tree; a race, so "
+           "no scenario shows it", label="6.18 and later"),
     Change("move_zeropage", (6, 9), "eb1521dad8f3 userfaultfd: handle zeropage moves by UFFDIO_MOVE",
            "a zero-page source (small or huge) gives EBUSY", "the zero page moves (the destination maps it)",
            "zero-page-move", "modelled only (6.8 cannot be booted here)"),
@@ -112,6 +115,23 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
            "an early EAGAIN (mmap_changing on entry) leaves the move/copy/zeropage field unwritten",
            "the field gets -EAGAIN", "mmap-changing-remove-event",
            "lab: 6.12.118 already writes -EAGAIN (stable backport; the 6.12 profile carries it)"),
+)}
+
+#: behaviour changes of real kernels that no profile switches: the model answers as the fixed kernel on
+#: every profile (A2 lists them with :data:`CHANGES`)
+UNMODELLED: dict[str, Change] = {c.key: c for c in (
+    Change("split_ebusy", (6, 18),
+           "userfaultfd: fix UFFDIO_MOVE livelock on large folio with extra references (2026 stable fix; "
+           "hash not verified here; not found in the mainline trees read, up to one of mid-2026)",
+           "a move that must split a large folio holding an extra ordinary reference: split_folio()'s "
+           "-EAGAIN goes back to move_pages(), which retries the same page while the reference is held "
+           "(a livelock, ended only by a fatal signal); 6.8 to 6.18 as released and older stable updates",
+           "move_pages_ptes() turns the split's -EAGAIN into -EBUSY: the move fails with EBUSY at once "
+           "(a pin gives EBUSY before any split on every version: folio_maybe_dma_pinned())",
+           "mthp-ref-ebusy",
+           "6.12.118 (lab) and this machine's 6.18.44 give EBUSY at once (mthp-ref-ebusy); the simulator "
+           "answers EBUSY on every profile and does not model the livelock",
+           label="2026 stable (6.12.118, 6.18.44)"),
 )}
 
 #: the config switches a profile carries, and what each changes
