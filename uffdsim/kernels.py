@@ -123,11 +123,13 @@ UNMODELLED: dict[str, Change] = {c.key: c for c in (
     Change("split_ebusy", (6, 18),
            "userfaultfd: fix UFFDIO_MOVE livelock on large folio with extra references (2026 stable fix; "
            "hash not verified here; not found in the mainline trees read, up to one of mid-2026)",
-           "a move that must split a large folio holding an extra ordinary reference: split_folio()'s "
-           "-EAGAIN goes back to move_pages(), which retries the same page while the reference is held "
-           "(a livelock, ended only by a fatal signal); 6.8 to 6.18 as released and older stable updates",
+           "a move that must split a PTE-mapped large folio holding an extra reference (an ordinary one, "
+           "or a pin: move_pages_ptes() checks no pin before the split): split_folio()'s -EAGAIN goes back "
+           "to move_pages(), which retries the same page while the reference is held (a livelock, ended "
+           "only by a fatal signal); 6.8 to 6.18 as released and older stable updates",
            "move_pages_ptes() turns the split's -EAGAIN into -EBUSY: the move fails with EBUSY at once "
-           "(a pin gives EBUSY before any split on every version: folio_maybe_dma_pinned())",
+           "(mthp-pin-ebusy for a pin; a pinned small folio, or a THP moved whole as a PMD, is refused by "
+           "folio_maybe_dma_pinned() with EBUSY on every version)",
            "mthp-ref-ebusy",
            "6.12.118 (lab) and this machine's 6.18.44 give EBUSY at once (mthp-ref-ebusy); the simulator "
            "answers EBUSY on every profile and does not model the livelock",
