@@ -71,7 +71,9 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
            "a zero-page source (small or huge) gives EBUSY", "the zero page moves (the destination maps it)",
            "zero-page-move", "modelled only (6.8 cannot be booted here)"),
     Change("move_enoent", (6, 9), "867a43a34ff8 userfaultfd: use per-vma locks in userfaultfd operations",
-           "no VMA at dst or src gives EINVAL", "no VMA gives ENOENT", "vma-src-unmapped",
+           "no VMA at dst_start or src_start gives EINVAL",
+           "it gives ENOENT (a range running past the end of its VMA is still EINVAL: vma-src-crosses-vma-end)",
+           "vma-src-unmapped",
            "modelled only (6.8 cannot be booted here)"),
     Change("mmap_changing_eagain", (6, 9),
            "userfaultfd: fix return error if mmap_changing is non-zero in MOVE ioctl (Lokesh Gidra, "
