@@ -12,7 +12,9 @@
  *       EBUSY             (the first page is pinned or not exclusive, e.g. COW-shared with a
  *                          forked child or merged by KSM, or it belongs to a huge page that
  *                          must be split while another page of it is referenced elsewhere,
- *                          e.g. by a pipe after vmsplice(); the errno does not say which.  Only
+ *                          e.g. by a pipe after vmsplice(), on kernels with the 2026 stable
+ *                          fix for that case (without it, 6.8 and later retry inside the call
+ *                          while the reference is held: chapter 4); the errno does not say which.  Only
  *                          the caller knows its pins: a page it pinned (io_uring fixed buffer,
  *                          RDMA, vfio) must not be copied and zapped, because the device keeps
  *                          the old frame.  This program pins nothing, so it falls back to

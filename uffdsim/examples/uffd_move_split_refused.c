@@ -8,7 +8,10 @@
  * (6.8 to 6.18 as released); a stable fix of 2026 ("userfaultfd: fix UFFDIO_MOVE livelock on
  * large folio with extra references", in 6.12.118) turns it into -EBUSY where the split is called.
  * The number of split attempts one ioctl makes tells which kernel this is: one attempt and EBUSY
- * with the fix; without it, attempt after attempt until the alarm below ends the program.
+ * with the fix; without it, attempt after attempt.  The loop in move_pages() ends only on a fatal
+ * signal (fatal_signal_pending()): a SIGALRM with a handler would never interrupt it.  So a
+ * watchdog process, forked before anything is mapped, SIGKILLs this one when a move has not
+ * returned within 10 s, and prints the RESULT line itself.
  *
  * The kernel counts every refused split of a PMD-size folio twice over: thp_split_page_failed
  * in /proc/vmstat and split_failed in
@@ -38,6 +41,7 @@
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <poll.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -107,14 +111,43 @@ static int is_thp(char *addr)
 	return kb >= (long)(HUGE >> 10);
 }
 
-static void alarm_handler(int sig)
-{
-	static const char msg[] = "RESULT: the move did not return within 10 s (an -EAGAIN retry loop)\n";
+/* The watchdog's end of a pipe: one byte per move that returned; EOF when the program is done. */
+static int heartbeat = -1;
 
-	(void)sig;
-	if (write(1, msg, sizeof(msg) - 1) < 0)
-		_exit(1);
-	_exit(1);
+/*
+ * Fork the watchdog (before any memory of interest is mapped, so it shares no page).  It waits
+ * for a heartbeat at most 10 s at a time; on a timeout the move is stuck in the kernel, which
+ * only a fatal signal ends: it says so and sends SIGKILL.
+ */
+static int start_watchdog(void)
+{
+	pid_t parent = getpid(), pid;
+	int fds[2];
+
+	if (pipe(fds))
+		return -1;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		struct pollfd pfd = { .fd = fds[0], .events = POLLIN };
+		char c;
+
+		close(fds[1]);
+		for (;;) {
+			if (poll(&pfd, 1, 10000) == 0) {
+				printf("RESULT: the move did not return within 10 s (an -EAGAIN retry loop); "
+				       "SIGKILL ended it\n");
+				kill(parent, SIGKILL);
+				_exit(1);
+			}
+			if (read(fds[0], &c, 1) <= 0)
+				_exit(0);
+		}
+	}
+	close(fds[0]);
+	heartbeat = fds[1];
+	return 0;
 }
 
 /* One UFFDIO_MOVE of page 0: prints the outcome, the time and the refused splits it added. */
@@ -125,11 +158,13 @@ static int move_once(int uffd, char *dst, char *src, const char *label)
 	long before = refused(), after;
 	int rc, err;
 
+	if (write(heartbeat, "m", 1) != 1)
+		return -EIO;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	alarm(10);
 	rc = ioctl(uffd, UFFDIO_MOVE, &mv);
 	err = errno;
-	alarm(0);
+	if (write(heartbeat, "r", 1) != 1)
+		return -EIO;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	after = refused();
 	printf("%-24s %-6s move=%-6lld %7.3f ms, refused splits: +%ld\n", label,
@@ -146,8 +181,13 @@ int main(void)
 	int pipefd[2], uffd, i, busy = 0;
 	char *raw, *src, *dst;
 
+	setvbuf(stdout, NULL, _IONBF, 0);	/* a SIGKILL must not swallow what was printed */
 	if (refused() < 0) {
 		printf("SKIP: no refused-split counter (no THP statistics here)\n");
+		return 77;
+	}
+	if (start_watchdog()) {
+		printf("SKIP: no watchdog process: %s\n", strerror(errno));
 		return 77;
 	}
 	raw = mmap(NULL, 2 * HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -184,7 +224,6 @@ int main(void)
 		printf("SKIP: vmsplice: %s\n", strerror(errno));
 		return 77;
 	}
-	signal(SIGALRM, alarm_handler);
 	for (i = 1; i <= 3; i++) {
 		char label[32];
 
@@ -195,5 +234,6 @@ int main(void)
 	close(pipefd[1]);
 	move_once(uffd, dst, src, "pipe closed:");
 	printf("RESULT: %d of 3 moves EBUSY with the reference held\n", busy);
+	close(heartbeat);		/* EOF: the watchdog exits */
 	return 0;
 }
