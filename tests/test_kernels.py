@@ -240,3 +240,26 @@ def test_lab_rows_say_how_many_scenarios_the_timed_run_ran() -> None:
     header, rows = lab_rows({"6.12 (lab)": doc, "6.1 (lab)": full})
     col = header.index("last run")
     assert header.index("boot s") > col and rows[0][col] == 1 and rows[1][col] == 264
+
+
+def test_split_refusal_stable_fix_is_listed_and_ebusy_on_every_profile() -> None:
+    """A2 lists the 2026 stable fix (split_folio()'s -EAGAIN becomes EBUSY) with its releases; the
+    model answers EBUSY on every profile with MOVE and switches nothing for it (no livelock)."""
+    from uffdsim.kernel_compare import changes_rows
+    c = K.UNMODELLED["split_ebusy"]
+    assert c.key not in K.CHANGES and (corpus_dir() / f"{c.scenario}.yaml").exists()
+    header, rows = changes_rows()
+    row = dict(zip(header, next(r for r in rows if r[1] == "split_ebusy")))
+    assert "6.12.118" in row["since"] and "6.18.44" in row["since"]
+    assert "livelock" in row["before"] and "EBUSY" in row["after"]
+    assert "does not model the livelock" in row["observed"]
+    for name, prof in K.PROFILES.items():
+        if prof.has("move"):
+            assert step(run("mthp-ref-ebusy", prof), 7)["errno"] == "EBUSY", name
+
+
+def test_the_618_retry_defect_row_says_and_later() -> None:
+    from uffdsim.kernel_compare import changes_rows
+    header, rows = changes_rows()
+    row = dict(zip(header, next(r for r in rows if r[1] == "move_batch")))
+    assert row["since"] == "6.18 and later"

@@ -14,7 +14,7 @@ Quick tour::
 """
 from .argcheck import ArgTypeError, ArgValueError
 from .errors import UffdError, errno_name, errno_value
-from .kernels import CHANGES, PROFILES, KernelProfile, get_profile
+from .kernels import CHANGES, PROFILES, UNMODELLED, KernelProfile, get_profile
 from .mm.folio import HPAGE_PMD_NR, HPAGE_PMD_SIZE, PAGE_SIZE, Folio
 from .mm.machine import FaultBlocked, Machine, MachineConfig, Segv, Thread
 from .mm.process import PageView, Process
@@ -30,5 +30,5 @@ __all__ = [
     "errno_name", "errno_value", "PAGE_SIZE", "HPAGE_PMD_SIZE", "HPAGE_PMD_NR",
     "move_range", "MoveReport", "MoveRangeError", "copy_then_dontneed", "copy_unless_pinned",
     "ArgTypeError", "ArgValueError",
-    "KernelProfile", "PROFILES", "CHANGES", "get_profile",
+    "KernelProfile", "PROFILES", "CHANGES", "UNMODELLED", "get_profile",
 ]

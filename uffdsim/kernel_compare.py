@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from .kernels import CHANGES, CONFIG_SWITCHES, PROFILES, KernelProfile, get_profile, matches
+from .kernels import CHANGES, CONFIG_SWITCHES, PROFILES, UNMODELLED, KernelProfile, get_profile, matches
 from .resources import corpus_dir, data_file
 from .runner import finish
 from .scenario import Scenario, load_scenario
@@ -61,8 +61,8 @@ def profile_rows() -> tuple[list[str], list[list[Any]]]:
 
 def changes_rows() -> tuple[list[str], list[list[Any]]]:
     header = ["since", "change", "before", "after", "commit", "scenario", "observed"]
-    rows = [[".".join(map(str, c.since)), c.key, c.before, c.after, c.commit, c.scenario, c.observed]
-            for c in sorted(CHANGES.values(), key=lambda c: c.since)]
+    rows = [[c.label or ".".join(map(str, c.since)), c.key, c.before, c.after, c.commit, c.scenario, c.observed]
+            for c in sorted([*CHANGES.values(), *UNMODELLED.values()], key=lambda c: c.since)]
     rows.append(["6.14 (config)", "pt_reclaim", "DONTNEED leaves an emptied page table in place",
                  "a DONTNEED whose range covers a page table's whole 2 MiB-aligned span frees the emptied "
                  "table; one that empties a table without covering its "

@@ -32,6 +32,8 @@ class Change:
     after: str
     scenario: str                #: the corpus scenario that shows the difference
     observed: str                #: where the difference was seen on real kernels
+    #: what the table shows in place of ``since`` ("6.18 and later", a stable fix's releases); "" for ``since``
+    label: str = ""
 
 
 CHANGES: dict[str, Change] = {c.key: c for c in (
@@ -63,12 +65,15 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
            "moved but missing from the count, EEXIST on their own destination; with ALLOW_SRC_HOLES "
            "a hole makes the ioctl spin until a fatal signal)",
            "mthp-move-whole-folio-splits",
-           "6.18 (uffd_move_eagain_retry.c reproduces both); a race, so no scenario shows it"),
+           "6.18 (uffd_move_eagain_retry.c reproduces both); still in a mid-2026 mainline tree; a race, so "
+           "no scenario shows it", label="6.18 and later"),
     Change("move_zeropage", (6, 9), "eb1521dad8f3 userfaultfd: handle zeropage moves by UFFDIO_MOVE",
            "a zero-page source (small or huge) gives EBUSY", "the zero page moves (the destination maps it)",
            "zero-page-move", "modelled only (6.8 cannot be booted here)"),
     Change("move_enoent", (6, 9), "867a43a34ff8 userfaultfd: use per-vma locks in userfaultfd operations",
-           "no VMA at dst or src gives EINVAL", "no VMA gives ENOENT", "vma-src-unmapped",
+           "no VMA at dst_start or src_start gives EINVAL",
+           "it gives ENOENT (a range running past the end of its VMA is still EINVAL: vma-src-crosses-vma-end)",
+           "vma-src-unmapped",
            "modelled only (6.8 cannot be booted here)"),
     Change("mmap_changing_eagain", (6, 9),
            "userfaultfd: fix return error if mmap_changing is non-zero in MOVE ioctl (Lokesh Gidra, "
@@ -112,6 +117,25 @@ CHANGES: dict[str, Change] = {c.key: c for c in (
            "an early EAGAIN (mmap_changing on entry) leaves the move/copy/zeropage field unwritten",
            "the field gets -EAGAIN", "mmap-changing-remove-event",
            "lab: 6.12.118 already writes -EAGAIN (stable backport; the 6.12 profile carries it)"),
+)}
+
+#: behaviour changes of real kernels that no profile switches: the model answers as the fixed kernel on
+#: every profile (A2 lists them with :data:`CHANGES`)
+UNMODELLED: dict[str, Change] = {c.key: c for c in (
+    Change("split_ebusy", (6, 18),
+           "userfaultfd: fix UFFDIO_MOVE livelock on large folio with extra references (2026 stable fix; "
+           "hash not verified here; not found in the mainline trees read, up to one of mid-2026)",
+           "a move that must split a PTE-mapped large folio holding an extra reference (an ordinary one, "
+           "or a pin: move_pages_ptes() checks no pin before the split): split_folio()'s -EAGAIN goes back "
+           "to move_pages(), which retries the same page while the reference is held (a livelock, ended "
+           "only by a fatal signal); 6.8 to 6.18 as released and older stable updates",
+           "move_pages_ptes() turns the split's -EAGAIN into -EBUSY: the move fails with EBUSY at once "
+           "(mthp-pin-ebusy for a pin; a pinned small folio, or a THP moved whole as a PMD, is refused by "
+           "folio_maybe_dma_pinned() with EBUSY on every version)",
+           "mthp-ref-ebusy",
+           "6.12.118 (lab) and this machine's 6.18.44 give EBUSY at once (mthp-ref-ebusy); the simulator "
+           "answers EBUSY on every profile and does not model the livelock",
+           label="2026 stable (6.12.118, 6.18.44)"),
 )}
 
 #: the config switches a profile carries, and what each changes
