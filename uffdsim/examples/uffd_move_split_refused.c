@@ -11,7 +11,8 @@
  * with the fix; without it, attempt after attempt.  The loop in move_pages() ends only on a fatal
  * signal (fatal_signal_pending()): a SIGALRM with a handler would never interrupt it.  So a
  * watchdog process, forked before anything is mapped, SIGKILLs this one when a move has not
- * returned within 10 s, and prints the RESULT line itself.
+ * returned within 10 s, and prints the RESULT line itself, with the refused splits counted
+ * since the stuck move began (machine-wide, like every count here).
  *
  * The kernel counts every refused split of a PMD-size folio twice over: thp_split_page_failed
  * in /proc/vmstat and split_failed in
@@ -131,18 +132,24 @@ static int start_watchdog(void)
 		return -1;
 	if (pid == 0) {
 		struct pollfd pfd = { .fd = fds[0], .events = POLLIN };
+		long start = 0;
 		char c;
 
 		close(fds[1]);
 		for (;;) {
 			if (poll(&pfd, 1, 10000) == 0) {
-				printf("RESULT: the move did not return within 10 s (an -EAGAIN retry loop); "
-				       "SIGKILL ended it\n");
+				/* read before the kill: the loop is still running */
+				long attempts = refused() - start;
+
 				kill(parent, SIGKILL);
+				printf("RESULT: the move did not return within 10 s, after about %ld refused "
+				       "splits (an -EAGAIN retry loop); SIGKILL ended it\n", attempts);
 				_exit(1);
 			}
 			if (read(fds[0], &c, 1) <= 0)
 				_exit(0);
+			if (c == 'm')
+				start = refused();
 		}
 	}
 	close(fds[0]);
