@@ -126,10 +126,11 @@ UNMODELLED: dict[str, Change] = {c.key: c for c in (
            "userfaultfd: fix UFFDIO_MOVE livelock on large folio with extra references (2026 stable fix; "
            "hash not verified here; not found in the mainline trees read, up to one of mid-2026)",
            "a move that must split a PTE-mapped large folio holding an extra reference (an ordinary one, "
-           "or a pin: move_pages_ptes() checks no pin before the split): split_folio()'s -EAGAIN goes back "
-           "to move_pages(), which retries the same page while the reference is held (a livelock, ended "
-           "only by a fatal signal); 6.8 to 6.18 as released and older stable updates",
-           "move_pages_ptes() turns the split's -EAGAIN into -EBUSY: the move fails with EBUSY at once "
+           "or a pin: move_pages_pte(), move_pages_ptes() from 6.18, checks no pin before the split): "
+           "split_folio()'s -EAGAIN goes back to move_pages(), which retries the same page while the "
+           "reference is held (a livelock, ended only by a fatal signal); 6.8 to 6.18 as released and older stable updates",
+           "move_pages_pte() (move_pages_ptes() on 6.18) turns the split's -EAGAIN into -EBUSY: the move "
+           "fails with EBUSY at once "
            "(mthp-pin-ebusy for a pin; a pinned small folio, or a THP moved whole as a PMD, is refused by "
            "folio_maybe_dma_pinned() with EBUSY on every version)",
            "mthp-ref-ebusy",
