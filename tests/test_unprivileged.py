@@ -217,7 +217,6 @@ def test_doctor_says_which_userfaultfd_is_in_use(nobody: Nobody, doctor: dict) -
     assert f"kernel backend: usable via {doctor['kernel_backend']['uffd']}" in text
 
 
-@pytest.mark.kernel
 def _without_the_real_size_port(stage: Path) -> list[str]:
     """The corpus but peer-kselftest-move: its 8,192 threads take about 6 minutes on the kernel,
     which the root run (test_conform) already spends; as nobody most of its page fields are hidden."""
@@ -227,6 +226,7 @@ def _without_the_real_size_port(stage: Path) -> list[str]:
     return files
 
 
+@pytest.mark.kernel
 def test_unprivileged_conform_checks_most_of_the_corpus(nobody: Nobody, doctor: dict) -> None:
     done = nobody.run("-m", "uffdsim", "conform", "--quiet", *_without_the_real_size_port(nobody.stage))
     lines = done.stdout.splitlines()
